@@ -1,0 +1,353 @@
+//! `keyringrs`: the command-line face of libkeyring (DESIGN.md "CLI contract"). Thin: parse,
+//! read passwords and secrets, call the library, print, map errors to exit codes.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use libkeyring::keyring::Keyring;
+use libkeyring::{Error, KdfParams, Scope, Store, UnlockOptions};
+use zeroize::Zeroizing;
+
+/// Login-unlocked encrypted secret store.
+///
+/// Secrets are encrypted on disk and readable only while this session holds the store's key in
+/// the kernel session keyring (put there at login by pam_keyringrs, or by `keyringrs unlock`).
+///
+/// Exit codes: 0 ok, 1 other error, 2 usage, 3 locked, 4 no such entry, 5 wrong password,
+/// 6 no store, 7 corrupt store, 8 access denied, 9 quota or disk full.
+#[derive(Parser, Debug)]
+#[command(name = "keyringrs", version, about, long_about)]
+struct Cli {
+    /// Store directory [default: $XDG_DATA_HOME/keyringrs or ~/.local/share/keyringrs]
+    #[arg(long, global = true, env = "KEYRINGRS_STORE", value_name = "PATH")]
+    store: Option<PathBuf>,
+
+    /// Argon2id memory in KiB for new or upgraded keyslots [default: 65536]
+    #[arg(long, global = true, env = "KEYRINGRS_KDF_MEMORY", value_name = "KIB")]
+    kdf_memory: Option<u32>,
+
+    /// Argon2id iterations for new or upgraded keyslots [default: 3]
+    #[arg(long, global = true, env = "KEYRINGRS_KDF_TIME", value_name = "N")]
+    kdf_time: Option<u32>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a store (asks for the password twice on a tty) and leave it unlocked
+    Init {
+        /// Read the password as one line from stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Unlock the store for this session (checks the password even if already unlocked)
+    Unlock {
+        /// Read the password as one line from stdin
+        #[arg(long)]
+        password_stdin: bool,
+        /// Lock again automatically after SECS seconds
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u32>,
+        /// Where the key goes: session (@s, default) or user (@u, shared by all your processes)
+        #[arg(long, value_enum, default_value = "session")]
+        scope: ScopeArg,
+    },
+    /// Lock the store (the key is invalidated; locking a locked store succeeds)
+    Lock,
+    /// Show store path, id, locked/unlocked, and the entry count if unlocked
+    Status,
+    /// Store a secret read from stdin (one trailing newline stripped unless --raw)
+    Set {
+        service: String,
+        username: String,
+        /// Keep stdin bytes exactly
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Print a secret exactly (plus a newline only when stdout is a tty)
+    Get { service: String, username: String },
+    /// Delete an entry
+    Delete { service: String, username: String },
+    /// List entries as SERVICE<TAB>USERNAME lines (\\, tab and newline escaped)
+    List,
+    /// Change the password: old, then new (with --password-stdin: two lines)
+    Passwd {
+        /// Read old and new password as two lines from stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ScopeArg {
+    Session,
+    User,
+}
+
+/// A failure with its exit code, printed as one `keyringrs: ` line.
+struct Failure(i32, String);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure(e.kind().exit_code(), e.to_string())
+    }
+}
+
+fn fail(msg: impl Into<String>) -> Failure {
+    Failure(1, msg.into())
+}
+
+type Outcome = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    harden_process();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, msg)) => {
+            let one_line = msg.replace(['\n', '\r'], " ");
+            eprintln!("keyringrs: {one_line}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+/// No core dumps or ptrace by other same-uid processes while secrets are in our memory.
+#[allow(unsafe_code)]
+fn harden_process() {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes integer arguments and only changes this process.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
+fn warn(msg: &str) {
+    eprintln!("keyringrs: warning: {msg}");
+}
+
+fn run(cli: Cli) -> Outcome {
+    let path = match cli.store.clone() {
+        Some(p) => p,
+        None => libkeyring::default_path()?,
+    };
+    let kdf = kdf_params(&cli)?;
+    match cli.command {
+        Command::Init { password_stdin } => {
+            let pw = if password_stdin {
+                read_stdin_lines(1)?.remove(0)
+            } else {
+                prompt_new("New store password: ")?
+            };
+            if pw.is_empty() {
+                return Err(fail("refusing an empty password"));
+            }
+            let opts = UnlockOptions {
+                kdf,
+                ..Default::default()
+            };
+            let store = Store::init(&path, &pw, &opts)?;
+            warn_if_shared_session();
+            println!("created store {} at {}", store.id(), store.path().display());
+            Ok(())
+        }
+        Command::Unlock {
+            password_stdin,
+            timeout,
+            scope,
+        } => {
+            let store = Store::open(&path)?;
+            let pw = if password_stdin {
+                read_stdin_lines(1)?.remove(0)
+            } else {
+                prompt("Store password: ")?
+            };
+            let scope = match scope {
+                ScopeArg::Session => Scope::Session,
+                ScopeArg::User => Scope::User,
+            };
+            let report = store.unlock(
+                &pw,
+                &UnlockOptions {
+                    kdf,
+                    scope,
+                    timeout,
+                },
+            )?;
+            if let Some(w) = report.warning {
+                warn(&w);
+            }
+            if scope == Scope::Session {
+                warn_if_shared_session();
+            }
+            Ok(())
+        }
+        Command::Lock => {
+            Store::open(&path)?.lock()?;
+            Ok(())
+        }
+        Command::Status => {
+            let st = Store::open(&path)?.status()?;
+            println!("store:   {}", st.path.display());
+            println!("id:      {}", st.id);
+            println!("state:   {}", if st.locked { "locked" } else { "unlocked" });
+            if let Some(n) = st.entries {
+                println!("entries: {n}");
+            }
+            Ok(())
+        }
+        Command::Set {
+            service,
+            username,
+            raw,
+        } => {
+            let store = Store::open(&path)?;
+            // Fail before reading the secret if the store is locked.
+            if store.is_locked()? {
+                return Err(Error::Locked.into());
+            }
+            let secret = read_secret(raw)?;
+            store.set(&service, &username, &secret)?;
+            Ok(())
+        }
+        Command::Get { service, username } => {
+            let secret = Store::open(&path)?.get(&service, &username)?;
+            let mut out = std::io::stdout().lock();
+            let tty = std::io::stdout().is_terminal();
+            out.write_all(&secret)
+                .and_then(|()| if tty { out.write_all(b"\n") } else { Ok(()) })
+                .and_then(|()| out.flush())
+                .map_err(|e| fail(format!("write to stdout: {e}")))
+        }
+        Command::Delete { service, username } => {
+            Store::open(&path)?.delete(&service, &username)?;
+            Ok(())
+        }
+        Command::List => {
+            let mut out = std::io::stdout().lock();
+            for (s, u) in Store::open(&path)?.list()? {
+                writeln!(out, "{}\t{}", escape(&s), escape(&u))
+                    .map_err(|e| fail(format!("write to stdout: {e}")))?;
+            }
+            Ok(())
+        }
+        Command::Passwd { password_stdin } => {
+            let store = Store::open(&path)?;
+            let (old, new) = if password_stdin {
+                let mut lines = read_stdin_lines(2)?;
+                let new = lines.remove(1);
+                (lines.remove(0), new)
+            } else {
+                (
+                    prompt("Current store password: ")?,
+                    prompt_new("New store password: ")?,
+                )
+            };
+            if new.is_empty() {
+                return Err(fail("refusing an empty password"));
+            }
+            store.passwd(&old, &new, kdf)?;
+            Ok(())
+        }
+    }
+}
+
+fn kdf_params(cli: &Cli) -> Result<KdfParams, Failure> {
+    let d = KdfParams::DEFAULT;
+    Ok(KdfParams::new(
+        cli.kdf_memory.unwrap_or(d.memory_kib()),
+        cli.kdf_time.unwrap_or(d.time()),
+        d.lanes(),
+    )?)
+}
+
+/// `\`, tab and newline escaped so every entry is one unambiguous line.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+}
+
+/// The session keyring is the `_uid_ses.N` fallback: there was no pam_keyinit for this login.
+fn warn_if_shared_session() {
+    if let Ok(d) = Keyring::Session.describe() {
+        if d.description.starts_with("_uid_ses.") {
+            warn("this process has no session keyring of its own (no pam_keyinit); the key is visible to all your processes that lack one");
+        }
+    }
+}
+
+fn strip_newline(mut v: Vec<u8>) -> Vec<u8> {
+    if v.last() == Some(&b'\n') {
+        v.pop();
+        if v.last() == Some(&b'\r') {
+            v.pop();
+        }
+    }
+    v
+}
+
+/// Read exactly `n` lines (passwords) from stdin; the last may lack its newline.
+fn read_stdin_lines(n: usize) -> Result<Vec<Zeroizing<Vec<u8>>>, Failure> {
+    let mut all = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .lock()
+        .take(64 * 1024)
+        .read_to_end(&mut all)
+        .map_err(|e| fail(format!("read password from stdin: {e}")))?;
+    let mut lines: Vec<Zeroizing<Vec<u8>>> = all
+        .split_inclusive(|&b| b == b'\n')
+        .map(|l| Zeroizing::new(strip_newline(l.to_vec())))
+        .collect();
+    if lines.len() < n {
+        return Err(fail(format!(
+            "expected {n} password line(s) on stdin, got {}",
+            lines.len()
+        )));
+    }
+    lines.truncate(n);
+    Ok(lines)
+}
+
+fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(fail(
+            "no terminal to ask for the password: use --password-stdin",
+        ));
+    }
+    rpassword::prompt_password(text)
+        .map(|s| Zeroizing::new(s.into_bytes()))
+        .map_err(|e| fail(format!("read password: {e}")))
+}
+
+fn prompt_new(text: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let a = prompt(text)?;
+    let b = prompt("Repeat the password: ")?;
+    if a != b {
+        return Err(fail("the passwords do not match"));
+    }
+    Ok(a)
+}
+
+/// The secret for `set`: from stdin (a prompt without echo on a tty).
+fn read_secret(raw: bool) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    if std::io::stdin().is_terminal() {
+        return prompt("Secret: ");
+    }
+    let cap = libkeyring::format::MAX_SECRET_LEN as u64;
+    let mut buf = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .lock()
+        .take(cap + 2)
+        .read_to_end(&mut buf)
+        .map_err(|e| fail(format!("read secret from stdin: {e}")))?;
+    if !raw {
+        let stripped = strip_newline(std::mem::take(&mut *buf));
+        *buf = stripped;
+    }
+    if buf.len() as u64 > cap {
+        return Err(Error::InvalidInput(format!("secret longer than {cap} bytes")).into());
+    }
+    Ok(buf)
+}

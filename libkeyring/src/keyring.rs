@@ -1,0 +1,143 @@
+//! The typed kernel keyring layer: keyrings and keys as small values, with the operations the
+//! store and the tools need. All system calls and errno mapping live in `sys::keyctl`.
+
+use zeroize::Zeroizing;
+
+use crate::error::Result;
+use crate::sys::keyctl;
+
+/// A keyring to add to or search from: one of the special keyrings, or one by serial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyring {
+    /// `@t`: this thread's keyring.
+    Thread,
+    /// `@p`: this process's keyring.
+    Process,
+    /// `@s`: the session keyring (what pam_keyinit gives each login).
+    Session,
+    /// `@u`: the user keyring, shared by all of the user's processes.
+    User,
+    /// `@us`: the user-session keyring, the fallback session keyring.
+    UserSession,
+    /// A keyring by serial (e.g. the persistent keyring from [`persistent_keyring`]).
+    Id(KeySerial),
+}
+
+impl Keyring {
+    fn raw(self) -> i32 {
+        match self {
+            Keyring::Thread => libc::KEY_SPEC_THREAD_KEYRING,
+            Keyring::Process => libc::KEY_SPEC_PROCESS_KEYRING,
+            Keyring::Session => libc::KEY_SPEC_SESSION_KEYRING,
+            Keyring::User => libc::KEY_SPEC_USER_KEYRING,
+            Keyring::UserSession => libc::KEY_SPEC_USER_SESSION_KEYRING,
+            Keyring::Id(s) => s.0,
+        }
+    }
+
+    /// The keyring's serial; with `create`, special keyrings are created if missing.
+    pub fn serial(self, create: bool) -> Result<KeySerial> {
+        keyctl::keyring_id(self.raw(), create).map(KeySerial)
+    }
+
+    /// Add a `user` key (or update the one with the same description in this keyring).
+    pub fn add(self, description: &str, payload: &[u8]) -> Result<KeySerial> {
+        keyctl::add_user_key(description, payload, self.raw()).map(KeySerial)
+    }
+
+    /// Search this keyring and the keyrings linked below it for a `user` key.
+    pub fn search(self, description: &str) -> Result<KeySerial> {
+        keyctl::search_user_key(self.raw(), description).map(KeySerial)
+    }
+
+    /// This keyring's attributes (e.g. to tell `_ses` from the `_uid_ses.N` fallback).
+    pub fn describe(self) -> Result<KeyDescription> {
+        KeySerial(self.raw()).describe()
+    }
+}
+
+/// The calling user's persistent keyring (persistent-keyring(7)), linked into `link_to`.
+pub fn persistent_keyring(link_to: Keyring) -> Result<KeySerial> {
+    keyctl::persistent_keyring(link_to.raw()).map(KeySerial)
+}
+
+/// Give the calling thread a fresh session keyring (anonymous if `name` is None); processes it
+/// starts afterwards inherit it. This is what `keyctl session -` does.
+pub fn join_session(name: Option<&str>) -> Result<KeySerial> {
+    keyctl::join_session(name).map(KeySerial)
+}
+
+/// A key's serial number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeySerial(pub i32);
+
+/// What KEYCTL_DESCRIBE tells about a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDescription {
+    pub key_type: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub perm: u32,
+    pub description: String,
+}
+
+/// Key permission bits (keyctl_setperm(3)).
+pub mod perm {
+    pub const POS_VIEW: u32 = 0x0100_0000;
+    pub const POS_READ: u32 = 0x0200_0000;
+    pub const POS_WRITE: u32 = 0x0400_0000;
+    pub const POS_SEARCH: u32 = 0x0800_0000;
+    pub const POS_LINK: u32 = 0x1000_0000;
+    pub const POS_SETATTR: u32 = 0x2000_0000;
+    pub const USR_VIEW: u32 = 0x0001_0000;
+    pub const USR_READ: u32 = 0x0002_0000;
+    pub const USR_WRITE: u32 = 0x0004_0000;
+    pub const USR_SEARCH: u32 = 0x0008_0000;
+    pub const USR_LINK: u32 = 0x0010_0000;
+    pub const USR_SETATTR: u32 = 0x0020_0000;
+
+    /// The master key's mask (DESIGN.md): possessor view only; owner view, read, write, search;
+    /// no link or setattr for anyone; group and other nothing. = 0x010f0000.
+    pub const MASTER_KEY: u32 = POS_VIEW | USR_VIEW | USR_READ | USR_WRITE | USR_SEARCH;
+}
+
+impl KeySerial {
+    /// The whole payload, any size; wiped on drop.
+    pub fn read(self) -> Result<Zeroizing<Vec<u8>>> {
+        keyctl::read(self.0)
+    }
+    /// Replace the payload.
+    pub fn update(self, payload: &[u8]) -> Result<()> {
+        keyctl::update(self.0, payload)
+    }
+    pub fn describe(self) -> Result<KeyDescription> {
+        let (key_type, uid, gid, perm, description) = keyctl::describe(self.0)?;
+        Ok(KeyDescription {
+            key_type,
+            uid,
+            gid,
+            perm,
+            description,
+        })
+    }
+    pub fn set_perm(self, perm: u32) -> Result<()> {
+        keyctl::set_perm(self.0, perm)
+    }
+    /// Expire the key after `seconds` (0 clears the timeout).
+    pub fn set_timeout(self, seconds: u32) -> Result<()> {
+        keyctl::set_timeout(self.0, seconds)
+    }
+    pub fn chown(self, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
+        keyctl::chown(self.0, uid, gid)
+    }
+    /// Make the key unusable everywhere at once (not just unlinked from one keyring).
+    pub fn invalidate(self) -> Result<()> {
+        keyctl::invalidate(self.0)
+    }
+    pub fn link(self, into: Keyring) -> Result<()> {
+        keyctl::link(self.0, into.raw())
+    }
+    pub fn unlink(self, from: Keyring) -> Result<()> {
+        keyctl::unlink(self.0, from.raw())
+    }
+}

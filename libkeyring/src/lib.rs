@@ -1,0 +1,27 @@
+//! libkeyring: the login-unlocked encrypted secret store of keyringrs.
+//!
+//! - [`keyring`]: typed access to the kernel keyring (`sys/` holds the raw calls).
+//! - [`Store`]: the encrypted store on disk, unlocked by the kernel key `keyringrs:<store-id>`.
+//! - [`Error`]: the error kinds of the contract, each with its CLI exit code.
+//!
+//! ```no_run
+//! use libkeyring::{Store, UnlockOptions};
+//! let store = Store::open("/home/alice/.local/share/keyringrs")?;
+//! store.unlock(b"password", &UnlockOptions::default())?;
+//! store.set("github.com", "alice", b"token")?;
+//! assert_eq!(&*store.get("github.com", "alice")?, b"token");
+//! store.lock()?;
+//! # Ok::<(), libkeyring::Error>(())
+//! ```
+
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod keyring;
+pub mod store;
+pub mod sys;
+
+pub use crypto::KdfParams;
+pub use error::{Error, ErrorKind, Result};
+pub use format::EntryData;
+pub use store::{default_path, key_description, Scope, Status, Store, UnlockOptions, UnlockReport};

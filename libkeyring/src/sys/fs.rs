@@ -1,0 +1,160 @@
+//! File calls relative to a pinned directory descriptor (`openat` family) with O_NOFOLLOW, so
+//! that once the store directory is open, nothing swapped into the path later can redirect us.
+//! Errors stay `std::io::Error` here; the store layer names the file and classifies them.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+fn cstr(name: &Path) -> io::Result<CString> {
+    CString::new(name.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn dirfd(dir: Option<&File>) -> libc::c_int {
+    dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd())
+}
+
+fn openat(
+    dir: Option<&File>,
+    name: &Path,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> io::Result<File> {
+    let c = cstr(name)?;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
+    loop {
+        // SAFETY: c is a NUL-terminated path; the returned fd is owned by the File below.
+        let r = unsafe { libc::openat(dirfd(dir), c.as_ptr(), flags, mode as libc::c_uint) };
+        match check(r) {
+            // SAFETY: r is a freshly opened descriptor that nothing else owns.
+            Ok(fd) => return Ok(unsafe { File::from_raw_fd(fd) }),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Open a directory without following a symlink in its last component.
+pub fn open_dir(dir: Option<&File>, name: &Path) -> io::Result<File> {
+    openat(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+}
+
+/// Open a file for reading without following a symlink and without blocking on a FIFO.
+pub fn open_read(dir: Option<&File>, name: &Path) -> io::Result<File> {
+    openat(dir, name, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+}
+
+/// Create a new file exclusively (never an existing one, never through a symlink).
+pub fn create_new(dir: &File, name: &Path, mode: u32) -> io::Result<File> {
+    openat(
+        Some(dir),
+        name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        mode as libc::mode_t,
+    )
+}
+
+/// mkdirat with a mode (the umask still applies; callers fchmod if they need exact bits).
+pub fn mkdir(dir: Option<&File>, name: &Path, mode: u32) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: c is a NUL-terminated path.
+    check(unsafe { libc::mkdirat(dirfd(dir), c.as_ptr(), mode as libc::mode_t) }).map(drop)
+}
+
+/// renameat within one directory: atomically replaces `to`.
+pub fn rename(dir: &File, from: &Path, to: &Path) -> io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    // SAFETY: both are NUL-terminated paths relative to a live directory descriptor.
+    check(unsafe { libc::renameat(dir.as_raw_fd(), f.as_ptr(), dir.as_raw_fd(), t.as_ptr()) })
+        .map(drop)
+}
+
+/// unlinkat a file.
+pub fn unlink(dir: &File, name: &Path) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: c is a NUL-terminated path relative to a live directory descriptor.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) }).map(drop)
+}
+
+/// fchmod to exact permission bits.
+pub fn fchmod(file: &File, mode: u32) -> io::Result<()> {
+    // SAFETY: the descriptor is live for the duration of the call.
+    check(unsafe { libc::fchmod(file.as_raw_fd(), mode as libc::mode_t) }).map(drop)
+}
+
+/// An advisory lock held until dropped (flock on the directory descriptor).
+#[derive(Debug)]
+pub struct Flock<'a>(&'a File);
+
+/// Take an exclusive flock on `file`, waiting for other writers.
+pub fn flock_exclusive(file: &File) -> io::Result<Flock<'_>> {
+    loop {
+        // SAFETY: the descriptor is live; flock has no memory arguments.
+        match check(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }) {
+            Ok(_) => return Ok(Flock(file)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Drop for Flock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor outlives this guard (borrowed); unlocking cannot corrupt memory.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// The names in a directory (without "." and ".."), read through the pinned descriptor.
+pub fn list(dir: &File) -> io::Result<Vec<OsString>> {
+    // SAFETY: dup of a live descriptor; the copy is owned by the DIR stream below.
+    let fd = check(unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: fd is a directory descriptor we own; fdopendir takes ownership on success.
+    let stream = unsafe { libc::fdopendir(fd) };
+    if stream.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so fd is still ours to close.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    // The duplicate shares the file offset with `dir`: start from the beginning.
+    // SAFETY: stream is a valid DIR*.
+    unsafe { libc::rewinddir(stream) };
+    let mut names = Vec::new();
+    let result = loop {
+        // SAFETY: errno is thread-local; reset it to tell end-of-directory from an error.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: stream is a valid DIR* until closedir below.
+        let ent = unsafe { libc::readdir64(stream) };
+        if ent.is_null() {
+            let e = io::Error::last_os_error();
+            break if e.raw_os_error() == Some(0) {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: d_name of a returned dirent is a NUL-terminated string valid until the next
+        // readdir call; we copy it out at once.
+        let name = unsafe { std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) };
+        let bytes = name.to_bytes();
+        if bytes != b"." && bytes != b".." {
+            names.push(OsString::from_vec(bytes.to_vec()));
+        }
+    };
+    // SAFETY: stream is valid and closed exactly once.
+    unsafe { libc::closedir(stream) };
+    result.map(|()| names)
+}

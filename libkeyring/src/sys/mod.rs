@@ -1,0 +1,25 @@
+//! The only place in libkeyring with `unsafe` system calls: the kernel keyring (`keyctl`,
+//! `add_key`) and the `*at` file calls that pin a directory. Every errno is turned into an
+//! [`Error`](crate::Error) here, on purpose; nothing above this module sees a raw errno.
+#![allow(unsafe_code)]
+
+pub mod fs;
+pub mod keyctl;
+
+/// The effective uid of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The effective gid of this process.
+pub fn egid() -> u32 {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    unsafe { libc::getegid() }
+}
+
+/// The filesystem uid of the calling thread (what the kernel checks file and key access with).
+pub fn fsuid() -> u32 {
+    // SAFETY: setfsuid(-1) is the documented way to query the fsuid; it changes nothing.
+    unsafe { libc::setfsuid(u32::MAX) as u32 }
+}
