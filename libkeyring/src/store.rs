@@ -408,7 +408,7 @@ impl Store {
     /// Read the master key from the kernel (Locked if absent). Dropped (wiped) by the caller.
     fn master(&self) -> Result<MasterKey> {
         let payload = self.find_key()?.read()?;
-        // A key with our name but not 32 bytes is a placeholder being installed: still locked.
+        // A key with our name that is not 32 bytes is not ours to use: still locked.
         MasterKey::from_slice(&payload).ok_or(Error::Locked)
     }
 
@@ -421,22 +421,29 @@ impl Store {
         }
     }
 
-    /// Put the master key into the kernel with the DESIGN permissions. The key is first added
-    /// with a 1-byte placeholder (the kernel's default permissions let possessors read a new
-    /// key), restricted, and only then given its payload.
+    /// Put the master key into the kernel with the DESIGN permissions. The key is staged in the
+    /// thread keyring, which no other process possesses, so nobody else can see it before its
+    /// permissions are final: add there, set the timeout (needs setattr, so first), restrict to
+    /// the DESIGN mask plus owner link/setattr, link into the target keyring (which needs link
+    /// permission), drop the extra owner bits, and unlink it from the thread keyring. Possession
+    /// through the thread keyring also makes this work for `@u`, which a session created by
+    /// `keyctl session` does not link. (KEYCTL_UPDATE is never used: it clears the timeout.)
     fn install(&self, master: &MasterKey, opts: &UnlockOptions) -> Result<KeySerial> {
-        let serial = opts.scope.keyring().add(&self.description, &[0u8])?;
-        let restrict = || -> Result<()> {
+        let key = Keyring::Thread.add(&self.description, master.as_bytes())?;
+        let placed = (|| -> Result<()> {
             if let Some(t) = opts.timeout {
-                serial.set_timeout(t)?;
+                key.set_timeout(t)?;
             }
-            serial.set_perm(perm::MASTER_KEY)
-        };
-        if let Err(e) = restrict().and_then(|()| serial.update(master.as_bytes())) {
-            let _ = serial.invalidate();
+            key.set_perm(perm::MASTER_KEY | perm::USR_LINK | perm::USR_SETATTR)?;
+            key.link(opts.scope.keyring())?;
+            key.set_perm(perm::MASTER_KEY)
+        })();
+        let unlinked = key.unlink(Keyring::Thread);
+        if let Err(e) = placed.and(unlinked) {
+            let _ = key.invalidate();
             return Err(e);
         }
-        Ok(serial)
+        Ok(key)
     }
 
     /// Unlock with `password`: derive, unwrap, install the key (owner = caller, DESIGN mask).

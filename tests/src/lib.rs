@@ -1,1 +1,193 @@
-//! Test harness (filled below).
+//! Harness for the end-to-end tests: a fresh session keyring per test, throwaway stores, the
+//! built `keyringrs` binary, and loud skips for tests that need root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use libkeyring::{KdfParams, UnlockOptions};
+
+/// Small Argon2id parameters for tests, passed through the same options users have
+/// (`KEYRINGRS_KDF_MEMORY` / `KEYRINGRS_KDF_TIME`, `UnlockOptions::kdf`).
+pub const TEST_KDF_MEMORY: u32 = 256;
+pub const TEST_KDF_TIME: u32 = 1;
+
+pub fn test_kdf() -> KdfParams {
+    KdfParams::new(TEST_KDF_MEMORY, TEST_KDF_TIME, 1).expect("test KDF params in bounds")
+}
+
+pub fn test_opts() -> UnlockOptions {
+    UnlockOptions {
+        kdf: test_kdf(),
+        ..Default::default()
+    }
+}
+
+/// Give the calling test thread (and every process it starts) a new anonymous session keyring,
+/// like `keyctl session -`: tests never see each other's keys or the caller's.
+pub fn fresh_session() {
+    libkeyring::keyring::join_session(None).expect("join a new session keyring");
+}
+
+pub fn is_root() -> bool {
+    libkeyring::sys::euid() == 0
+}
+
+/// Skip (loudly, with the reason) unless running as root.
+#[macro_export]
+macro_rules! require_root {
+    ($why:expr) => {
+        if !$crate::is_root() {
+            eprintln!("SKIPPED (not root): {}", $why);
+            return;
+        }
+    };
+}
+
+/// A unique temporary directory, removed on drop (also when the test panics).
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "keyringrs-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir(&p).expect("create temp dir");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    /// The store path inside this directory.
+    pub fn store(&self) -> PathBuf {
+        self.0.join("store")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// target/<profile>/ of the running test binary (tests live in target/<profile>/deps/).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// The built `keyringrs` binary (the Makefile builds the workspace before testing).
+pub fn keyringrs_bin() -> PathBuf {
+    let p = target_dir().join("keyringrs");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` (or `make test`) first",
+        p.display()
+    );
+    p
+}
+
+/// `keyringrs --store <store> args...` with test KDF parameters and a clean environment.
+pub fn cli(store: &Path) -> Command {
+    let mut c = Command::new(keyringrs_bin());
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("KEYRINGRS_KDF_MEMORY", TEST_KDF_MEMORY.to_string())
+        .env("KEYRINGRS_KDF_TIME", TEST_KDF_TIME.to_string())
+        .arg("--store")
+        .arg(store);
+    c
+}
+
+/// Run a command with `stdin` bytes; collect its output.
+pub fn run(mut c: Command, stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("stdin writer");
+    out
+}
+
+/// Run `keyringrs --store <store> <args>` with `stdin`.
+pub fn keyringrs(store: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut c = cli(store);
+    c.args(args);
+    run(c, stdin)
+}
+
+/// Exit code of an output (panics if killed by a signal).
+pub fn code(o: &Output) -> i32 {
+    o.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {o:?}"))
+}
+
+/// Assert `o` exited with `want` and (if failing) printed exactly one `keyringrs: ` line.
+pub fn assert_exit(o: &Output, want: i32) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(o), want, "stderr: {stderr}");
+    if want != 0 {
+        let lines: Vec<_> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one error line expected: {stderr:?}");
+        assert!(lines[0].starts_with("keyringrs: "), "{stderr:?}");
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if e.file_type().expect("file type").is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Recursively copy a store directory (for test vectors and copies owned by another uid).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let dst = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).expect("copy");
+        }
+    }
+}
+
+/// chown -R
+pub fn chown_tree(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).expect("chown");
+    if p.is_dir() {
+        for e in std::fs::read_dir(p).expect("read_dir").flatten() {
+            chown_tree(&e.path(), uid, gid);
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! Whole-store behaviour through the library, on the real kernel keyring, each test in a fresh
+//! session keyring.
+
+use std::path::Path;
+
+use keyringrs_tests::*;
+use libkeyring::keyring::{perm, Keyring};
+use libkeyring::{Error, ErrorKind, Store};
+
+fn new_store(dir: &TempDir) -> Store {
+    fresh_session();
+    Store::init(dir.store(), b"pw", &test_opts()).expect("init")
+}
+
+#[test]
+fn secrets_of_every_shape_round_trip() {
+    let dir = TempDir::new("roundtrip");
+    let s = new_store(&dir);
+    let all_bytes: Vec<u8> = (0..=255u8).collect();
+    let mib: Vec<u8> = (0..(1 << 20)).map(|i| (i * 7 % 251) as u8).collect();
+    let cases: Vec<(&str, &[u8])> = vec![
+        ("empty", b""),
+        ("one", b"x"),
+        ("binary", &all_bytes),
+        ("unicode", "pässwörd ✓ 密码 🔑".as_bytes()),
+        ("mib", &mib),
+    ];
+    for (name, secret) in &cases {
+        s.set(name, "user", secret).unwrap();
+    }
+    for (name, secret) in &cases {
+        assert_eq!(&**s.get(name, "user").unwrap(), *secret, "{name}");
+    }
+    // Unicode in service and username too.
+    s.set("сервис", "ユーザー", b"v").unwrap();
+    assert_eq!(&**s.get("сервис", "ユーザー").unwrap(), b"v");
+}
+
+#[test]
+fn overwrite_replaces_and_keeps_created_time() {
+    let dir = TempDir::new("overwrite");
+    let s = new_store(&dir);
+    s.set("svc", "u", b"one").unwrap();
+    let first = s.entry("svc", "u").unwrap();
+    s.set("svc", "u", b"two").unwrap();
+    let second = s.entry("svc", "u").unwrap();
+    assert_eq!(&**second.secret, b"two");
+    assert_eq!(second.created, first.created);
+    assert_eq!(s.list().unwrap().len(), 1);
+}
+
+#[test]
+fn delete_removes_and_missing_delete_is_no_entry() {
+    let dir = TempDir::new("delete");
+    let s = new_store(&dir);
+    s.set("svc", "u", b"x").unwrap();
+    s.delete("svc", "u").unwrap();
+    assert_eq!(s.get("svc", "u").unwrap_err().kind(), ErrorKind::NoEntry);
+    assert_eq!(s.delete("svc", "u").unwrap_err().kind(), ErrorKind::NoEntry);
+    assert_eq!(
+        s.delete("never", "was").unwrap_err().kind(),
+        ErrorKind::NoEntry
+    );
+}
+
+#[test]
+fn list_is_sorted_and_complete() {
+    let dir = TempDir::new("list");
+    let s = new_store(&dir);
+    assert!(s.list().unwrap().is_empty());
+    for (svc, u) in [("b", "2"), ("a", "1"), ("b", "1")] {
+        s.set(svc, u, b"x").unwrap();
+    }
+    let want: Vec<(String, String)> = [("a", "1"), ("b", "1"), ("b", "2")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(s.list().unwrap(), want);
+}
+
+#[test]
+fn separators_in_names_are_not_ambiguous() {
+    let dir = TempDir::new("ambiguous");
+    let s = new_store(&dir);
+    s.set("a:b", "c", b"first").unwrap();
+    s.set("a", "b:c", b"second").unwrap();
+    assert_eq!(&**s.get("a:b", "c").unwrap(), b"first");
+    assert_eq!(&**s.get("a", "b:c").unwrap(), b"second");
+    assert_eq!(s.list().unwrap().len(), 2);
+}
+
+#[test]
+fn lock_makes_every_operation_locked() {
+    let dir = TempDir::new("lock");
+    let s = new_store(&dir);
+    s.set("svc", "u", b"x").unwrap();
+    assert!(s.lock().unwrap());
+    assert!(s.is_locked().unwrap());
+    assert!(matches!(s.get("svc", "u"), Err(Error::Locked)));
+    assert!(matches!(s.set("svc", "u", b"y"), Err(Error::Locked)));
+    assert!(matches!(s.list(), Err(Error::Locked)));
+    assert!(matches!(s.delete("svc", "u"), Err(Error::Locked)));
+    // Locking a locked store is fine.
+    assert!(!s.lock().unwrap());
+    s.unlock(b"pw", &test_opts()).unwrap();
+    assert_eq!(&**s.get("svc", "u").unwrap(), b"x");
+}
+
+#[test]
+fn wrong_password_installs_nothing() {
+    let dir = TempDir::new("wrongpw");
+    let s = new_store(&dir);
+    s.lock().unwrap();
+    assert!(matches!(
+        s.unlock(b"nope", &test_opts()),
+        Err(Error::WrongPassword)
+    ));
+    assert!(matches!(
+        Keyring::Session.search(s.key_description()),
+        Err(Error::Locked)
+    ));
+    assert!(matches!(
+        Keyring::User.search(s.key_description()),
+        Err(Error::Locked)
+    ));
+    assert!(s.is_locked().unwrap());
+}
+
+#[test]
+fn key_owner_and_permissions_are_exactly_the_design_ones() {
+    let dir = TempDir::new("perm");
+    let s = new_store(&dir);
+    let d = s.find_key().unwrap().describe().unwrap();
+    assert_eq!(d.key_type, "user");
+    assert_eq!(d.description, format!("keyringrs:{}", s.id()));
+    assert_eq!(d.uid, libkeyring::sys::euid());
+    assert_eq!(d.gid, libkeyring::sys::egid());
+    assert_eq!(d.perm, perm::MASTER_KEY);
+    assert_eq!(d.perm, 0x010f_0000);
+    assert!(s
+        .id()
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+}
+
+#[test]
+fn unlock_when_unlocked_checks_password_and_refreshes_timeout() {
+    let dir = TempDir::new("reunlock");
+    let s = new_store(&dir);
+    let r = s.unlock(b"pw", &test_opts()).unwrap();
+    assert!(r.already_unlocked);
+    assert!(matches!(
+        s.unlock(b"bad", &test_opts()),
+        Err(Error::WrongPassword)
+    ));
+    assert!(
+        !s.is_locked().unwrap(),
+        "a wrong password must not lock an unlocked store"
+    );
+    let mut o = test_opts();
+    o.timeout = Some(1);
+    s.unlock(b"pw", &o).unwrap();
+    assert_eq!(
+        s.find_key().unwrap().describe().unwrap().perm,
+        perm::MASTER_KEY
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(s.is_locked().unwrap(), "the key expires after its timeout");
+}
+
+#[test]
+fn user_scope_key_is_found_and_invalidated_by_lock() {
+    let dir = TempDir::new("userscope");
+    let s = new_store(&dir);
+    s.lock().unwrap();
+    let mut o = test_opts();
+    o.scope = libkeyring::Scope::User;
+    s.unlock(b"pw", &o).unwrap();
+    let k = Keyring::User.search(s.key_description()).unwrap();
+    assert!(!s.is_locked().unwrap());
+    s.lock().unwrap();
+    assert!(
+        matches!(k.read(), Err(Error::Locked)),
+        "invalidated, not just unlinked"
+    );
+}
+
+#[test]
+fn passwd_rewraps_only() {
+    let dir = TempDir::new("passwd");
+    let s = new_store(&dir);
+    s.set("svc", "u", b"secret").unwrap();
+    let entries_before = snapshot(&dir.store().join("entries"));
+    assert!(matches!(
+        s.passwd(b"wrong", b"new", test_kdf()),
+        Err(Error::WrongPassword)
+    ));
+    s.passwd(b"pw", b"new", test_kdf()).unwrap();
+    assert_eq!(
+        snapshot(&dir.store().join("entries")),
+        entries_before,
+        "entries untouched"
+    );
+    s.lock().unwrap();
+    assert!(matches!(
+        s.unlock(b"pw", &test_opts()),
+        Err(Error::WrongPassword)
+    ));
+    s.unlock(b"new", &test_opts()).unwrap();
+    assert_eq!(&**s.get("svc", "u").unwrap(), b"secret");
+}
+
+#[test]
+fn weaker_kdf_parameters_are_upgraded_on_unlock() {
+    let dir = TempDir::new("upgrade");
+    let s = new_store(&dir);
+    s.lock().unwrap();
+    let mut o = test_opts();
+    o.kdf = libkeyring::KdfParams::new(512, 2, 1).unwrap();
+    let r = s.unlock(b"pw", &o).unwrap();
+    assert!(r.kdf_upgraded);
+    let bytes = std::fs::read(dir.store().join("header")).unwrap();
+    let (h, _) = libkeyring::format::Header::decode(&bytes).unwrap();
+    assert_eq!(h.slots[0].kdf, o.kdf);
+    // Stronger than configured: left alone.
+    s.lock().unwrap();
+    assert!(!s.unlock(b"pw", &test_opts()).unwrap().kdf_upgraded);
+    assert_eq!(
+        libkeyring::format::Header::decode(&std::fs::read(dir.store().join("header")).unwrap())
+            .unwrap()
+            .0
+            .slots[0]
+            .kdf,
+        o.kdf
+    );
+}
+
+#[test]
+fn no_plaintext_reaches_the_disk() {
+    let dir = TempDir::new("plaintext");
+    let s = new_store(&dir);
+    let (svc, user, secret) = (
+        "canary-svc-9f3a1c",
+        "canary-user-77b2e0",
+        "canary-secret-5d1e4a",
+    );
+    s.set(svc, user, secret.as_bytes()).unwrap();
+    let files = files_under(&dir.store());
+    assert!(files.len() >= 2);
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        for canary in [svc, user, secret] {
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "{canary} found in {}",
+                f.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn store_files_are_private() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("modes");
+    let s = new_store(&dir);
+    s.set("svc", "u", b"x").unwrap();
+    for d in [dir.store(), dir.store().join("entries")] {
+        assert_eq!(
+            std::fs::metadata(&d).unwrap().mode() & 0o777,
+            0o700,
+            "{}",
+            d.display()
+        );
+    }
+    for f in files_under(&dir.store()) {
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().mode() & 0o777,
+            0o600,
+            "{}",
+            f.display()
+        );
+    }
+}
+
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    files_under(dir)
+        .into_iter()
+        .map(|f| {
+            let b = std::fs::read(&f).unwrap();
+            (f, b)
+        })
+        .collect()
+}
+
+fn corrupt_path(e: &Error) -> String {
+    match e {
+        Error::Corrupt { path, .. } => path.display().to_string(),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_flipped_header_byte_anywhere_is_corrupt_naming_the_header() {
+    let dir = TempDir::new("flip-header");
+    let s = new_store(&dir);
+    s.lock().unwrap();
+    let hpath = dir.store().join("header");
+    let orig = std::fs::read(&hpath).unwrap();
+    for i in 0..orig.len() {
+        let mut b = orig.clone();
+        b[i] ^= 0x40;
+        std::fs::write(&hpath, &b).unwrap();
+        let e = Store::open(dir.store())
+            .and_then(|s| s.unlock(b"pw", &test_opts()).map(drop))
+            .unwrap_err();
+        assert!(corrupt_path(&e).ends_with("header"), "offset {i}: {e}");
+        assert!(matches!(
+            Keyring::Session.search(s.key_description()),
+            Err(Error::Locked)
+        ));
+    }
+    std::fs::write(&hpath, &orig).unwrap();
+    s.unlock(b"pw", &test_opts()).unwrap();
+}
+
+#[test]
+fn a_flipped_entry_byte_anywhere_is_corrupt_naming_the_entry() {
+    let dir = TempDir::new("flip-entry");
+    let s = new_store(&dir);
+    s.set("svc", "u", b"secret").unwrap();
+    let f = files_under(&dir.store().join("entries")).remove(0);
+    let orig = std::fs::read(&f).unwrap();
+    for i in 0..orig.len() {
+        let mut b = orig.clone();
+        b[i] ^= 0x01;
+        std::fs::write(&f, &b).unwrap();
+        let e = s.get("svc", "u").unwrap_err();
+        assert_eq!(corrupt_path(&e), f.display().to_string(), "offset {i}");
+        assert!(matches!(s.list(), Err(Error::Corrupt { .. })));
+    }
+    std::fs::write(&f, &orig).unwrap();
+    assert_eq!(&**s.get("svc", "u").unwrap(), b"secret");
+}
+
+#[test]
+fn swapped_entry_files_are_corrupt() {
+    let dir = TempDir::new("swap");
+    let s = new_store(&dir);
+    s.set("one", "u", b"1").unwrap();
+    s.set("two", "u", b"2").unwrap();
+    let fs = files_under(&dir.store().join("entries"));
+    let (a, b) = (
+        std::fs::read(&fs[0]).unwrap(),
+        std::fs::read(&fs[1]).unwrap(),
+    );
+    std::fs::write(&fs[0], &b).unwrap();
+    std::fs::write(&fs[1], &a).unwrap();
+    assert!(matches!(s.get("one", "u"), Err(Error::Corrupt { .. })));
+    assert!(matches!(s.get("two", "u"), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn entries_from_another_store_do_not_open() {
+    let (d1, d2) = (TempDir::new("other1"), TempDir::new("other2"));
+    let s1 = new_store(&d1);
+    let s2 = Store::init(d2.store(), b"pw", &test_opts()).unwrap();
+    s1.set("svc", "u", b"1").unwrap();
+    s2.set("svc", "u", b"2").unwrap();
+    let f1 = files_under(&d1.store().join("entries")).remove(0);
+    let f2 = files_under(&d2.store().join("entries")).remove(0);
+    std::fs::copy(&f1, &f2).unwrap();
+    assert!(matches!(s2.get("svc", "u"), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn a_symlinked_entry_is_refused_and_its_target_untouched() {
+    let dir = TempDir::new("symentry");
+    let s = new_store(&dir);
+    s.set("svc", "u", b"x").unwrap();
+    let f = files_under(&dir.store().join("entries")).remove(0);
+    let target = dir.path().join("target");
+    std::fs::write(&target, b"do not touch").unwrap();
+    std::fs::remove_file(&f).unwrap();
+    std::os::unix::fs::symlink(&target, &f).unwrap();
+    let e = s.get("svc", "u").unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    // Overwriting goes through a new file and rename: the target is never written.
+    assert!(matches!(
+        s.set("svc", "u", b"y"),
+        Err(Error::Corrupt { .. })
+    ));
+    assert_eq!(std::fs::read(&target).unwrap(), b"do not touch");
+}
+
+#[test]
+fn a_symlinked_store_dir_or_header_is_refused() {
+    let dir = TempDir::new("symstore");
+    let _s = new_store(&dir);
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(dir.store(), &link).unwrap();
+    let e = Store::open(&link).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    // A symlinked header.
+    let h = dir.store().join("header");
+    let real = dir.path().join("real-header");
+    std::fs::rename(&h, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &h).unwrap();
+    assert_eq!(
+        Store::open(dir.store()).unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+}
+
+#[test]
+fn fifos_and_hard_links_and_loose_modes_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("oddfiles");
+    let s = new_store(&dir);
+    s.set("svc", "u", b"x").unwrap();
+    let f = files_under(&dir.store().join("entries")).remove(0);
+    // Hard link.
+    let other = dir.path().join("hardlink");
+    std::fs::hard_link(&f, &other).unwrap();
+    assert!(s
+        .get("svc", "u")
+        .unwrap_err()
+        .to_string()
+        .contains("hard links"));
+    std::fs::remove_file(&other).unwrap();
+    // World-writable.
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(s.get("svc", "u").unwrap_err().kind(), ErrorKind::Corrupt);
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(&**s.get("svc", "u").unwrap(), b"x");
+    // A FIFO in place of the entry: refused at once, never blocks.
+    std::fs::remove_file(&f).unwrap();
+    let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
+    #[allow(unsafe_code)]
+    // SAFETY: c is a NUL-terminated path.
+    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(r, 0);
+    assert!(s
+        .get("svc", "u")
+        .unwrap_err()
+        .to_string()
+        .contains("not a regular file"));
+    // A group-writable store dir.
+    std::fs::set_permissions(dir.store(), std::fs::Permissions::from_mode(0o770)).unwrap();
+    assert_eq!(
+        Store::open(dir.store()).unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+}
+
+#[test]
+fn unknown_version_is_a_clear_error() {
+    let dir = TempDir::new("version");
+    let _s = new_store(&dir);
+    let h = dir.store().join("header");
+    let mut b = std::fs::read(&h).unwrap();
+    b[16] = 9;
+    std::fs::write(&h, &b).unwrap();
+    let e = Store::open(dir.store()).unwrap_err();
+    assert!(
+        e.to_string().contains("unknown store format version 9"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_store_is_no_store_and_init_twice_is_refused() {
+    let dir = TempDir::new("nostore");
+    fresh_session();
+    assert_eq!(
+        Store::open(dir.store()).unwrap_err().kind(),
+        ErrorKind::NoStore
+    );
+    Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    assert_eq!(
+        Store::init(dir.store(), b"pw", &test_opts())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn oversize_secret_is_refused_before_writing() {
+    let dir = TempDir::new("oversize");
+    let s = new_store(&dir);
+    let big = vec![0u8; libkeyring::format::MAX_SECRET_LEN + 1];
+    assert_eq!(
+        s.set("svc", "u", &big).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert!(files_under(&dir.store().join("entries")).is_empty());
+}
