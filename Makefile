@@ -11,7 +11,7 @@ BINDIR     = $(DESTDIR)$(PREFIX)/bin
 # Needed to build and run.
 SYSTEM_PACKAGES = gcc pkg-config libc6-dev
 # Needed only by the tests.
-TEST_PACKAGES   = keyutils
+TEST_PACKAGES   = keyutils python3-nacl
 
 # Install the packages of $(1) that are missing (apt-get update only when something is).
 define apt_install
@@ -22,7 +22,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: all build deps test-deps install test lint unit-tests
+.PHONY: all build deps test-deps install test lint unit-tests format-check
 
 all: build
 
@@ -47,4 +47,9 @@ unit-tests:
 	$(CARGO) build --workspace --locked
 	$(CARGO) test --workspace --locked -- --test-threads=4
 
-test: test-deps lint unit-tests
+# docs/FORMAT.md is right if an independent reader built from it alone opens the test vector.
+format-check:
+	echo "correct horse battery staple" | /usr/bin/python3 docs/read-store.py tests/vectors/store-v1 \
+	  | grep -q "'example.org' 'alice' 'alice@example.org' {} b'hunter2'"
+
+test: test-deps lint unit-tests format-check
