@@ -27,9 +27,10 @@ pub const MAX_SECRET_LEN: usize = 16 << 20;
 pub const MAX_FIELD_LEN: usize = 64 << 10;
 /// Most attributes per entry.
 pub const MAX_ATTRIBUTES: usize = 256;
-/// Entry files larger than this are refused before reading.
+/// Entry files larger than this are refused before reading: every field at its limit, plus
+/// 64 KiB for the prefix, tag, length prefixes and times (48 MiB + 256 KiB).
 pub const MAX_ENTRY_LEN: u64 =
-    (MAX_SECRET_LEN + 3 * MAX_FIELD_LEN + 2 * MAX_ATTRIBUTES * MAX_FIELD_LEN) as u64;
+    (MAX_SECRET_LEN + 3 * MAX_FIELD_LEN + 2 * MAX_ATTRIBUTES * MAX_FIELD_LEN + (64 << 10)) as u64;
 
 const FIXED_LEN: usize = 16 + 2 + 2 + STORE_ID_LEN + 1; // magic, version, flags, id, slot count
 #[cfg_attr(not(test), allow(dead_code))]
