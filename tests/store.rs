@@ -497,3 +497,23 @@ fn oversize_secret_is_refused_before_writing() {
     );
     assert!(files_under(&dir.store().join("entries")).is_empty());
 }
+
+/// The one test with the default Argon2id parameters (64 MiB, t=3, p=1).
+#[test]
+fn default_kdf_parameters_are_used_and_open() {
+    let dir = TempDir::new("defaults");
+    fresh_session();
+    let s = Store::init(dir.store(), b"pw", &libkeyring::UnlockOptions::default()).unwrap();
+    let (h, _) =
+        libkeyring::format::Header::decode(&std::fs::read(dir.store().join("header")).unwrap())
+            .unwrap();
+    assert_eq!(h.slots[0].kdf, libkeyring::KdfParams::DEFAULT);
+    assert_eq!(libkeyring::KdfParams::DEFAULT.memory_kib(), 65536);
+    s.lock().unwrap();
+    let t = std::time::Instant::now();
+    s.unlock(b"pw", &libkeyring::UnlockOptions::default())
+        .unwrap();
+    eprintln!("unlock with default KDF parameters: {:?}", t.elapsed());
+    s.set("svc", "u", b"x").unwrap();
+    assert_eq!(&**s.get("svc", "u").unwrap(), b"x");
+}
