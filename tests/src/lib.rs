@@ -110,12 +110,21 @@ pub fn cli(store: &Path) -> Command {
 /// Run a command with `stdin` bytes; collect its output.
 pub fn run(mut c: Command, stdin: &[u8]) -> Output {
     use std::io::Write;
-    let mut child = c
-        .stdin(Stdio::piped())
+    c.stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+        .stderr(Stdio::piped());
+    // A binary just copied for another uid can be briefly "busy" (ETXTBSY) while a concurrent
+    // test's fork still holds the copy's write descriptor: retry, as the kernel requires.
+    let mut tries = 0;
+    let mut child = loop {
+        match c.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.expect("spawn"),
+        }
+    };
     let mut input = child.stdin.take().expect("stdin");
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
@@ -190,4 +199,140 @@ pub fn chown_tree(p: &Path, uid: u32, gid: u32) {
             chown_tree(&e.path(), uid, gid);
         }
     }
+}
+
+/// A throwaway local user (useradd), deleted with its home on drop — also when the test fails.
+#[derive(Debug)]
+pub struct ThrowawayUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl ThrowawayUser {
+    /// Needs root. `tag` makes the name recognisable (names are `krt<tag><pid><n>`, ≤ 32 chars).
+    pub fn new(tag: &str) -> ThrowawayUser {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "krt{tag}{}x{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let home = PathBuf::from("/tmp").join(format!("{name}-home"));
+        let st = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", "-d"])
+            .arg(&home)
+            .arg(&name)
+            .status()
+            .expect("run useradd");
+        assert!(st.success(), "useradd {name} failed");
+        // From here on Drop removes the user, even if a later step panics.
+        let mut user = ThrowawayUser {
+            name,
+            uid: 0,
+            gid: 0,
+            home,
+        };
+        let id = |flag: &str| -> u32 {
+            let o = Command::new("id")
+                .arg(flag)
+                .arg(&user.name)
+                .output()
+                .expect("id");
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse()
+                .expect("numeric id")
+        };
+        user.uid = id("-u");
+        user.gid = id("-g");
+        // useradd reuses the uids of deleted users, and the kernel reaps the keys of their last
+        // processes asynchronously: start from a uid whose key usage has settled.
+        wait_for_key_usage_at_most(user.uid, 2);
+        user
+    }
+
+    /// A command run as this user (uid, gid, no supplementary groups, HOME set, clean env).
+    /// It inherits the calling thread's session keyring.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &self.home)
+            .env("USER", &self.name)
+            .current_dir(&self.home)
+            .uid(self.uid)
+            .gid(self.gid);
+        c
+    }
+
+    /// `keyringrs` (a copy this user can execute) with the test KDF parameters, run as this user.
+    pub fn keyringrs(&self) -> Command {
+        let bin = self.home.join("keyringrs");
+        if !bin.exists() {
+            std::fs::copy(keyringrs_bin(), &bin).expect("copy keyringrs");
+        }
+        let mut c = self.command(bin);
+        c.env("KEYRINGRS_KDF_MEMORY", TEST_KDF_MEMORY.to_string())
+            .env("KEYRINGRS_KDF_TIME", TEST_KDF_TIME.to_string());
+        c
+    }
+
+    /// (keys, bytes) this user is charged for, from /proc/key-users.
+    pub fn key_usage(&self) -> (u64, u64) {
+        key_usage(self.uid)
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        // Processes of the user may still hold keys; userdel -r removes the home directory.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.name])
+            .status();
+        let _ = Command::new("userdel")
+            .args(["-r", "-f", &self.name])
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Wait (up to 10 s) until `uid` is charged for at most `keys` kernel keys.
+pub fn wait_for_key_usage_at_most(uid: u32, keys: u64) {
+    for _ in 0..200 {
+        if key_usage(uid).0 <= keys {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    eprintln!(
+        "warning: uid {uid} still holds {:?} (keys, bytes) of kernel key quota",
+        key_usage(uid)
+    );
+}
+
+/// (qnkeys, qnbytes) of `uid` in /proc/key-users (0, 0 if the uid has no keys).
+pub fn key_usage(uid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/key-users").expect("read /proc/key-users");
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        if f.next()
+            .and_then(|u| u.trim_end_matches(':').parse::<u32>().ok())
+            == Some(uid)
+        {
+            let fields: Vec<&str> = f.collect();
+            // usage  nkeys/nikeys  qnkeys/maxkeys  qnbytes/maxbytes
+            let q = |s: &str| {
+                s.split('/')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            return (q(fields[2]), q(fields[3]));
+        }
+    }
+    (0, 0)
 }

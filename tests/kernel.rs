@@ -1,0 +1,222 @@
+//! Kernel keyring and sessions under stress (THREAT-MODEL.md "Other uids", "Sessions"): races
+//! between lock and readers, independent sessions, processes outside the session, and the
+//! user's key quota — on the real kernel, with throwaway users where a non-root uid matters.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use keyringrs_tests::*;
+use libkeyring::{Error, Store};
+
+#[test]
+fn lock_racing_a_reader_never_yields_partial_data() {
+    let dir = TempDir::new("lockrace");
+    fresh_session();
+    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    let secret: Vec<u8> = (0..65536u32).map(|i| (i % 253) as u8).collect();
+    s.set("svc", "u", &secret).unwrap();
+    let done = AtomicBool::new(false);
+    let (ok, locked) = (AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|t| {
+        // Threads inherit the test thread's session keyring.
+        t.spawn(|| {
+            let r = Store::open(dir.store()).unwrap();
+            while !done.load(Ordering::Relaxed) {
+                match r.get("svc", "u") {
+                    Ok(v) => {
+                        assert_eq!(&**v, secret.as_slice(), "partial or wrong data");
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(Error::Locked) => {
+                        locked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => panic!("unexpected error while racing lock: {e}"),
+                }
+            }
+        });
+        let pause = std::time::Duration::from_micros(500);
+        for _ in 0..200 {
+            s.lock().unwrap();
+            std::thread::sleep(pause);
+            s.unlock(b"pw", &test_opts()).unwrap();
+            std::thread::sleep(pause);
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    eprintln!(
+        "reads during 200 lock/unlock cycles: {} whole, {} locked",
+        ok.load(Ordering::Relaxed),
+        locked.load(Ordering::Relaxed)
+    );
+    assert!(ok.load(Ordering::Relaxed) > 0 && locked.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn two_sessions_of_one_user_lock_independently() {
+    let dir = TempDir::new("twosessions");
+    fresh_session();
+    Store::init(dir.store(), b"pw", &test_opts())
+        .unwrap()
+        .set("svc", "u", b"x")
+        .unwrap();
+    let session = |lock_it: bool, barrier: &std::sync::Barrier| {
+        fresh_session();
+        let s = Store::open(dir.store()).unwrap();
+        s.unlock(b"pw", &test_opts()).unwrap();
+        barrier.wait();
+        if lock_it {
+            s.lock().unwrap();
+            assert!(s.is_locked().unwrap());
+        }
+        barrier.wait();
+        if !lock_it {
+            assert_eq!(
+                &**s.get("svc", "u").unwrap(),
+                b"x",
+                "the other session still works"
+            );
+        }
+    };
+    let barrier = std::sync::Barrier::new(2);
+    std::thread::scope(|t| {
+        t.spawn(|| session(true, &barrier));
+        t.spawn(|| session(false, &barrier));
+    });
+}
+
+#[test]
+fn a_process_in_another_session_sees_locked() {
+    let dir = TempDir::new("othersession");
+    fresh_session();
+    Store::init(dir.store(), b"pw", &test_opts())
+        .unwrap()
+        .set("svc", "u", b"x")
+        .unwrap();
+    assert_eq!(
+        keyringrs(&dir.store(), &["get", "svc", "u"], b"").stdout,
+        b"x"
+    );
+    // Like a process started by cron or another login: its own session keyring.
+    let mut c = std::process::Command::new("keyctl");
+    c.args(["session", "-"])
+        .arg(keyringrs_bin())
+        .arg("--store")
+        .arg(dir.store())
+        .args(["get", "svc", "u"]);
+    assert_locked_after_keyctl(&run(c, b""));
+}
+
+#[test]
+fn a_background_process_of_the_user_sees_locked_cleanly() {
+    require_root!("needs a throwaway user");
+    let user = ThrowawayUser::new("bg");
+    let store = user.home.join("store");
+    fresh_session();
+    let o = run(
+        {
+            let mut c = user.keyringrs();
+            c.arg("--store")
+                .arg(&store)
+                .args(["init", "--password-stdin"]);
+            c
+        },
+        b"pw\n",
+    );
+    assert_exit(&o, 0);
+    // A systemd --user or cron job has only the user-session keyring `_uid_ses.<uid>`.
+    let mut c = user.command("keyctl");
+    c.arg("session")
+        .arg(format!("_uid_ses.{}", user.uid))
+        .arg(user.home.join("keyringrs"))
+        .arg("--store")
+        .arg(&store)
+        .args(["get", "svc", "u"]);
+    assert_locked_after_keyctl(&run(c, b""));
+}
+
+/// `keyctl session` prints "Joined session keyring: N" on stderr before running the command.
+fn assert_locked_after_keyctl(o: &std::process::Output) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(o), 3, "{err}");
+    assert!(o.stdout.is_empty());
+    assert_eq!(
+        err.lines().last(),
+        Some("keyringrs: store is locked: run `keyringrs unlock`")
+    );
+}
+
+/// The user has used up their kernel key quota: unlock fails with Quota (exit 9) and says so.
+#[test]
+fn a_full_key_quota_makes_unlock_fail_with_quota() {
+    require_root!("needs a throwaway user (root has no practical key quota)");
+    let user = ThrowawayUser::new("quota");
+    let store = user.home.join("store");
+    let k = user.home.join("keyringrs");
+    let mut c = user.keyringrs();
+    c.arg("--store")
+        .arg(&store)
+        .args(["init", "--password-stdin"]);
+    assert_exit(&run(c, b"pw\n"), 0);
+    let script = format!(
+        "keyctl session - sh -c 'i=0; while keyctl add user filler$i x @s >/dev/null 2>&1; do i=$((i+1)); done; \
+         echo pw | {k} --store {s} unlock --password-stdin; echo rc=$?'",
+        k = k.display(),
+        s = store.display()
+    );
+    let mut c = user.command("sh");
+    c.env("KEYRINGRS_KDF_MEMORY", TEST_KDF_MEMORY.to_string())
+        .env("KEYRINGRS_KDF_TIME", TEST_KDF_TIME.to_string())
+        .args(["-c", &script]);
+    let o = run(c, b"");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(out.contains("rc=9"), "stdout {out} stderr {err}");
+    assert!(
+        err.contains("keyringrs: quota exceeded: ") && err.contains("/proc/key-users"),
+        "{err}"
+    );
+}
+
+/// 500 unlock/lock cycles leave the user's key usage where it started.
+#[test]
+fn unlock_lock_cycles_leave_the_key_quota_unchanged() {
+    require_root!("needs a throwaway user");
+    let user = ThrowawayUser::new("cycles");
+    let store = user.home.join("store");
+    let mut c = user.keyringrs();
+    c.arg("--store")
+        .arg(&store)
+        .args(["init", "--password-stdin"]);
+    assert_exit(&run(c, b"pw\n"), 0);
+    let mut c = user.keyringrs();
+    c.arg("--store").arg(&store).arg("lock");
+    assert_exit(&run(c, b""), 0);
+    let settle = |want: Option<(u64, u64)>| {
+        // Invalidated keys are reaped by the kernel's key garbage collector shortly after.
+        for _ in 0..100 {
+            let now = user.key_usage();
+            if want.is_none_or(|w| w == now) {
+                return now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        user.key_usage()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = settle(None);
+    let script = format!(
+        "k={k}; for i in $(seq 500); do echo pw | $k --store {s} unlock --password-stdin || exit 1; $k --store {s} lock || exit 1; done",
+        k = user.home.join("keyringrs").display(),
+        s = store.display()
+    );
+    let mut c = user.command("sh");
+    c.env("KEYRINGRS_KDF_MEMORY", TEST_KDF_MEMORY.to_string())
+        .env("KEYRINGRS_KDF_TIME", TEST_KDF_TIME.to_string())
+        .args(["-c", &script]);
+    assert_exit(&run(c, b""), 0);
+    assert_eq!(
+        settle(Some(before)),
+        before,
+        "key usage (keys, bytes) of uid {}",
+        user.uid
+    );
+}
