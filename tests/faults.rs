@@ -1,0 +1,239 @@
+//! Crashes and faults (THREAT-MODEL.md "Crash or power loss"): a writer killed at random points,
+//! EIO on write and fsync, a full disk, and passwd interrupted before its rename. The store must
+//! always open, every entry must be its old or its new value, and nothing else may be lost.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use keyringrs_tests::*;
+use libkeyring::Store;
+
+/// Build tests/fault/fault.c into an LD_PRELOAD library in `dir`.
+fn fault_library(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fault/fault.c");
+    let out = dir.join("fault.so");
+    let st = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+        .expect("run gcc (installed by make test)");
+    assert!(st.success(), "building the fault library failed");
+    out
+}
+
+fn with_fault(
+    store: &Path,
+    lib: &Path,
+    fault: &str,
+    args: &[&str],
+    stdin: &[u8],
+) -> std::process::Output {
+    let mut c = cli(store);
+    c.env("LD_PRELOAD", lib)
+        .env("KEYRINGRS_FAULT", fault)
+        .args(args);
+    run(c, stdin)
+}
+
+fn value(store: &Path, service: &str) -> Vec<u8> {
+    let o = keyringrs(store, &["get", service, "u"], b"");
+    assert_exit(&o, 0);
+    o.stdout
+}
+
+#[test]
+fn eio_on_write_or_fsync_is_an_error_and_keeps_the_old_value() {
+    let dir = TempDir::new("eio");
+    fresh_session();
+    assert_exit(
+        &keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n"),
+        0,
+    );
+    assert_exit(&keyringrs(&dir.store(), &["set", "svc", "u"], b"old"), 0);
+    let lib = fault_library(dir.path());
+    for fault in ["write-eio", "fsync-eio"] {
+        let o = with_fault(&dir.store(), &lib, fault, &["set", "svc", "u"], b"new");
+        assert_exit(&o, 1);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("Input/output error"),
+            "{o:?}"
+        );
+        assert_eq!(value(&dir.store(), "svc"), b"old", "{fault}");
+        let o = with_fault(
+            &dir.store(),
+            &lib,
+            fault,
+            &["passwd", "--password-stdin"],
+            b"pw\nnew\n",
+        );
+        assert_exit(&o, 1);
+    }
+    // No temp file was left behind and the password is still the old one.
+    assert!(files_under(&dir.store())
+        .iter()
+        .all(|f| !f.to_string_lossy().contains(".tmp-")));
+    assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
+    assert_exit(
+        &keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"pw\n"),
+        0,
+    );
+}
+
+#[test]
+fn passwd_interrupted_before_its_rename_leaves_a_password_that_opens() {
+    let dir = TempDir::new("passwd-crash");
+    fresh_session();
+    assert_exit(
+        &keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n"),
+        0,
+    );
+    assert_exit(&keyringrs(&dir.store(), &["set", "svc", "u"], b"kept"), 0);
+    let lib = fault_library(dir.path());
+    let o = with_fault(
+        &dir.store(),
+        &lib,
+        "crash-before-rename",
+        &["passwd", "--password-stdin"],
+        b"pw\nnew\n",
+    );
+    assert!(
+        o.status.code().is_none(),
+        "the process was killed by SIGABRT"
+    );
+    assert!(
+        files_under(&dir.store())
+            .iter()
+            .any(|f| f.to_string_lossy().contains(".tmp-")),
+        "a temp header was left"
+    );
+    assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
+    let old = keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"pw\n");
+    let new = keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"new\n");
+    assert!(
+        code(&old) == 0 || code(&new) == 0,
+        "neither password opens: {old:?} {new:?}"
+    );
+    assert_eq!(value(&dir.store(), "svc"), b"kept");
+    // The unlock removed the stale temp file.
+    assert!(files_under(&dir.store())
+        .iter()
+        .all(|f| !f.to_string_lossy().contains(".tmp-")));
+}
+
+/// A writer killed with SIGKILL at 1,000 random points: afterwards the store opens and every
+/// entry holds a value that was written completely.
+#[test]
+fn kill_9_of_a_writer_never_breaks_the_store() {
+    let dir = TempDir::new("kill9");
+    fresh_session();
+    assert_exit(
+        &keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n"),
+        0,
+    );
+    let store = dir.store();
+    let services = ["a", "b", "c", "d"];
+    for s in services {
+        assert_exit(&keyringrs(&store, &["set", s, "u"], b"v0"), 0);
+    }
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut killed, mut completed) = (0, 0);
+    let reader = Store::open(&store).unwrap();
+    for round in 1..=1000u32 {
+        let svc = services[(rnd() % 4) as usize];
+        let val = format!("v{round}-{}", "x".repeat((rnd() % 3000) as usize));
+        let mut c = cli(&store);
+        c.args(["set", svc, "u"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().expect("spawn");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            let _ = stdin.write_all(val.as_bytes());
+        }
+        std::thread::sleep(Duration::from_micros(rnd() % 8000));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        if &**reader.get(svc, "u").expect("readable after every kill") == val.as_bytes() {
+            completed += 1;
+        }
+        if round % 50 == 0 || round == 1000 {
+            let s = Store::open(&store).expect("the store opens after kill -9");
+            for svc in services {
+                let v = s.get(svc, "u").expect("every entry readable");
+                assert!(v.starts_with(b"v"), "entry {svc} holds a whole value");
+                let n: String = v[1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .map(|&c| c as char)
+                    .collect();
+                assert!(!n.is_empty() || &**v == b"v0");
+            }
+        }
+    }
+    eprintln!("kill -9 rounds: 1000, killed while running: {killed}, set completed: {completed}");
+    assert!(
+        killed > 100 && completed > 50,
+        "kill points must spread over the write"
+    );
+}
+
+/// On a full disk `set` fails with Quota (exit 9) and the old value stays readable.
+#[test]
+fn a_full_disk_is_quota_and_keeps_the_old_value() {
+    require_root!("mounts a small tmpfs");
+    let dir = TempDir::new("diskfull");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let store = mnt.join("store");
+    fresh_session();
+    assert_exit(
+        &keyringrs(&store, &["init", "--password-stdin"], b"pw\n"),
+        0,
+    );
+    assert_exit(&keyringrs(&store, &["set", "svc", "u"], b"old"), 0);
+    // Fill the disk.
+    let filler = vec![0u8; 4096];
+    let mut f = std::fs::File::create(mnt.join("filler")).unwrap();
+    while std::io::Write::write_all(&mut f, &filler).is_ok() {}
+    drop(f);
+    let o = keyringrs(&store, &["set", "svc", "u"], &vec![b'n'; 64 * 1024]);
+    assert_exit(&o, 9);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("No space left"),
+        "{o:?}"
+    );
+    assert_eq!(value(&store, "svc"), b"old");
+    assert!(
+        files_under(&store)
+            .iter()
+            .all(|f| !f.to_string_lossy().contains(".tmp-")),
+        "temp file removed"
+    );
+}
