@@ -192,7 +192,9 @@ fn read_checked(
             format!("is owned by uid {}, not {owner}; refusing it", m.uid()),
         ));
     }
-    if m.nlink() != 1 {
+    // 0 links: replaced or deleted by a writer after we opened it; what we read is still one
+    // whole, authenticated version. More than one: a hard link planted from elsewhere.
+    if m.nlink() > 1 {
         return Err(Error::corrupt(
             display,
             format!("has {} hard links; refusing it", m.nlink()),

@@ -1,0 +1,124 @@
+//! Many writers and readers at once (THREAT-MODEL.md "Crash or power loss", "Concurrent use"):
+//! 8 writers and 4 readers for 10 seconds, each with its own store handle (own descriptors and
+//! flock), in one session: no update is lost, no read is torn.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use keyringrs_tests::*;
+use libkeyring::Store;
+
+/// A value that carries its own length and checksum, so a torn or mixed read is detectable.
+fn value(writer: usize, n: u64) -> Vec<u8> {
+    let body: Vec<u8> = (0..(n % 4096) as usize + 16)
+        .map(|i| (i as u64 * 31 + n) as u8)
+        .collect();
+    let sum: u64 = body.iter().map(|&b| b as u64).sum();
+    let mut v = format!("{writer}:{n}:{}:{sum}:", body.len()).into_bytes();
+    v.extend_from_slice(&body);
+    v
+}
+
+fn check(v: &[u8]) -> (usize, u64) {
+    let text = String::from_utf8_lossy(v);
+    let parts: Vec<&str> = text.splitn(5, ':').collect();
+    assert_eq!(parts.len(), 5, "malformed value");
+    let (w, n) = (parts[0].parse().unwrap(), parts[1].parse().unwrap());
+    assert_eq!(v, value(w, n).as_slice(), "torn or mixed read");
+    (w, n)
+}
+
+#[test]
+fn eight_writers_and_four_readers_for_ten_seconds_lose_nothing() {
+    let dir = TempDir::new("concurrency");
+    fresh_session();
+    Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    let stop = AtomicBool::new(false);
+    let (reads, sets) = (AtomicU64::new(0), AtomicU64::new(0));
+    // Last value each writer completed for each key it owns / shares.
+    let last: Mutex<HashMap<(usize, String), u64>> = Mutex::new(HashMap::new());
+    let started = Instant::now();
+    std::thread::scope(|t| {
+        for w in 0..8 {
+            let (stop, last, sets, store) = (&stop, &last, &sets, dir.store());
+            t.spawn(move || {
+                let s = Store::open(&store).unwrap();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    // Its own keys, and keys every writer shares.
+                    let key = if n % 3 == 0 {
+                        format!("shared{}", n % 4)
+                    } else {
+                        format!("w{w}k{}", n % 16)
+                    };
+                    s.set("svc", &key, &value(w, n)).unwrap();
+                    last.lock().unwrap().insert((w, key), n);
+                    sets.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for _ in 0..4 {
+            let (stop, reads, store) = (&stop, &reads, dir.store());
+            t.spawn(move || {
+                let s = Store::open(&store).unwrap();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let key = if i % 2 == 0 {
+                        format!("shared{}", i % 4)
+                    } else {
+                        format!("w{}k{}", i % 8, i % 16)
+                    };
+                    match s.get("svc", &key) {
+                        Ok(v) => {
+                            check(&v);
+                            reads.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(libkeyring::Error::NoEntry { .. }) => {}
+                        Err(e) => panic!("read failed: {e}"),
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(10));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let s = Store::open(dir.store()).unwrap();
+    let last = last.into_inner().unwrap();
+    let mut shared: HashMap<String, Vec<u64>> = HashMap::new();
+    for ((w, key), n) in &last {
+        if key.starts_with("shared") {
+            shared
+                .entry(key.clone())
+                .or_default()
+                .push(value_id(*w, *n));
+        } else {
+            assert_eq!(
+                check(&s.get("svc", key).unwrap()),
+                (*w, *n),
+                "lost update of {key}"
+            );
+        }
+    }
+    for (key, candidates) in shared {
+        let (w, n) = check(&s.get("svc", &key).unwrap());
+        assert!(
+            candidates.contains(&value_id(w, n)),
+            "{key} holds a value that was not any writer's last"
+        );
+    }
+    eprintln!(
+        "{} sets, {} reads in {:?}; {} entries",
+        sets.load(Ordering::Relaxed),
+        reads.load(Ordering::Relaxed),
+        started.elapsed(),
+        s.list().unwrap().len()
+    );
+}
+
+fn value_id(w: usize, n: u64) -> u64 {
+    ((w as u64) << 48) | n
+}
