@@ -288,16 +288,44 @@ fn strip_newline(mut v: Vec<u8>) -> Vec<u8> {
     v
 }
 
+/// Read stdin up to `cap` bytes into a zeroize-on-drop buffer, mlocked when the limit allows.
+/// Growing copies into a new buffer and wipes the old one, so no copy of a secret is left in
+/// freed memory (plain `read_to_end` would leave one per reallocation). `None` if over `cap`.
+fn read_stdin(cap: usize) -> Result<Option<Zeroizing<Vec<u8>>>, Failure> {
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = Zeroizing::new(vec![0u8; 4096]);
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if len > cap {
+                return Ok(None);
+            }
+            let mut bigger = Zeroizing::new(vec![0u8; buf.len() * 2]);
+            bigger[..len].copy_from_slice(&buf[..len]);
+            buf = bigger;
+        }
+        libkeyring::sys::lock_memory(&buf);
+        match stdin.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(fail(format!("read from stdin: {e}"))),
+        }
+    }
+    if len > cap {
+        return Ok(None);
+    }
+    buf.truncate(len);
+    Ok(Some(buf))
+}
+
 /// Read exactly `n` lines (passwords) from stdin; the last may lack its newline.
 fn read_stdin_lines(n: usize) -> Result<Vec<Zeroizing<Vec<u8>>>, Failure> {
-    let mut all = Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .lock()
-        .take(64 * 1024)
-        .read_to_end(&mut all)
-        .map_err(|e| fail(format!("read password from stdin: {e}")))?;
-    let mut lines: Vec<Zeroizing<Vec<u8>>> = all
+    let all =
+        read_stdin(64 * 1024)?.ok_or_else(|| fail("more than 64 KiB of passwords on stdin"))?;
+    let lines: Vec<Zeroizing<Vec<u8>>> = all
         .split_inclusive(|&b| b == b'\n')
+        .take(n)
         .map(|l| Zeroizing::new(strip_newline(l.to_vec())))
         .collect();
     if lines.len() < n {
@@ -306,7 +334,6 @@ fn read_stdin_lines(n: usize) -> Result<Vec<Zeroizing<Vec<u8>>>, Failure> {
             lines.len()
         )));
     }
-    lines.truncate(n);
     Ok(lines)
 }
 
@@ -335,18 +362,22 @@ fn read_secret(raw: bool) -> Result<Zeroizing<Vec<u8>>, Failure> {
     if std::io::stdin().is_terminal() {
         return prompt("Secret: ");
     }
-    let cap = libkeyring::format::MAX_SECRET_LEN as u64;
-    let mut buf = Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .lock()
-        .take(cap + 2)
-        .read_to_end(&mut buf)
-        .map_err(|e| fail(format!("read secret from stdin: {e}")))?;
-    if !raw {
-        let stripped = strip_newline(std::mem::take(&mut *buf));
-        *buf = stripped;
+    let cap = libkeyring::format::MAX_SECRET_LEN;
+    // One byte of slack for the newline that is stripped.
+    let mut buf = read_stdin(cap + 2)?
+        .filter(|b| b.len() <= cap + 2)
+        .ok_or_else(|| {
+            Failure::from(Error::InvalidInput(format!(
+                "secret longer than {cap} bytes"
+            )))
+        })?;
+    if !raw && buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
     }
-    if buf.len() as u64 > cap {
+    if buf.len() > cap {
         return Err(Error::InvalidInput(format!("secret longer than {cap} bytes")).into());
     }
     Ok(buf)

@@ -1,7 +1,7 @@
 //! The cryptography of the store, in one place: the master key, Argon2id key derivation for
 //! keyslots, HKDF subkeys, XChaCha20-Poly1305 sealing, and the keyed hash that names entries.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -137,6 +137,7 @@ impl SubKey {
     }
 
     /// Decrypt and authenticate; `None` if anything (key, nonce, aad, ciphertext) is wrong.
+    /// The plaintext is produced in place in one mlocked, zeroize-on-drop buffer.
     pub fn open(
         &self,
         nonce: &[u8; NONCE_LEN],
@@ -144,10 +145,13 @@ impl SubKey {
         ct: &[u8],
     ) -> Option<Zeroizing<Vec<u8>>> {
         let cipher = XChaCha20Poly1305::new((&self.0).into());
+        let mut buf = Zeroizing::new(Vec::with_capacity(ct.len()));
+        buf.extend_from_slice(ct);
+        crate::sys::lock_memory(&buf);
         cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+            .decrypt_in_place(XNonce::from_slice(nonce), aad, &mut *buf)
             .ok()
-            .map(Zeroizing::new)
+            .map(|()| buf)
     }
 }
 

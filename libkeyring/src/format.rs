@@ -395,7 +395,14 @@ pub fn check_limits(
 impl EntryData {
     /// The plaintext sealed into an entry file (lengths are u32 LE).
     pub fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        let mut v = zeroize::Zeroizing::new(Vec::with_capacity(64 + self.secret.len()));
+        let len = 64 + self.service.len() + self.username.len() + self.label.len();
+        let attrs: usize = self
+            .attributes
+            .iter()
+            .map(|(k, v)| 8 + k.len() + v.len())
+            .sum();
+        // Exact capacity: the buffer never reallocates, so no unwiped copy is left behind.
+        let mut v = zeroize::Zeroizing::new(Vec::with_capacity(len + attrs + self.secret.len()));
         put_bytes(&mut v, self.service.as_bytes());
         put_bytes(&mut v, self.username.as_bytes());
         put_bytes(&mut v, self.label.as_bytes());
@@ -407,6 +414,7 @@ impl EntryData {
         v.extend_from_slice(&self.created.to_le_bytes());
         v.extend_from_slice(&self.modified.to_le_bytes());
         put_bytes(&mut v, &self.secret);
+        crate::sys::lock_memory(&v);
         v
     }
 
@@ -429,6 +437,7 @@ impl EntryData {
         let created = r.i64("created")?;
         let modified = r.i64("modified")?;
         let secret = zeroize::Zeroizing::new(r.bytes(MAX_SECRET_LEN, "secret")?.to_vec());
+        crate::sys::lock_memory(&secret);
         r.finish("secret")?;
         Ok(EntryData {
             service,

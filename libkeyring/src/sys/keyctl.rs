@@ -172,6 +172,7 @@ pub fn search_user_key(keyring: i32, description: &str) -> Result<i32> {
 pub fn read(serial: i32) -> Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(vec![0u8; 64]);
     loop {
+        super::lock_memory(&buf);
         let cap = buf.len();
         let n = keyctl(
             libc::KEYCTL_READ,

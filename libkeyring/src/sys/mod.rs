@@ -23,3 +23,13 @@ pub fn fsuid() -> u32 {
     // SAFETY: setfsuid(-1) is the documented way to query the fsuid; it changes nothing.
     unsafe { libc::setfsuid(u32::MAX) as u32 }
 }
+
+/// Keep the pages of `buf` out of swap (mlock), best effort: fails silently beyond
+/// RLIMIT_MEMLOCK. Used for buffers that hold secrets; the pages stay locked until freed.
+pub fn lock_memory(buf: &[u8]) -> bool {
+    if buf.is_empty() {
+        return true;
+    }
+    // SAFETY: the range is a live allocation of buf.len() bytes; mlock only pins its pages.
+    unsafe { libc::mlock(buf.as_ptr().cast(), buf.len()) == 0 }
+}
