@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 /// Exit codes: 0 ok, 1 other error, 2 usage, 3 locked, 4 no such entry, 5 wrong password,
 /// 6 no store, 7 corrupt store, 8 access denied, 9 quota or disk full.
 #[derive(Parser, Debug)]
-#[command(name = "keyringrs", version, about, long_about)]
+#[command(name = "keyringrs", version)]
 struct Cli {
     /// Store directory [default: $XDG_DATA_HOME/keyringrs or ~/.local/share/keyringrs]
     #[arg(long, global = true, env = "KEYRINGRS_STORE", value_name = "PATH")]
@@ -105,7 +105,32 @@ type Outcome = Result<(), Failure>;
 
 fn main() -> ExitCode {
     harden_process();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version: print as clap formats them, exit 0.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // Usage errors: one line, like every other error, and exit 2.
+            let text = e.to_string();
+            // clap's message is its lines up to the first blank one; the usage follows.
+            let message = match e.kind() {
+                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                | clap::error::ErrorKind::MissingSubcommand => "a command is required".to_string(),
+                _ => text
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            };
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            eprintln!("keyringrs: {message} (see keyringrs --help)");
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, msg)) => {
