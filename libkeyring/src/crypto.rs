@@ -170,7 +170,10 @@ impl KdfParams {
     /// Largest memory we accept (KiB): 1 GiB.
     pub const MAX_MEMORY_KIB: u32 = 1 << 20;
     /// Largest iteration count we accept.
-    pub const MAX_TIME: u32 = 64;
+    pub const MAX_TIME: u32 = 16;
+    /// Largest memory × iterations we accept (KiB): 4 GiB of passes, a few seconds here. A header
+    /// someone else wrote can make one unlock cost at most this much, never minutes.
+    pub const MAX_COST: u64 = 4 << 20;
     /// Largest lane count we accept.
     pub const MAX_LANES: u32 = 16;
 
@@ -200,6 +203,12 @@ impl KdfParams {
             return Err(Error::InvalidInput(format!(
                 "Argon2id time cost {time} outside 1..={}",
                 Self::MAX_TIME
+            )));
+        }
+        if memory_kib as u64 * time as u64 > Self::MAX_COST {
+            return Err(Error::InvalidInput(format!(
+                "Argon2id cost {memory_kib} KiB × {time} exceeds {} KiB",
+                Self::MAX_COST
             )));
         }
         Ok(KdfParams {
@@ -265,6 +274,8 @@ mod tests {
         assert!(KdfParams::new(65536, 3, 255).is_err());
         assert!(KdfParams::new(8, 1, 1).is_err());
         assert!(KdfParams::new(65536, 0, 1).is_err());
+        assert!(KdfParams::new(1 << 20, 16, 1).is_err(), "memory × time budget");
+        assert!(KdfParams::new(1 << 20, 4, 1).is_ok());
         assert_eq!(KdfParams::new(65536, 3, 1).unwrap(), KdfParams::DEFAULT);
     }
 
