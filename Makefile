@@ -12,6 +12,11 @@ BINDIR     = $(DESTDIR)$(PREFIX)/bin
 SYSTEM_PACKAGES = gcc pkg-config libc6-dev
 # Needed only by the tests.
 TEST_PACKAGES   = keyutils python3-nacl
+# Needed only by `make bench` (and its quick mode in `make test`): the peers it measures
+# (gnome-keyring over D-Bus, keyctl, secret-tool), libdbus for the in-process D-Bus client, GNU time.
+BENCH_PACKAGES  = keyutils gnome-keyring dbus-daemon dbus-x11 libsecret-tools libdbus-1-dev pkg-config time
+# The in-process gnome-keyring client is built only where libdbus-1-dev is installed.
+BENCH_FEATURES  = $(shell pkg-config --exists dbus-1 2>/dev/null && echo --features keyringrs-bench/secret-service)
 
 # Install the packages of $(1) that are missing (apt-get update only when something is).
 define apt_install
@@ -22,7 +27,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: all build deps test-deps install test lint unit-tests format-check
+.PHONY: all build deps test-deps install test lint unit-tests format-check bench-deps bench bench-quick
 
 all: build
 
@@ -52,4 +57,18 @@ format-check:
 	echo "correct horse battery staple" | /usr/bin/python3 docs/read-store.py tests/vectors/store-v1 \
 	  | grep -q "'example.org' 'alice' 'alice@example.org' {} b'hunter2'"
 
-test: test-deps lint unit-tests format-check
+# Benchmark: libkeyring beside the raw kernel keyring and its peers; docs/PERFORMANCE.md.
+# Writes bench/results/latest.{json,md}. A failed package install only turns rows into n/a.
+bench-deps: deps
+	-$(call apt_install,$(BENCH_PACKAGES))
+
+bench: bench-deps
+	$(CARGO) build --release --locked -p keyringrs-cli
+	$(CARGO) run --release --locked -p keyringrs-bench $(BENCH_FEATURES)
+
+# The quick mode, so the benchmark cannot rot (few entries, few samples; results not kept).
+bench-quick: bench-deps
+	$(CARGO) build --locked -p keyringrs-cli
+	$(CARGO) run --locked -p keyringrs-bench $(BENCH_FEATURES) -- --quick
+
+test: test-deps lint unit-tests format-check bench-quick
