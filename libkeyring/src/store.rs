@@ -602,6 +602,14 @@ impl Store {
         )
     }
 
+    /// The on-disk name of the entry (service, username): 64 lowercase hex digits of a keyed
+    /// hash, so it needs the unlocked key (`Locked` otherwise). Stable for the life of the store
+    /// and reveals nothing without the key; the Secret Service daemon builds item paths from it.
+    pub fn entry_name(&self, service: &str, username: &str) -> Result<String> {
+        let master = self.master()?;
+        Ok(format::hex(&self.entry_id(&master, service, username)))
+    }
+
     /// The whole entry for (service, username).
     pub fn entry(&self, service: &str, username: &str) -> Result<EntryData> {
         let master = self.master()?;
