@@ -58,13 +58,20 @@ impl MasterKey {
     /// Derive the subkey for one purpose: HKDF-SHA256(salt = store id, ikm = master key,
     /// info = "keyringrs v1 " + purpose).
     pub fn subkey(&self, store_id: &[u8], purpose: Purpose) -> SubKey {
+        let [k] = self.subkeys(store_id, [purpose]);
+        k
+    }
+
+    /// Several subkeys from one HKDF extract (the same values as [`MasterKey::subkey`]).
+    pub fn subkeys<const N: usize>(&self, store_id: &[u8], purposes: [Purpose; N]) -> [SubKey; N] {
         let hk = hkdf::Hkdf::<Sha256>::new(Some(store_id), &self.0);
-        let mut out = SubKey([0u8; KEY_LEN]);
-        let info = [b"keyringrs v1 ".as_slice(), purpose.label()].concat();
-        // 32 bytes is always a valid HKDF-SHA256 output length.
-        hk.expand(&info, &mut out.0)
-            .unwrap_or_else(|_| unreachable!("32-byte HKDF output"));
-        out
+        purposes.map(|purpose| {
+            let mut out = SubKey([0u8; KEY_LEN]);
+            // 32 bytes is always a valid HKDF-SHA256 output length.
+            hk.expand_multi_info(&[b"keyringrs v1 ".as_slice(), purpose.label()], &mut out.0)
+                .unwrap_or_else(|_| unreachable!("32-byte HKDF output"));
+            out
+        })
     }
 }
 
@@ -152,6 +159,55 @@ impl SubKey {
             .decrypt_in_place(XNonce::from_slice(nonce), aad, &mut *buf)
             .ok()
             .map(|()| buf)
+    }
+
+    /// Like [`SubKey::open`], but hands the plaintext to `f` instead of returning it. Small
+    /// ciphertexts (every ordinary entry) are decrypted in a per-thread scratch buffer that is
+    /// mlocked once and wiped after each use, so the read path makes no allocation and no mlock
+    /// call here; larger ones go through [`SubKey::open`].
+    pub fn open_with<R>(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ct: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        const SCRATCH: usize = 4096;
+        thread_local! {
+            static BUF: std::cell::RefCell<Option<Box<[u8; SCRATCH]>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let n = ct.len().checked_sub(TAG_LEN)?;
+        if ct.len() > SCRATCH {
+            return self.open(nonce, aad, ct).map(|pt| f(&pt));
+        }
+        let mut f = Some(f);
+        let fast = BUF.try_with(|cell| {
+            let mut guard = cell.try_borrow_mut().ok()?;
+            let buf = guard.get_or_insert_with(|| {
+                let b = Box::new([0u8; SCRATCH]);
+                crate::sys::lock_memory(&b[..]);
+                b
+            });
+            let (msg, tag) = buf[..ct.len()].split_at_mut(n);
+            msg.copy_from_slice(&ct[..n]);
+            tag.copy_from_slice(&ct[n..]);
+            let cipher = XChaCha20Poly1305::new((&self.0).into());
+            let ok = cipher
+                .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, msg, (&*tag).into())
+                .is_ok();
+            let r = if ok { f.take().map(|f| f(msg)) } else { None };
+            buf[..ct.len()].zeroize();
+            Some(r)
+        });
+        match fast {
+            Ok(Some(r)) => r,
+            // Re-entered or during thread teardown: the allocating path.
+            _ => {
+                let f = f.take()?;
+                self.open(nonce, aad, ct).map(|pt| f(&pt))
+            }
+        }
     }
 }
 
@@ -274,7 +330,10 @@ mod tests {
         assert!(KdfParams::new(65536, 3, 255).is_err());
         assert!(KdfParams::new(8, 1, 1).is_err());
         assert!(KdfParams::new(65536, 0, 1).is_err());
-        assert!(KdfParams::new(1 << 20, 16, 1).is_err(), "memory × time budget");
+        assert!(
+            KdfParams::new(1 << 20, 16, 1).is_err(),
+            "memory × time budget"
+        );
         assert!(KdfParams::new(1 << 20, 4, 1).is_ok());
         assert_eq!(KdfParams::new(65536, 3, 1).unwrap(), KdfParams::DEFAULT);
     }

@@ -56,7 +56,13 @@ impl StoreId {
 
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
 }
 
 /// A malformed-input reason, turned into `Error::Corrupt` with the file name by the caller.
@@ -502,12 +508,12 @@ pub fn open_entry(
     }
     let nonce: [u8; NONCE_LEN] = r.array("nonce").map_err(m)?;
     debug_assert_eq!(r.pos, ENTRY_PREFIX_LEN);
-    let pt = seal_key
-        .open(&nonce, &entry_aad(store, id), r.rest())
+    seal_key
+        .open_with(&nonce, &entry_aad(store, id), r.rest(), EntryData::decode)
         .ok_or_else(|| {
             m("authentication failed (damaged, altered, swapped or from another store)".into())
-        })?;
-    EntryData::decode(&pt).map_err(m)
+        })?
+        .map_err(m)
 }
 
 #[cfg(test)]

@@ -106,6 +106,10 @@ impl KeySerial {
     pub fn read(self) -> Result<Zeroizing<Vec<u8>>> {
         keyctl::read(self.0)
     }
+    /// Read into `buf`; returns the payload's full length (more than `buf.len()`: truncated).
+    pub fn read_into(self, buf: &mut [u8]) -> Result<usize> {
+        keyctl::read_into(self.0, buf)
+    }
     /// Replace the payload.
     pub fn update(self, payload: &[u8]) -> Result<()> {
         keyctl::update(self.0, payload)

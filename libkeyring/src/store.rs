@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::crypto::{self, KdfParams, MasterKey, Purpose};
+use crate::crypto::{self, KdfParams, MasterKey, Purpose, SubKey};
 use crate::error::{Error, Result};
 use crate::format::{self, EntryData, EntryError, Header, HeaderError, Keyslot, StoreId};
 use crate::keyring::{perm, KeySerial, Keyring};
@@ -165,30 +165,31 @@ fn open_dir_checked(
 
 /// Read a regular file we own, at most `cap` bytes, refusing links, FIFOs, devices and foreign
 /// files. `Ok(None)` if it does not exist.
+/// `display` builds the path for error messages (only when there is an error).
 fn read_checked(
     dir: &File,
     name: &Path,
-    display: &Path,
+    display: &dyn Fn() -> PathBuf,
     owner: u32,
     cap: u64,
 ) -> Result<Option<Vec<u8>>> {
     let f = match fs::open_read(Some(dir), name) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::from_io("open", display, e)),
+        Err(e) => return Err(Error::from_io("open", &display(), e)),
     };
     let m = f
         .metadata()
-        .map_err(|e| Error::from_io("stat", display, e))?;
+        .map_err(|e| Error::from_io("stat", &display(), e))?;
     if !m.file_type().is_file() {
         return Err(Error::corrupt(
-            display,
+            &display(),
             "is not a regular file; refusing it",
         ));
     }
     if m.uid() != owner {
         return Err(Error::corrupt(
-            display,
+            &display(),
             format!("is owned by uid {}, not {owner}; refusing it", m.uid()),
         ));
     }
@@ -196,50 +197,63 @@ fn read_checked(
     // whole, authenticated version. More than one: a hard link planted from elsewhere.
     if m.nlink() > 1 {
         return Err(Error::corrupt(
-            display,
+            &display(),
             format!("has {} hard links; refusing it", m.nlink()),
         ));
     }
     if m.mode() & 0o022 != 0 {
         return Err(Error::corrupt(
-            display,
+            &display(),
             "is group- or world-writable; refusing it",
         ));
     }
     if m.len() > cap {
         return Err(Error::corrupt(
-            display,
+            &display(),
             format!("is {} bytes, more than the limit of {cap}", m.len()),
         ));
     }
-    let mut buf = Vec::with_capacity(m.len() as usize);
-    (&f).take(cap + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::from_io("read", display, e))?;
-    if buf.len() as u64 > cap {
-        return Err(Error::corrupt(
-            display,
-            format!("grew beyond the limit of {cap} bytes"),
-        ));
+    // Exactly the size fstat gave (≤ cap), normally in one read(2) and no probe for EOF:
+    // writers never change a file in place (they rename a new one over it), and a file cut
+    // short meanwhile gives a short buffer, which then fails authentication.
+    let mut buf = vec![0u8; m.len() as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match (&f).read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::from_io("read", &display(), e)),
+        }
     }
+    buf.truncate(filled);
     Ok(Some(buf))
 }
 
-/// Atomically and durably replace `name` in `dir`: temp file, fsync, rename, fsync dir.
-fn write_atomic(dir: &File, name: &str, bytes: &[u8], display: &Path) -> Result<()> {
+/// Atomically and durably replace `name` in `dir`: temp file in `tmp_dir` (the store
+/// directory, always: so unlock finds a crashed writer's temp file without listing `entries/`,
+/// which holds one file per entry), fsync, rename into `dir` (one atomic, journaled operation on
+/// the same filesystem), fsync `dir`.
+fn write_atomic(
+    tmp_dir: &File,
+    dir: &File,
+    name: &str,
+    bytes: &[u8],
+    display: &Path,
+) -> Result<()> {
     let tmp = format!("{TMP_PREFIX}{}", format::hex(&crypto::random::<8>()?));
     let tmp_path = Path::new(&tmp);
     let result = (|| -> std::io::Result<()> {
-        let mut f = fs::create_new(dir, tmp_path, 0o600)?;
+        let mut f = fs::create_new(tmp_dir, tmp_path, 0o600)?;
         fs::fchmod(&f, 0o600)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
-        fs::rename(dir, tmp_path, Path::new(name))?;
+        fs::rename_into(tmp_dir, tmp_path, dir, Path::new(name))?;
         dir.sync_all()
     })();
     result.map_err(|e| {
-        let _ = fs::unlink(dir, tmp_path);
+        let _ = fs::unlink(tmp_dir, tmp_path);
         Error::from_io("write", display, e)
     })
 }
@@ -311,7 +325,7 @@ impl Store {
         if read_checked(
             &dir,
             Path::new(HEADER),
-            &path.join(HEADER),
+            &|| path.join(HEADER),
             owner,
             format::MAX_HEADER_LEN,
         )?
@@ -351,7 +365,13 @@ impl Store {
             password,
             opts.kdf,
         )?);
-        write_atomic(&dir, HEADER, &header.encode(&master), &path.join(HEADER))?;
+        write_atomic(
+            &dir,
+            &dir,
+            HEADER,
+            &header.encode(&master),
+            &path.join(HEADER),
+        )?;
         drop(guard);
         let store = Store {
             description: key_description(&header.id),
@@ -370,7 +390,7 @@ impl Store {
         let bytes = read_checked(
             dir,
             Path::new(HEADER),
-            &hpath,
+            &|| hpath.clone(),
             owner,
             format::MAX_HEADER_LEN,
         )?
@@ -409,9 +429,15 @@ impl Store {
 
     /// Read the master key from the kernel (Locked if absent). Dropped (wiped) by the caller.
     fn master(&self) -> Result<MasterKey> {
-        let payload = self.find_key()?.read()?;
+        let key = self.find_key()?;
+        // Into a wiped stack buffer, as the MasterKey itself lives: no allocation per operation.
+        let mut payload = Zeroizing::new([0u8; 2 * crypto::KEY_LEN]);
+        let n = key.read_into(&mut payload[..])?;
         // A key with our name that is not 32 bytes is not ours to use: still locked.
-        MasterKey::from_slice(&payload).ok_or(Error::Locked)
+        if n != crypto::KEY_LEN {
+            return Err(Error::Locked);
+        }
+        MasterKey::from_slice(&payload[..n]).ok_or(Error::Locked)
     }
 
     /// Is the store locked for this process? (`AccessDenied` if the key is someone else's.)
@@ -535,6 +561,7 @@ impl Store {
         header.slots[index] = Keyslot::wrap(&header.prefix(), index, master, password, kdf)?;
         write_atomic(
             &self.dir,
+            &self.dir,
             HEADER,
             &header.encode(master),
             &self.path.join(HEADER),
@@ -570,9 +597,14 @@ impl Store {
         self.path.join(ENTRIES).join(name)
     }
 
-    fn load_entry(&self, master: &MasterKey, id: &[u8; 32]) -> Result<Option<EntryData>> {
+    /// The entry-name and entry-seal subkeys, from one HKDF extract.
+    fn entry_keys(&self, master: &MasterKey) -> [SubKey; 2] {
+        master.subkeys(&self.id.0, [Purpose::EntryName, Purpose::EntrySeal])
+    }
+
+    fn load_entry(&self, seal: &SubKey, id: &[u8; 32]) -> Result<Option<EntryData>> {
         let name = format::hex(id);
-        let display = self.entry_path(&name);
+        let display = || self.entry_path(&name);
         let Some(bytes) = read_checked(
             &self.entries,
             Path::new(&name),
@@ -583,14 +615,13 @@ impl Store {
         else {
             return Ok(None);
         };
-        let seal = master.subkey(&self.id.0, Purpose::EntrySeal);
-        format::open_entry(&seal, &self.id, id, &bytes)
+        format::open_entry(seal, &self.id, id, &bytes)
             .map(Some)
             .map_err(|e| match e {
                 EntryError::UnknownVersion(v) => {
-                    Error::corrupt(&display, format!("unknown entry format version {v}"))
+                    Error::corrupt(&display(), format!("unknown entry format version {v}"))
                 }
-                EntryError::Malformed(why) => Error::corrupt(&display, why),
+                EntryError::Malformed(why) => Error::corrupt(&display(), why),
             })
     }
 
@@ -612,14 +643,12 @@ impl Store {
 
     /// The whole entry for (service, username).
     pub fn entry(&self, service: &str, username: &str) -> Result<EntryData> {
-        let master = self.master()?;
-        let id = self.entry_id(&master, service, username);
-        let data = self
-            .load_entry(&master, &id)?
-            .ok_or_else(|| Error::NoEntry {
-                service: service.into(),
-                username: username.into(),
-            })?;
+        let [name_key, seal] = self.entry_keys(&self.master()?);
+        let id = format::entry_id(&name_key, service, username);
+        let data = self.load_entry(&seal, &id)?.ok_or_else(|| Error::NoEntry {
+            service: service.into(),
+            username: username.into(),
+        })?;
         if data.service != service || data.username != username {
             return Err(Error::corrupt(
                 &self.entry_path(&format::hex(&id)),
@@ -658,12 +687,12 @@ impl Store {
             attributes.unwrap_or(&empty),
             secret,
         )?;
-        let master = self.master()?;
-        let id = self.entry_id(&master, service, username);
+        let [name_key, seal] = self.entry_keys(&self.master()?);
+        let id = format::entry_id(&name_key, service, username);
         let name = format::hex(&id);
         let _guard =
             fs::flock_exclusive(&self.dir).map_err(|e| Error::from_io("lock", &self.path, e))?;
-        let old = self.load_entry(&master, &id)?;
+        let old = self.load_entry(&seal, &id)?;
         let t = now();
         let data = EntryData {
             service: service.into(),
@@ -680,9 +709,14 @@ impl Store {
             modified: t,
             secret: Zeroizing::new(secret.to_vec()),
         };
-        let seal = master.subkey(&self.id.0, Purpose::EntrySeal);
         let bytes = format::seal_entry(&seal, &self.id, &id, &data)?;
-        write_atomic(&self.entries, &name, &bytes, &self.entry_path(&name))
+        write_atomic(
+            &self.dir,
+            &self.entries,
+            &name,
+            &bytes,
+            &self.entry_path(&name),
+        )
     }
 
     /// Delete (service, username); `NoEntry` if it does not exist.
@@ -715,17 +749,12 @@ impl Store {
 
     /// Every entry, decrypted (secrets included), in no particular order.
     pub fn entries(&self) -> Result<Vec<EntryData>> {
-        let master = self.master()?;
+        let [name_key, seal] = self.entry_keys(&self.master()?);
         let mut out = Vec::new();
         for id in self.entry_names()? {
             // An entry deleted between listing and reading is simply gone.
-            if let Some(e) = self.load_entry(&master, &id)? {
-                if format::entry_id(
-                    &master.subkey(&self.id.0, Purpose::EntryName),
-                    &e.service,
-                    &e.username,
-                ) != id
-                {
+            if let Some(e) = self.load_entry(&seal, &id)? {
+                if format::entry_id(&name_key, &e.service, &e.username) != id {
                     return Err(Error::corrupt(
                         &self.entry_path(&format::hex(&id)),
                         "entry identity does not match its name",
@@ -764,18 +793,19 @@ impl Store {
     }
 
     /// Temp files left by a writer that crashed (only writers holding the lock create them).
+    /// Every temp file is created in the store directory (see `write_atomic`), so this lists
+    /// that small directory only, never `entries/` with its one file per entry: unlock stays
+    /// Argon2id + a few syscalls at any store size.
     fn remove_stale_temp_files(&self) {
         let Ok(_guard) = fs::flock_exclusive(&self.dir) else {
             return;
         };
-        for dir in [&self.dir, &self.entries] {
-            if let Ok(names) = fs::list(dir) {
-                for n in names
-                    .iter()
-                    .filter(|n| n.as_encoded_bytes().starts_with(TMP_PREFIX.as_bytes()))
-                {
-                    let _ = fs::unlink(dir, Path::new(n));
-                }
+        if let Ok(names) = fs::list(&self.dir) {
+            for n in names
+                .iter()
+                .filter(|n| n.as_encoded_bytes().starts_with(TMP_PREFIX.as_bytes()))
+            {
+                let _ = fs::unlink(&self.dir, Path::new(n));
             }
         }
     }

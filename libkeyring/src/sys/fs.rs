@@ -81,6 +81,21 @@ pub fn rename(dir: &File, from: &Path, to: &Path) -> io::Result<()> {
         .map(drop)
 }
 
+/// renameat from one pinned directory into another (same filesystem): atomically replaces `to`.
+pub fn rename_into(from_dir: &File, from: &Path, to_dir: &File, to: &Path) -> io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    // SAFETY: both are NUL-terminated paths relative to live directory descriptors.
+    check(unsafe {
+        libc::renameat(
+            from_dir.as_raw_fd(),
+            f.as_ptr(),
+            to_dir.as_raw_fd(),
+            t.as_ptr(),
+        )
+    })
+    .map(drop)
+}
+
 /// unlinkat a file.
 pub fn unlink(dir: &File, name: &Path) -> io::Result<()> {
     let c = cstr(name)?;

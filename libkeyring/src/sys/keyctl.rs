@@ -191,6 +191,21 @@ pub fn read(serial: i32) -> Result<Zeroizing<Vec<u8>>> {
     }
 }
 
+/// One KEYCTL_READ into `buf` (the caller's, e.g. a wiped stack buffer): returns the payload's
+/// full length, which may exceed `buf.len()` (then only a prefix was copied). The hot path of
+/// every store operation: no allocation, no extra call.
+pub fn read_into(serial: i32, buf: &mut [u8]) -> Result<usize> {
+    keyctl(
+        libc::KEYCTL_READ,
+        serial as i64 as u64,
+        buf.as_mut_ptr() as u64,
+        buf.len() as u64,
+        0,
+    )
+    .map(|n| n as usize)
+    .map_err(|e| map_errno(Op::Read, e))
+}
+
 fn key(serial: i32) -> Key {
     Key::from_id(KeySerialId::new(serial))
 }
