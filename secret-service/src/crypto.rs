@@ -140,7 +140,11 @@ impl SessionKey {
     }
 
     /// The secret of (parameters, value) received through this session.
-    pub fn decrypt(&self, parameters: &[u8], value: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub fn decrypt(
+        &self,
+        parameters: &[u8],
+        value: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         match &self.0 {
             None if parameters.is_empty() => Ok(Zeroizing::new(value.to_vec())),
             None => Err(CryptoError(

@@ -37,12 +37,7 @@ fn main() -> ExitCode {
                 Some(p) => store = Some(PathBuf::from(p)),
                 None => return fail("--store needs a path (see --help)", 2),
             },
-            _ => {
-                return fail(
-                    format!("unknown argument {a:?} (see --help)"),
-                    2,
-                )
-            }
+            _ => return fail(format!("unknown argument {a:?} (see --help)"), 2),
         }
     }
     let store = match store.map_or_else(libkeyring::default_path, Ok) {

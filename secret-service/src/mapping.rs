@@ -162,7 +162,11 @@ mod tests {
         assert_eq!(id.service, "org.freedesktop.Secret.Item:org.example.Pw");
         assert_eq!(id.username.len(), 36);
         assert_ne!(Identity::synthetic(&a).username, id.username);
-        let e = entry(&id.service, &id.username, &[("xdg:schema", "org.example.Pw"), ("host", "h")]);
+        let e = entry(
+            &id.service,
+            &id.username,
+            &[("xdg:schema", "org.example.Pw"), ("host", "h")],
+        );
         assert_eq!(item_attributes(&e), a);
     }
 }

@@ -268,7 +268,9 @@ fn encode(key: &SessionKey, session: &str, secret: &[u8]) -> Secret {
 /// Serve `name` as an item (once).
 async fn register(st: &Arc<State>, name: &str, id: &Identity) -> OwnedObjectPath {
     let p = item_path(name);
-    let new = lock(&st.items).insert(name.to_string(), id.clone()).is_none();
+    let new = lock(&st.items)
+        .insert(name.to_string(), id.clone())
+        .is_none();
     if new {
         let item = Item {
             st: st.clone(),
@@ -300,7 +302,11 @@ async fn items_changed(st: &Arc<State>) {
     let server = st.conn().object_server();
     for cp in [COLLECTION_PATH, ALIAS_PATH] {
         if let Ok(iref) = server.interface::<_, Collection>(cp).await {
-            let _ = iref.get().await.items_invalidate(iref.signal_emitter()).await;
+            let _ = iref
+                .get()
+                .await
+                .items_invalidate(iref.signal_emitter())
+                .await;
         }
     }
 }
@@ -427,7 +433,10 @@ impl Service {
             crypto::PLAIN => (Value::from(""), SessionKey::plain()),
             crypto::DH_AES => {
                 let client: Vec<u8> = Vec::try_from(input).map_err(|_| {
-                    Error::InvalidArgs(format!("{} takes the client's public key as ay", crypto::DH_AES))
+                    Error::InvalidArgs(format!(
+                        "{} takes the client's public key as ay",
+                        crypto::DH_AES
+                    ))
                 })?;
                 let (public, key) = SessionKey::server_dh(&client)
                     .map_err(|e| Error::InvalidArgs(e.to_string()))?;
@@ -447,11 +456,7 @@ impl Service {
             st: self.st.clone(),
             path: p.clone(),
         };
-        self.st
-            .conn()
-            .object_server()
-            .at(p.as_str(), obj)
-            .await?;
+        self.st.conn().object_server().at(p.as_str(), obj).await?;
         let output = OwnedValue::try_from(output).map_err(|e| Error::Failed(e.to_string()))?;
         Ok((output, path(&p)))
     }
@@ -988,7 +993,10 @@ fn unlock_with_askpass(st: &State) -> bool {
     let out = match out {
         Ok(o) if o.status.success() => o,
         Ok(o) => {
-            log(format!("{program:?} ended with {}: unlock dismissed", o.status));
+            log(format!(
+                "{program:?} ended with {}: unlock dismissed",
+                o.status
+            ));
             return false;
         }
         Err(e) => {
@@ -1009,7 +1017,10 @@ fn unlock_with_askpass(st: &State) -> bool {
         scope,
         timeout: None,
     };
-    match st.store().and_then(|s| s.unlock(&pw, &opts).map_err(Error::from)) {
+    match st
+        .store()
+        .and_then(|s| s.unlock(&pw, &opts).map_err(Error::from))
+    {
         Ok(_) => true,
         Err(e) => {
             log(format!("unlock through {program:?} failed: {e}"));
@@ -1063,11 +1074,7 @@ async fn complete(st: &Arc<State>, p: &str, dismissed: bool, result: Vec<OwnedOb
     if let Ok(em) = SignalEmitter::new(st.conn(), p.to_string()) {
         let _ = PromptObject::completed(&em, dismissed, Value::new(result)).await;
     }
-    let _ = st
-        .conn()
-        .object_server()
-        .remove::<PromptObject, _>(p)
-        .await;
+    let _ = st.conn().object_server().remove::<PromptObject, _>(p).await;
 }
 
 // ---------------------------------------------------------------------------------------------
