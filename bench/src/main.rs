@@ -95,7 +95,7 @@ impl Config {
                 dbus_samples: 300,
                 cli_samples: 100,
                 unlock_samples: 9,
-                gnome_fill_budget: Duration::from_secs(120),
+                gnome_fill_budget: Duration::from_secs(60),
                 out,
             }
         })
@@ -233,6 +233,26 @@ fn bulk_fill(store: &Store, from: usize, to: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The on-disk names of the picked entries (through the library's keyed hash).
+fn store_file_names(store: &Store, pk: &[usize]) -> Result<Vec<CString>, String> {
+    pk.iter()
+        .map(|&i| {
+            let payload = Keyring::Session
+                .search(store.key_description())
+                .and_then(|k| k.read())
+                .map_err(e2s)?;
+            let master = MasterKey::from_slice(&payload).ok_or("master key is not 32 bytes")?;
+            let hex = store.id();
+            let mut id = [0u8; format::STORE_ID_LEN];
+            for (j, b) in id.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&hex[2 * j..2 * j + 2], 16).map_err(e2s)?;
+            }
+            let name = master.subkey(&id, Purpose::EntryName);
+            CString::new(format::hex(&format::entry_id(&name, &service(i), &user(i)))).map_err(e2s)
+        })
+        .collect()
+}
+
 /// The path of a binary built next to this one (`make bench` builds the CLI too), else PATH.
 fn sibling(name: &str) -> PathBuf {
     std::env::current_exe()
@@ -277,6 +297,7 @@ fn spawn_op<'a>(mut make: impl FnMut() -> Command + 'a) -> Op<'a> {
 
 const ROW_RAW_GET: &str = "raw kernel: keyctl_search + keyctl_read of one user key";
 const ROW_OURS_GET: &str = "libkeyring Store::get";
+const ROW_FILE_GET: &str = "raw file: openat + fstat + read + close of one entry file";
 const ROW_KU_GET: &str = "keyring-core linux-keyutils store: Entry::get_secret";
 const ROW_GK_GET: &str = "gnome-keyring over D-Bus: keyring-core Secret Service Entry::get_secret";
 const ROW_RAW_SET: &str = "raw kernel: add_key (update one user key)";
@@ -378,7 +399,24 @@ fn run(cfg: &Config) -> Result<(), String> {
             };
             let store = &store;
             let raw_desc = &raw_desc;
+            let entries_dir = std::fs::File::open(store_path.join("entries")).map_err(e2s)?;
+            let entries_dir = &entries_dir;
+            let mut fk = 0usize;
+            let mut fbuf = vec![0u8; 4096];
+            let file_names: Vec<CString> = store_file_names(store, &pk)?;
             let mut ops: Vec<(String, Op)> = vec![
+                (
+                    ROW_FILE_GET.into(),
+                    Box::new(move || {
+                        let name = &file_names[fk % file_names.len()];
+                        fk += 1;
+                        if sys::read_file_at(entries_dir, name, &mut fbuf) > 0 {
+                            Ok(())
+                        } else {
+                            Err("entry file read failed".into())
+                        }
+                    }),
+                ),
                 (
                     ROW_RAW_GET.into(),
                     Box::new(move || {
@@ -792,13 +830,12 @@ fn run(cfg: &Config) -> Result<(), String> {
         }
     }
 
-    // Clean up the peer's keys (they are also linked into the persistent keyring).
+    // Clean up the keyutils peer's keys (they are also linked into the persistent keyring).
     for e in &ku_entries {
         let _ = e.delete_credential();
     }
-    for e in &gk_entries {
-        let _ = e.delete_credential();
-    }
+    // (gnome-keyring's items go with its throwaway HOME: deleting them one by one over D-Bus
+    // would rewrite its keyring file once per item.)
     let _ = store.lock();
     let _ = ustore.lock();
     drop(gk_daemons);

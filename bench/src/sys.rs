@@ -69,3 +69,33 @@ pub fn syncfs(f: &std::fs::File) {
     // SAFETY: the descriptor is live for the duration of the call.
     unsafe { libc::syncfs(f.as_raw_fd()) };
 }
+
+/// The file-side floor of one `get`: openat (relative to the pinned entries directory) +
+/// fstat + read + close of one entry file. Returns the bytes read (or -1).
+pub fn read_file_at(dir: &std::fs::File, name: &CStr, buf: &mut [u8]) -> i64 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: name is NUL-terminated; dir is a live directory descriptor.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return -1;
+    }
+    // SAFETY: stat is plain data; zeroed is valid; fd is open.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open and st is a live out-pointer.
+    let ok = unsafe { libc::fstat(fd, &mut st) } == 0 && (st.st_size as usize) <= buf.len();
+    let n = if ok {
+        // SAFETY: buf is live and at most st_size ≤ buf.len() bytes are written.
+        unsafe { libc::read(fd, buf.as_mut_ptr().cast(), st.st_size as usize) as i64 }
+    } else {
+        -1
+    };
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    n
+}
