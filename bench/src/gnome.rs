@@ -83,12 +83,33 @@ impl Daemons {
             keyring,
             address,
         };
-        // Ready when the Secret Service answers: store one item with secret-tool.
+        // Ready when our daemon owns the name (a client asking earlier would make the bus
+        // start a second, locked daemon by activation) and answers: store one item.
         let start = Instant::now();
         loop {
-            match d.secret_tool_store("kbench-ready", "ready", b"ready") {
+            let owned = Command::new("dbus-send")
+                .env("DBUS_SESSION_BUS_ADDRESS", &d.address)
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.secrets",
+                ])
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
+                // Without dbus-send, fall back to asking secret-tool directly.
+                .unwrap_or(true);
+            let r = if owned {
+                d.secret_tool_store("kbench-ready", "ready", b"ready")
+            } else {
+                Err("org.freedesktop.secrets not owned yet".into())
+            };
+            match r {
                 Ok(()) => return Ok(d),
-                Err(e) if start.elapsed() > Duration::from_secs(10) => {
+                Err(e) if start.elapsed() > Duration::from_secs(30) => {
                     return Err(format!("gnome-keyring did not come up: {e}"))
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
