@@ -12,6 +12,8 @@ BINDIR     = $(DESTDIR)$(PREFIX)/bin
 SYSTEM_PACKAGES = gcc pkg-config libc6-dev
 # Needed only by the tests.
 TEST_PACKAGES   = keyutils python3-nacl
+# The Secret Service tests: a private bus, libsecret's secret-tool, a venv for secretstorage/keyring.
+TEST_PACKAGES  += dbus-daemon libsecret-tools python3-venv
 # Needed only by `make bench` (and its quick mode in `make test`): the peers it measures
 # (gnome-keyring over D-Bus, keyctl, secret-tool), libdbus for the in-process D-Bus client, GNU time.
 BENCH_PACKAGES  = keyutils gnome-keyring dbus-daemon dbus-x11 libsecret-tools libdbus-1-dev pkg-config time
@@ -27,7 +29,8 @@ define apt_install
 	fi
 endef
 
-.PHONY: all build deps test-deps install test lint unit-tests format-check bench-deps bench bench-quick
+.PHONY: all build deps test-deps install test lint unit-tests format-check bench-deps bench bench-quick \
+        secret-service-tests
 
 all: build
 
@@ -42,6 +45,11 @@ build:
 
 install: deps build
 	install -D -m 0755 target/release/keyringrs $(BINDIR)/keyringrs
+	install -D -m 0755 target/release/keyringrs-secret-service $(BINDIR)/keyringrs-secret-service
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' etc/dbus-1/services/org.freedesktop.secrets.service \
+	  | install -D -m 0644 /dev/stdin $(DESTDIR)$(PREFIX)/share/dbus-1/services/org.freedesktop.secrets.service
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' etc/systemd/user/keyringrs-secret-service.service \
+	  | install -D -m 0644 /dev/stdin $(DESTDIR)$(PREFIX)/lib/systemd/user/keyringrs-secret-service.service
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -50,7 +58,7 @@ lint:
 # Binaries first: the end-to-end tests run the built `keyringrs`.
 unit-tests:
 	$(CARGO) build --workspace --locked
-	$(CARGO) test --workspace --locked -- --test-threads=4
+	KEYRINGRS_REQUIRE_DBUS=1 $(CARGO) test --workspace --locked -- --test-threads=4
 
 # docs/FORMAT.md is right if an independent reader built from it alone opens the test vector.
 format-check:
@@ -71,4 +79,18 @@ bench-quick: bench-deps
 	$(CARGO) build --locked -p keyringrs-cli
 	$(CARGO) run --locked -p keyringrs-bench $(BENCH_FEATURES) -- --quick
 
-test: test-deps lint unit-tests format-check bench-quick
+# Secret Service conformance: python-keyring's BackendBasicTests and secretstorage against the
+# daemon on a private bus, in a session keyring of their own; then the 8 x 500 load test's numbers.
+SS_VENV = target/ss-venv
+$(SS_VENV)/bin/pytest: | test-deps
+	/usr/bin/python3 -m venv $(SS_VENV)
+	$(SS_VENV)/bin/pip install -q 'secretstorage>=3.3' 'keyring>=25' 'pytest>=8'
+
+secret-service-tests: test-deps $(SS_VENV)/bin/pytest
+	$(CARGO) build --locked -p keyringrs-cli -p keyringrs-secret-service
+	KEYRINGRS_TARGET=$(CURDIR)/target/debug keyctl session - \
+	  $(SS_VENV)/bin/pytest -v -p no:cacheprovider secret-service/tests/python
+	KEYRINGRS_REQUIRE_DBUS=1 $(CARGO) test --locked -p keyringrs-secret-service --test secret_service \
+	  load_8_clients -- --nocapture
+
+test: test-deps lint unit-tests format-check bench-quick secret-service-tests
