@@ -88,7 +88,7 @@ $(SS_VENV)/bin/pytest: | test-deps
 
 secret-service-tests: test-deps $(SS_VENV)/bin/pytest
 	$(CARGO) build --locked -p keyringrs-cli -p keyringrs-secret-service
-	KEYRINGRS_TARGET=$(CURDIR)/target/debug keyctl session - \
+	KEYRINGRS_TARGET=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug keyctl session - \
 	  $(SS_VENV)/bin/pytest -v -p no:cacheprovider secret-service/tests/python
 	KEYRINGRS_REQUIRE_DBUS=1 $(CARGO) test --locked -p keyringrs-secret-service --test secret_service \
 	  load_8_clients -- --nocapture
