@@ -363,6 +363,17 @@ async fn search(
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
+/// `search`, with a locked store (or none yet) finding nothing.
+async fn search_unlocked(
+    st: &Arc<State>,
+    query: &HashMap<String, String>,
+) -> Result<Vec<OwnedObjectPath>, Error> {
+    match search(st, query).await {
+        Err(Error::IsLocked(_)) => Ok(vec![]),
+        r => r,
+    }
+}
+
 /// Emit Locked changes if the kernel key came or went since we last looked.
 pub async fn refresh_lock_state(st: &Arc<State>) {
     let locked = st.is_locked();
@@ -481,11 +492,8 @@ impl Service {
         &self,
         attributes: HashMap<String, String>,
     ) -> Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>), Error> {
-        if self.st.is_locked() {
-            // Locked: nothing is readable, not even which items exist.
-            return Ok((vec![], vec![]));
-        }
-        Ok((search(&self.st, &attributes).await?, vec![]))
+        // Locked: nothing is readable, not even which items exist.
+        Ok((search_unlocked(&self.st, &attributes).await?, vec![]))
     }
 
     #[zbus(out_args("unlocked", "prompt"))]
@@ -533,9 +541,6 @@ impl Service {
     ) -> Result<HashMap<OwnedObjectPath, Secret>, Error> {
         let key = self.st.session_key(session.as_str(), &sender(&hdr)?)?;
         let store = self.st.store()?;
-        if store.is_locked()? {
-            return Err(Error::locked());
-        }
         let mut out = HashMap::new();
         for p in items {
             // Unknown paths are skipped, as other providers do.
@@ -638,10 +643,7 @@ impl Collection {
         &self,
         attributes: HashMap<String, String>,
     ) -> Result<Vec<OwnedObjectPath>, Error> {
-        if self.st.is_locked() {
-            return Ok(vec![]);
-        }
-        search(&self.st, &attributes).await
+        search_unlocked(&self.st, &attributes).await
     }
 
     #[zbus(out_args("item", "prompt"))]

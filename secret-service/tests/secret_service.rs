@@ -780,27 +780,18 @@ fn c_reload(env: &Env) {
         .unwrap();
 }
 
-#[test]
-fn load_8_clients_x_500_lookups() {
-    require_tools!();
-    let mut env = Env::start("ss-load");
-    const CLIENTS: usize = 8;
-    const LOOKUPS: usize = 500;
-    const ENTRIES: usize = 50;
-    for i in 0..ENTRIES {
-        assert_exit(
-            &env.cli(
-                &["set", "load.example", &format!("user{i}")],
-                format!("secret-{i}").as_bytes(),
-            ),
-            0,
-        );
-    }
-    let address = env.bus.address.clone();
+const LOAD_CLIENTS: usize = 8;
+const LOAD_LOOKUPS: usize = 500;
+const LOAD_ENTRIES: usize = 50;
+
+/// 8 clients (own connections; half plain, half DH sessions) × 500 lookups as libsecret does
+/// them (SearchItems with service and username, then GetSecrets), every answer checked.
+/// Prints and returns (lookups/s, median).
+fn load(name: &str, address: &str) -> (f64, Duration) {
     let start = Instant::now();
-    let handles: Vec<_> = (0..CLIENTS)
+    let handles: Vec<_> = (0..LOAD_CLIENTS)
         .map(|t| {
-            let address = address.clone();
+            let address = address.to_string();
             std::thread::spawn(move || {
                 let conn = zbus::blocking::connection::Builder::address(address.as_str())
                     .unwrap()
@@ -812,11 +803,10 @@ fn load_8_clients_x_500_lookups() {
                 } else {
                     c.open_dh()
                 };
-                let mut lat = Vec::with_capacity(LOOKUPS);
-                for n in 0..LOOKUPS {
-                    let i = (t * 31 + n * 7) % ENTRIES;
+                let mut lat = Vec::with_capacity(LOAD_LOOKUPS);
+                for n in 0..LOAD_LOOKUPS {
+                    let i = (t * 31 + n * 7) % LOAD_ENTRIES;
                     let t0 = Instant::now();
-                    // A lookup as libsecret does it: SearchItems, then GetSecrets.
                     let found = c.search(&attrs(&[
                         ("service", "load.example"),
                         ("username", &format!("user{i}")),
@@ -840,16 +830,117 @@ fn load_8_clients_x_500_lookups() {
         .collect();
     let elapsed = start.elapsed();
     lat.sort();
-    let total = CLIENTS * LOOKUPS;
+    let total = LOAD_CLIENTS * LOAD_LOOKUPS;
     assert_eq!(lat.len(), total);
     let median = lat[total / 2];
     let p99 = lat[total * 99 / 100];
+    let rate = total as f64 / elapsed.as_secs_f64();
     eprintln!(
-        "secret-service load: {CLIENTS} clients x {LOOKUPS} lookups = {total} lookups in {:.2} s: {:.0} lookups/s, median {:.2} ms, p99 {:.2} ms (all answers correct)",
+        "{name} load: {LOAD_CLIENTS} clients x {LOAD_LOOKUPS} lookups = {total} lookups in {:.2} s: {rate:.0} lookups/s, median {:.2} ms, p99 {:.2} ms (all answers correct)",
         elapsed.as_secs_f64(),
-        total as f64 / elapsed.as_secs_f64(),
         median.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3
     );
+    (rate, median)
+}
+
+#[test]
+fn load_8_clients_x_500_lookups() {
+    require_tools!();
+    let mut env = Env::start("ss-load");
+    for i in 0..LOAD_ENTRIES {
+        assert_exit(
+            &env.cli(
+                &["set", "load.example", &format!("user{i}")],
+                format!("secret-{i}").as_bytes(),
+            ),
+            0,
+        );
+    }
+    load("secret-service", &env.bus.address);
     env.assert_alive();
+    gnome_keyring_beside();
+}
+
+/// The same load against gnome-keyring-daemon on the same kind of private bus, for comparison
+/// (printed only; skipped when gnome-keyring is not installed).
+fn gnome_keyring_beside() {
+    let Ok(bin) = which("gnome-keyring-daemon") else {
+        eprintln!("gnome-keyring load: skipped (gnome-keyring-daemon not installed)");
+        return;
+    };
+    let dir = TempDir::new("ss-gk");
+    let home = dir.path().join("home");
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let bus = Bus::start(dir.path(), &[]);
+    let mut gk = std::process::Command::new(bin)
+        .args(["--unlock", "--foreground", "--components=secrets"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", &run_dir)
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = gk.stdin.take().unwrap();
+        stdin.write_all(b"pw").unwrap();
+    }
+    let t = Instant::now();
+    while !bus.name_has_owner(DEST) {
+        if t.elapsed() > Duration::from_secs(10) {
+            eprintln!("gnome-keyring load: skipped (gnome-keyring-daemon did not take the name)");
+            let _ = gk.kill();
+            let _ = gk.wait();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = Client {
+        conn: bus.connect(),
+    };
+    let s = c.open_plain();
+    for i in 0..LOAD_ENTRIES {
+        let a = attrs(&[
+            ("service", "load.example"),
+            ("username", &format!("user{i}")),
+        ]);
+        let created: zbus::Result<(OwnedObjectPath, OwnedObjectPath)> = c.call(
+            ALIAS,
+            I_COLLECTION,
+            "CreateItem",
+            &(
+                HashMap::from([
+                    ("org.freedesktop.Secret.Item.Attributes", Value::from(a)),
+                    ("org.freedesktop.Secret.Item.Label", Value::from("load")),
+                ]),
+                Client::secret(&s.0, &s.1, format!("secret-{i}").as_bytes()),
+                true,
+            ),
+        );
+        if let Err(e) = created {
+            eprintln!("gnome-keyring load: skipped (CreateItem: {e})");
+            let _ = gk.kill();
+            let _ = gk.wait();
+            return;
+        }
+    }
+    load("gnome-keyring", &bus.address);
+    let _ = gk.kill();
+    let _ = gk.wait();
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    ["/usr/bin", "/bin", "/usr/local/bin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(program))
+        .find(|p| p.exists())
+        .ok_or(())
 }

@@ -24,8 +24,15 @@ pub const I_PROMPT: &str = "org.freedesktop.Secret.Prompt";
 
 pub type Secret = (OwnedObjectPath, Vec<u8>, Vec<u8>, String);
 
+/// The daemon under test: the one cargo built for these tests, or `$KEYRINGRS_SS_DAEMON` (e.g. a
+/// release build, to measure it).
 pub fn daemon_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_keyringrs-secret-service"))
+    std::env::var_os("KEYRINGRS_SS_DAEMON")
+        .filter(|p| !p.is_empty())
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_keyringrs-secret-service")),
+            PathBuf::from,
+        )
 }
 
 /// Are the tools there? `make test` installs them; a bare `cargo test` without them skips loudly.
