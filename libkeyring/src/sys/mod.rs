@@ -3,6 +3,7 @@
 //! [`Error`](crate::Error) here, on purpose; nothing above this module sees a raw errno.
 #![allow(unsafe_code)]
 
+pub mod creds;
 pub mod fs;
 pub mod keyctl;
 

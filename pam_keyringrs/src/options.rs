@@ -1,0 +1,176 @@
+//! The module's arguments from the PAM stack line (docs/PAM.md). A bad or unknown argument is
+//! reported and ignored, never fatal: the module must not break a login over a typo.
+
+use std::path::PathBuf;
+
+use libkeyring::{KdfParams, Scope};
+
+/// Parsed module arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `debug`: log every decision at LOG_DEBUG.
+    pub debug: bool,
+    /// `store=PATH`: the store, with `%u` (user), `%h` (home) and `%%` expanded.
+    pub store: Option<String>,
+    /// `scope=session|user`.
+    pub scope: Scope,
+    /// `timeout=SECS`.
+    pub timeout: Option<u32>,
+    /// `no_init`: do not create a store at the first login.
+    pub no_init: bool,
+    /// `kdf_memory=KiB` and `kdf_time=N`: Argon2id for new or upgraded keyslots (lanes = 1).
+    pub kdf: KdfParams,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            debug: false,
+            store: None,
+            scope: Scope::Session,
+            timeout: None,
+            no_init: false,
+            kdf: KdfParams::DEFAULT,
+        }
+    }
+}
+
+impl Options {
+    /// Parse the stack line's arguments; returns the options and one message per argument that
+    /// was ignored (unknown or invalid).
+    pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> (Options, Vec<String>) {
+        let mut o = Options::default();
+        let mut ignored = Vec::new();
+        let (mut memory, mut time) = (o.kdf.memory_kib(), o.kdf.time());
+        for arg in args {
+            let (name, value) = match arg.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (arg, None),
+            };
+            let bad = |why: &str| format!("option {arg:?} ignored: {why}");
+            match (name, value) {
+                ("debug", None) => o.debug = true,
+                ("no_init", None) => o.no_init = true,
+                ("store", Some(v)) if v.starts_with('/') || v.starts_with("%h") => {
+                    o.store = Some(v.to_owned())
+                }
+                ("store", Some(_)) => {
+                    ignored.push(bad("the path must be absolute or start with %h"))
+                }
+                ("scope", Some(v)) => match v.parse() {
+                    Ok(s) => o.scope = s,
+                    Err(_) => ignored.push(bad("expected scope=session or scope=user")),
+                },
+                ("timeout", Some(v)) => match v.parse::<u32>() {
+                    Ok(0) => o.timeout = None,
+                    Ok(t) => o.timeout = Some(t),
+                    Err(_) => ignored.push(bad("expected a number of seconds")),
+                },
+                ("kdf_memory", Some(v)) => match v.parse() {
+                    Ok(m) => memory = m,
+                    Err(_) => ignored.push(bad("expected KiB")),
+                },
+                ("kdf_time", Some(v)) => match v.parse() {
+                    Ok(t) => time = t,
+                    Err(_) => ignored.push(bad("expected an iteration count")),
+                },
+                _ => ignored.push(format!("unknown option {arg:?} ignored")),
+            }
+        }
+        match KdfParams::new(memory, time, 1) {
+            Ok(k) => o.kdf = k,
+            Err(e) => ignored.push(format!(
+                "kdf_memory={memory} kdf_time={time} ignored ({e}); using the defaults"
+            )),
+        }
+        (o, ignored)
+    }
+
+    /// The store path for a user: `store=` expanded, else `<home>/.local/share/keyringrs`. The
+    /// environment (HOME, XDG_DATA_HOME, KEYRINGRS_STORE) is not consulted: in PAM it belongs
+    /// to whoever started the login program.
+    pub fn store_path(&self, user: &str, home: &std::path::Path) -> PathBuf {
+        let Some(pattern) = &self.store else {
+            return home.join(".local/share/keyringrs");
+        };
+        let home = home.to_string_lossy();
+        let mut out = String::new();
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            match (c, chars.clone().next()) {
+                ('%', Some('u')) => out.push_str(user),
+                ('%', Some('h')) => out.push_str(&home),
+                ('%', Some('%')) => out.push('%'),
+                _ => {
+                    out.push(c);
+                    continue;
+                }
+            }
+            chars.next();
+        }
+        PathBuf::from(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn every_option_parses() {
+        let (o, ignored) = Options::parse([
+            "debug",
+            "store=/var/lib/keyringrs/%u",
+            "scope=user",
+            "timeout=3600",
+            "no_init",
+            "kdf_memory=1024",
+            "kdf_time=2",
+        ]);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert!(o.debug && o.no_init);
+        assert_eq!(o.scope, Scope::User);
+        assert_eq!(o.timeout, Some(3600));
+        assert_eq!(
+            (o.kdf.memory_kib(), o.kdf.time(), o.kdf.lanes()),
+            (1024, 2, 1)
+        );
+        assert_eq!(
+            o.store_path("alice", Path::new("/home/alice")),
+            Path::new("/var/lib/keyringrs/alice")
+        );
+    }
+
+    #[test]
+    fn defaults_and_store_expansion() {
+        let (o, ignored) = Options::parse([]);
+        assert!(ignored.is_empty());
+        assert_eq!(o, Options::default());
+        assert_eq!(
+            o.store_path("bob", Path::new("/home/bob")),
+            Path::new("/home/bob/.local/share/keyringrs")
+        );
+        let (o, _) = Options::parse(["store=%h/.keys/%u-100%%"]);
+        assert_eq!(
+            o.store_path("bob", Path::new("/home/bob")),
+            Path::new("/home/bob/.keys/bob-100%")
+        );
+    }
+
+    #[test]
+    fn bad_options_are_reported_and_ignored() {
+        let (o, ignored) = Options::parse([
+            "frobnicate",
+            "debug=yes",
+            "store=relative/path",
+            "scope=global",
+            "timeout=soon",
+            "kdf_memory=8",
+        ]);
+        assert_eq!(ignored.len(), 6, "{ignored:?}");
+        assert!(ignored[0].contains("unknown option \"frobnicate\""));
+        assert!(ignored[5].contains("using the defaults"));
+        assert_eq!(o, Options::default());
+    }
+}
