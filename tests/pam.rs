@@ -1,0 +1,717 @@
+//! pam_keyringrs.so through real libpam (docs/PAM.md): a test PAM application
+//! (tests/pam/pam-driver.c, like login or sshd) runs pam_authenticate / pam_open_session /
+//! pam_close_session / pam_chauthtok against throwaway /etc/pam.d services that name the built
+//! module by absolute path beside pam_unix and `pam_keyinit force revoke`, for throwaway users;
+//! commands run as the user inside the opened session. The module's syslog output is collected
+//! from /dev/log when no system logger owns it.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use keyringrs_tests::*;
+
+fn module() -> PathBuf {
+    let p = target_dir().join("libpam_keyringrs.so");
+    assert!(
+        p.exists(),
+        "{} missing: cargo build --workspace first",
+        p.display()
+    );
+    p
+}
+
+/// tests/pam/pam-driver.c, built once per test run.
+fn driver() -> &'static Path {
+    static DRIVER: OnceLock<PathBuf> = OnceLock::new();
+    DRIVER.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("pam/pam-driver.c");
+        let out = target_dir().join("pam-driver");
+        let tmp = target_dir().join(format!("pam-driver.{}", std::process::id()));
+        let st = Command::new("gcc")
+            .args(["-O1", "-Wall", "-Werror", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .arg("-lpam")
+            .status()
+            .expect("run gcc (installed by make test)");
+        assert!(
+            st.success(),
+            "building pam-driver failed (libpam0g-dev installed?)"
+        );
+        std::fs::rename(&tmp, &out).expect("install pam-driver");
+        out
+    })
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A throwaway /etc/pam.d service, removed on drop.
+struct Service {
+    name: String,
+}
+
+/// The module's options in every test service: small Argon2id through the options users have.
+const TEST_OPTIONS: &str = "debug kdf_memory=256 kdf_time=1";
+
+impl Service {
+    fn new(tag: &str, text: &str) -> Service {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("krt-{tag}-{}-{n}", std::process::id());
+        let text = text.replace("MODULE", &module().display().to_string());
+        std::fs::write(Path::new("/etc/pam.d").join(&name), text).expect("write /etc/pam.d file");
+        Service { name }
+    }
+
+    /// A stack like Debian's common-* files with the module where docs/PAM.md puts it.
+    fn standard(tag: &str, session_options: &str) -> Service {
+        Service::new(
+            tag,
+            &format!(
+                "auth     requisite pam_unix.so\n\
+                 auth     optional  MODULE {TEST_OPTIONS}\n\
+                 account  required  pam_unix.so\n\
+                 password requisite pam_unix.so\n\
+                 password optional  MODULE {TEST_OPTIONS}\n\
+                 session  optional  pam_keyinit.so force revoke\n\
+                 session  required  pam_unix.so\n\
+                 session  optional  MODULE {TEST_OPTIONS} {session_options}\n"
+            ),
+        )
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(Path::new("/etc/pam.d").join(&self.name));
+    }
+}
+
+/// A throwaway user with a login password and a copy of `keyringrs` in their home.
+fn login_user(tag: &str, password: &str) -> ThrowawayUser {
+    let user = ThrowawayUser::new(tag);
+    set_password(&user, password);
+    let _ = user.keyringrs();
+    user
+}
+
+/// What an administrator's `chpasswd` does.
+fn set_password(user: &ThrowawayUser, password: &str) {
+    let o = run(
+        Command::new("chpasswd"),
+        format!("{}:{password}\n", user.name).as_bytes(),
+    );
+    assert_exit(&o, 0);
+}
+
+/// The driver's transcript.
+struct Transcript {
+    out: String,
+}
+
+impl Transcript {
+    /// Return codes of every `@@ STEP rc` line of `step`, in order.
+    fn codes(&self, step: &str) -> Vec<i32> {
+        let prefix = format!("@@ {step} ");
+        self.out
+            .lines()
+            .filter_map(|l| l.find(&prefix).map(|i| &l[i + prefix.len()..]))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+    fn has(&self, text: &str) -> bool {
+        self.out.contains(text)
+    }
+}
+
+impl std::fmt::Display for Transcript {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.out)
+    }
+}
+
+/// Run the driver for `service` and `user` with `steps` (one per line).
+fn drive(service: &Service, user: &str, steps: &str) -> Transcript {
+    let mut c = Command::new(driver());
+    c.args([&service.name, user])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    let o = run(c, steps.as_bytes());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "pam-driver failed:\n{out}");
+    Transcript { out }
+}
+
+/// Steps of a login: environment for the commands (small Argon2id for `keyringrs` too), auth,
+/// open.
+fn login(password: &str) -> String {
+    format!(
+        "env KEYRINGRS_KDF_MEMORY={TEST_KDF_MEMORY}\nenv KEYRINGRS_KDF_TIME={TEST_KDF_TIME}\n\
+         auth {}\nopen\n",
+        hex(password)
+    )
+}
+
+/// A `run` step printing `value=<secret>` of (service, username) and exiting with get's code.
+fn get_step(service: &str, username: &str) -> String {
+    format!("run v=$(./keyringrs get {service} {username}); rc=$?; echo \"value=$v\"; exit $rc\n")
+}
+
+/// The store's key id, `keyringrs:<id>`, seen from inside a session (by `keyringrs status`).
+const KEY_ID: &str = "keyringrs:$(./keyringrs status | sed -n 's/^id: *//p')";
+
+fn default_store(user: &ThrowawayUser) -> PathBuf {
+    user.home.join(".local/share/keyringrs")
+}
+
+/// Syslog lines received on /dev/log while the returned guard lives (shared by the tests of
+/// this binary; the socket is removed when the last guard goes). None: a system logger owns
+/// /dev/log, so log assertions are skipped (said loudly).
+fn syslog() -> Option<Arc<Syslog>> {
+    static SHARED: Mutex<std::sync::Weak<Syslog>> = Mutex::new(std::sync::Weak::new());
+    let mut shared = SHARED.lock().unwrap();
+    if let Some(s) = shared.upgrade() {
+        return Some(s);
+    }
+    let path = Path::new("/dev/log");
+    if path.exists() {
+        eprintln!("NOTE: /dev/log belongs to a system logger here; log assertions skipped");
+        return None;
+    }
+    let sock = UnixDatagram::bind(path).expect("bind /dev/log");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    let reader = sock.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = reader.recv(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    let s = Arc::new(Syslog { lines, sock });
+    *shared = Arc::downgrade(&s);
+    Some(s)
+}
+
+struct Syslog {
+    lines: Arc<Mutex<Vec<String>>>,
+    sock: UnixDatagram,
+}
+
+impl Syslog {
+    /// The lines pam_keyringrs logged for `service`.
+    fn lines(&self, service: &Service) -> Vec<String> {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let tag = format!("pam_keyringrs({}:", service.name);
+        let all = self.lines.lock().unwrap();
+        all.iter().filter(|l| l.contains(&tag)).cloned().collect()
+    }
+}
+
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file("/dev/log");
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn assert_logged(log: &Option<Arc<Syslog>>, service: &Service, text: &str) {
+    if let Some(log) = log {
+        let lines = log.lines(service);
+        assert!(
+            lines.iter().any(|l| l.contains(text)),
+            "no log line with {text:?}; got {lines:#?}"
+        );
+    }
+}
+
+/// Every file under the store is the user's; the directories 0700, the files 0600.
+fn assert_owned_private(dir: &Path, user: &ThrowawayUser) {
+    let m = std::fs::symlink_metadata(dir).unwrap();
+    assert_eq!(
+        (m.uid(), m.mode() & 0o7777),
+        (user.uid, 0o700),
+        "{}",
+        dir.display()
+    );
+    for f in files_under(dir) {
+        let m = std::fs::symlink_metadata(&f).unwrap();
+        let want = if m.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!((m.uid(), m.gid()), (user.uid, user.gid), "{}", f.display());
+        assert_eq!(m.mode() & 0o7777, want, "{}", f.display());
+    }
+}
+
+#[test]
+fn first_login_creates_the_store_and_the_session_can_use_it() {
+    require_root!("creates users and /etc/pam.d services");
+    let log = syslog();
+    let user = login_user("first", "first-login-pw");
+    let svc = Service::standard("first", "");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf s3cret | ./keyringrs set example.org alice\n{}close\nend\n",
+            login("first-login-pw"),
+            get_step("example.org", "alice")
+        ),
+    );
+    assert_eq!(t.codes("auth"), [0], "{t}");
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert_eq!(t.codes("run"), [0, 0], "{t}");
+    assert!(t.has("value=s3cret"), "{t}");
+    let store = default_store(&user);
+    assert_owned_private(&store, &user);
+    assert_owned_private(&user.home.join(".local/share"), &user);
+    assert_logged(&log, &svc, "created store");
+}
+
+#[test]
+fn logout_locks_the_store_and_removes_the_key() {
+    require_root!("creates users and /etc/pam.d services");
+    let log = syslog();
+    let user = login_user("logout", "logout-pw");
+    let svc = Service::standard("logout", "");
+    // The key id and serial are written down inside the session, checked after close.
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf v | ./keyringrs set s u && echo {KEY_ID} > key-id\n\
+             run keyctl search @s user $(cat key-id) > serial && echo found\n\
+             close\n{}run keyctl search @s user $(cat key-id) || echo gone-from-session\n\
+             run keyctl describe $(cat serial) || echo key-invalidated\nend\n",
+            login("logout-pw"),
+            get_step("s", "u")
+        ),
+    );
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert_eq!(t.codes("close"), [0], "{t}");
+    assert!(t.has("found"), "{t}");
+    // After close: Locked (exit 3), the key is found nowhere and its serial is dead.
+    assert_eq!(t.codes("run")[2], 3, "{t}");
+    assert!(
+        t.has("gone-from-session") && t.has("key-invalidated"),
+        "{t}"
+    );
+    assert_logged(&log, &svc, "locked the store of");
+}
+
+#[test]
+fn a_second_login_unlocks_the_same_store() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("second", "second-pw");
+    let svc = Service::standard("second", "");
+    let first = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf kept | ./keyringrs set s u\nclose\nend\n",
+            login("second-pw")
+        ),
+    );
+    assert_eq!(first.codes("run"), [0], "{first}");
+    let id = std::fs::read(default_store(&user).join("header")).unwrap();
+    let second = drive(
+        &svc,
+        &user.name,
+        &format!("{}{}close\nend\n", login("second-pw"), get_step("s", "u")),
+    );
+    assert_eq!(second.codes("run"), [0], "{second}");
+    assert!(second.has("value=kept"), "{second}");
+    assert_eq!(
+        std::fs::read(default_store(&user).join("header")).unwrap(),
+        id
+    );
+}
+
+#[test]
+fn passwd_through_pam_rewraps_the_store_for_the_new_password() {
+    require_root!("creates users and /etc/pam.d services");
+    let log = syslog();
+    let user = login_user("passwd", "old-Pw-4711");
+    let svc = Service::standard("passwd", "");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf kept | ./keyringrs set s u\nclose\nend\n",
+            login("old-Pw-4711")
+        ),
+    );
+    assert_eq!(t.codes("run"), [0], "{t}");
+    // The user runs passwd: real uid = the user, so pam_unix asks for the old password.
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "ruid\nchauthtok {} {}\nend\n",
+            hex("old-Pw-4711"),
+            hex("new-Pw-0815")
+        ),
+    );
+    assert_eq!(t.codes("chauthtok"), [0], "{t}");
+    assert_logged(&log, &svc, "for the new password");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}{}run printf 'old-Pw-4711\\n' | ./keyringrs unlock --password-stdin\nclose\nend\n",
+            login("new-Pw-0815"),
+            get_step("s", "u")
+        ),
+    );
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert!(t.has("value=kept"), "{t}");
+    // The old password opens no keyslot any more (WrongPassword, exit 5)...
+    assert_eq!(t.codes("run"), [0, 5], "{t}");
+    // ...and no longer logs in.
+    let t = drive(&svc, &user.name, &format!("{}end\n", login("old-Pw-4711")));
+    assert_ne!(t.codes("auth"), [0], "{t}");
+}
+
+#[test]
+fn an_admin_password_reset_keeps_the_login_and_tells_the_user_how_to_resync() {
+    require_root!("creates users and /etc/pam.d services");
+    let log = syslog();
+    let user = login_user("reset", "before-reset");
+    let svc = Service::standard("reset", "");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf kept | ./keyringrs set s u\nclose\nend\n",
+            login("before-reset")
+        ),
+    );
+    assert_eq!(t.codes("run"), [0], "{t}");
+    set_password(&user, "after-reset");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}{}run printf 'before-reset\\n' | ./keyringrs unlock --password-stdin\n{}\
+             run printf 'before-reset\\nafter-reset\\n' | ./keyringrs passwd --password-stdin\n\
+             close\nend\n",
+            login("after-reset"),
+            get_step("s", "u"),
+            get_step("s", "u"),
+        ),
+    );
+    assert_eq!(t.codes("auth"), [0], "{t}");
+    assert_eq!(t.codes("open"), [0], "login must proceed: {t}");
+    assert!(t.has("@@ info: Your keyringrs secrets stay locked"), "{t}");
+    assert!(
+        t.has("`keyringrs unlock` with your previous password"),
+        "{t}"
+    );
+    // Locked until the user unlocks with the old password, then resyncs it.
+    assert_eq!(t.codes("run"), [3, 0, 0, 0], "{t}");
+    assert_logged(&log, &svc, "wrong password");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!("{}{}close\nend\n", login("after-reset"), get_step("s", "u")),
+    );
+    assert!(t.has("value=kept"), "{t}");
+    assert!(!t.has("@@ info:"), "{t}");
+}
+
+#[test]
+fn a_wrong_password_at_auth_fails_the_login_installs_nothing_and_leaves_no_copy() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("wrong", "right-password");
+    // `required` (not requisite) pam_unix: the module's auth still runs with the wrong password.
+    let svc = Service::new(
+        "wrong",
+        &format!(
+            "auth     required  pam_unix.so\n\
+             auth     optional  MODULE {TEST_OPTIONS}\n\
+             account  required  pam_unix.so\n\
+             session  optional  pam_keyinit.so force revoke\n\
+             session  required  pam_unix.so\n\
+             session  optional  MODULE {TEST_OPTIONS}\n"
+        ),
+    );
+    let before = user.key_usage();
+    let canary = "Wr0ng-Canary-Passw0rd-7f3e";
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}end\nscan {}\n",
+            login(canary).replace("open\n", ""),
+            hex(canary)
+        ),
+    );
+    assert_eq!(
+        t.codes("auth"),
+        [7],
+        "pam_unix must refuse (PAM_AUTH_ERR): {t}"
+    );
+    assert!(
+        t.has("@@ scan 0 copies"),
+        "a copy of the password outlived pam_end: {t}"
+    );
+    assert_eq!(user.key_usage(), before, "a key was installed");
+    assert!(!user.home.join(".local/share/keyringrs").exists());
+}
+
+#[test]
+fn without_pam_keyinit_the_login_succeeds_and_no_shared_keyring_gets_the_key() {
+    require_root!("creates users and /etc/pam.d services");
+    let log = syslog();
+    let user = login_user("nokeyinit", "nokeyinit-pw");
+    let svc = Service::new(
+        "nokeyinit",
+        &format!(
+            "auth     requisite pam_unix.so\n\
+             auth     optional  MODULE {TEST_OPTIONS}\n\
+             account  required  pam_unix.so\n\
+             session  required  pam_unix.so\n\
+             session  optional  MODULE {TEST_OPTIONS}\n"
+        ),
+    );
+    let before = user.key_usage();
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!("{}run keyctl show @s\nclose\nend\n", login("nokeyinit-pw")),
+    );
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert!(
+        !t.out.contains("keyringrs:"),
+        "a key was placed in a shared keyring: {t}"
+    );
+    assert_eq!(user.key_usage().0, before.0, "{t}");
+    assert_logged(&log, &svc, "pam_keyinit must run before pam_keyringrs");
+}
+
+#[test]
+fn a_store_dir_symlinked_to_a_root_file_is_refused_and_the_target_untouched() {
+    require_root!("creates users and /etc/pam.d services");
+    let log = syslog();
+    let user = login_user("symlink", "symlink-pw");
+    let svc = Service::standard("symlink", "");
+    let target = TempDir::new("pam-symlink-target");
+    let file = target.path().join("root-file");
+    std::fs::write(&file, b"root's bytes\n").unwrap();
+    let share = user.home.join(".local/share");
+    std::fs::create_dir_all(&share).unwrap();
+    chown_tree(&user.home.join(".local"), user.uid, user.gid);
+    std::os::unix::fs::symlink(&file, share.join("keyringrs")).unwrap();
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!("{}close\nend\n", login("symlink-pw")),
+    );
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"root's bytes\n");
+    assert_eq!(files_under(target.path()), vec![file.clone()]);
+    assert_logged(&log, &svc, "symbolic link");
+
+    // A parent directory symlinked to a directory only root may write: the store would be
+    // created there if the module wrote as root; as the user it cannot.
+    let rootdir = target.path().join("root-dir");
+    std::fs::create_dir(&rootdir).unwrap();
+    std::fs::set_permissions(&rootdir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_file(share.join("keyringrs")).unwrap();
+    std::fs::remove_dir(&share).unwrap();
+    std::os::unix::fs::symlink(&rootdir, &share).unwrap();
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!("{}close\nend\n", login("symlink-pw")),
+    );
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert_eq!(
+        std::fs::read_dir(&rootdir).unwrap().count(),
+        0,
+        "written as root"
+    );
+    let root_owned: Vec<_> = files_under(&user.home)
+        .into_iter()
+        .filter(|f| {
+            std::fs::symlink_metadata(f)
+                .map(|m| m.uid() == 0)
+                .unwrap_or(false)
+        })
+        // The test's own: the copy of keyringrs and the planted symlink.
+        .filter(|f| f != &user.home.join("keyringrs") && f != &share)
+        .collect();
+    assert!(root_owned.is_empty(), "created as root: {root_owned:?}");
+    assert_logged(&log, &svc, "Permission denied");
+}
+
+#[test]
+fn another_uid_in_the_same_session_cannot_read_the_key() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("owner", "owner-pw");
+    let other = ThrowawayUser::new("other");
+    let svc = Service::standard("otheruid", "");
+    let shared = TempDir::new("pam-otheruid");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let serial = shared.path().join("serial");
+    let id = shared.path().join("id");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf v | ./keyringrs set s u && echo {KEY_ID} > {i} && \
+             keyctl search @s user $(cat {i}) > {s} && chmod 644 {s} {i} && echo id=$(cat {s})\n\
+             runas {o} keyctl print $(cat {s}) || echo other-print-refused\n\
+             runas {o} keyctl search @s user $(cat {i}) || echo other-search-refused\n\
+             close\nend\n",
+            login("owner-pw"),
+            s = serial.display(),
+            i = id.display(),
+            o = other.name,
+        ),
+    );
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert!(t.has("id="), "{t}");
+    assert!(
+        t.has("other-print-refused") && t.has("other-search-refused"),
+        "{t}"
+    );
+    assert!(t.has("Permission denied"), "{t}");
+}
+
+#[test]
+fn two_hundred_logins_leave_the_key_quota_where_it_started() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("cycles", "cycles-pw");
+    let svc = Service::standard("cycles", "");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf v | ./keyringrs set s u\nclose\nend\n",
+            login("cycles-pw")
+        ),
+    );
+    assert_eq!(t.codes("run"), [0], "{t}");
+    wait_for_key_usage_at_most(user.uid, 0);
+    let before = user.key_usage();
+    let cycle = format!("auth {}\nopen\nclose\nend\n", hex("cycles-pw"));
+    let t = drive(&svc, &user.name, &cycle.repeat(200));
+    assert_eq!(t.codes("open"), vec![0; 200], "{t}");
+    assert_eq!(t.codes("close"), vec![0; 200], "{t}");
+    wait_for_key_usage_at_most(user.uid, before.0);
+    assert_eq!(user.key_usage(), before);
+}
+
+#[test]
+fn home_and_store_variables_in_the_environment_are_ignored() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("env", "env-pw");
+    let svc = Service::standard("env", "");
+    let decoy = TempDir::new("pam-env-decoy");
+    let steps: String = ["HOME", "KEYRINGRS_STORE", "XDG_DATA_HOME"]
+        .iter()
+        .map(|v| format!("putenv {v}={}/{v}\n", decoy.path().display()))
+        .collect();
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!("{steps}{}close\nend\n", login("env-pw")),
+    );
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert!(default_store(&user).join("header").exists(), "{t}");
+    assert!(files_under(decoy.path()).is_empty());
+}
+
+#[test]
+fn a_full_key_quota_leaves_the_login_working() {
+    require_root!("creates users and /etc/pam.d services");
+    let log = syslog();
+    let user = login_user("quota", "quota-pw");
+    // Between pam_keyinit and the module, fill the user's key quota in the new session keyring.
+    let filler = TempDir::new("pam-quota");
+    let script = filler.path().join("fill");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nexec setpriv --reuid=\"$PAM_USER\" --regid=\"$(id -g \"$PAM_USER\")\" \
+         --clear-groups sh -c 'i=0; while keyctl add user filler$i x @s >/dev/null 2>&1; do \
+         i=$((i+1)); done'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let svc = Service::new(
+        "quota",
+        &format!(
+            "auth     requisite pam_unix.so\n\
+             auth     optional  MODULE {TEST_OPTIONS}\n\
+             account  required  pam_unix.so\n\
+             session  optional  pam_keyinit.so force revoke\n\
+             session  required  pam_unix.so\n\
+             session  optional  pam_exec.so {}\n\
+             session  optional  MODULE {TEST_OPTIONS}\n",
+            script.display()
+        ),
+    );
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!("{}{}close\nend\n", login("quota-pw"), get_step("s", "u")),
+    );
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert_eq!(t.codes("run"), [3], "{t}");
+    assert_logged(&log, &svc, "quota exceeded");
+}
+
+/// docs/THREAT-MODEL.md "logs": at `debug`, every hook logs, and no line holds a password or a
+/// secret.
+#[test]
+fn debug_logs_never_contain_a_password_or_a_secret() {
+    require_root!("creates users and /etc/pam.d services");
+    let Some(log) = syslog() else {
+        eprintln!("SKIPPED: a system logger owns /dev/log; cannot collect the module's lines");
+        return;
+    };
+    let (pw1, pw2, secret) = (
+        "CanaryPw-One-93a1",
+        "CanaryPw-Two-5c7d",
+        "CanarySecret-e4b2",
+    );
+    let user = login_user("canary", pw1);
+    let svc = Service::standard("canary", "");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf {secret} | ./keyringrs set s u\nclose\nend\nruid\nchauthtok {} {}\nend\n",
+            login(pw1),
+            hex(pw1),
+            hex(pw2)
+        ),
+    );
+    assert_eq!(t.codes("chauthtok"), [0], "{t}");
+    set_password(&user, pw1);
+    let t = drive(&svc, &user.name, &format!("{}close\nend\n", login(pw1)));
+    assert!(t.has("@@ info:"), "{t}");
+    let lines = log.lines(&svc);
+    for phase in ["auth", "session open", "session close", "password"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("]: {phase}: "))
+                    || l.contains(&format!("): {phase}: "))),
+            "no {phase} line in {lines:#?}"
+        );
+    }
+    for l in &lines {
+        for canary in [pw1, pw2, secret] {
+            assert!(!l.contains(canary), "log line holds a canary: {l}");
+        }
+    }
+}
