@@ -7,9 +7,16 @@ PREFIX    ?= /usr/local
 DESTDIR   ?=
 CARGO     ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 BINDIR     = $(DESTDIR)$(PREFIX)/bin
+# PAM modules and pam-auth-update profiles go where libpam and pam-auth-update look, whatever
+# PREFIX is.
+MULTIARCH ?= $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+PAMDIR    ?= /lib/$(MULTIARCH)/security
+PAMCONFIGS = /usr/share/pam-configs
 
 # Needed to build and run.
 SYSTEM_PACKAGES = gcc pkg-config libc6-dev
+# The PAM module links libpam (and the PAM tests build a small libpam application).
+SYSTEM_PACKAGES += libpam0g-dev
 # Needed only by the tests.
 TEST_PACKAGES   = keyutils python3-nacl
 # The Secret Service tests: a private bus, libsecret's secret-tool, a venv for secretstorage/keyring.
@@ -45,6 +52,9 @@ build:
 
 install: deps build
 	install -D -m 0755 target/release/keyringrs $(BINDIR)/keyringrs
+	install -D -m 0644 target/release/libpam_keyringrs.so $(DESTDIR)$(PAMDIR)/pam_keyringrs.so
+	install -D -m 0644 etc/pam-configs/keyringrs $(DESTDIR)$(PAMCONFIGS)/keyringrs
+	@echo "PAM module installed; enable it with: sudo pam-auth-update --enable keyringrs (docs/PAM.md)"
 	install -D -m 0755 target/release/keyringrs-secret-service $(BINDIR)/keyringrs-secret-service
 	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' etc/dbus-1/services/org.freedesktop.secrets.service \
 	  | install -D -m 0644 /dev/stdin $(DESTDIR)$(PREFIX)/share/dbus-1/services/org.freedesktop.secrets.service

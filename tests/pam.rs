@@ -715,3 +715,44 @@ fn debug_logs_never_contain_a_password_or_a_secret() {
         }
     }
 }
+
+/// docs/THREAT-MODEL.md "planted files": while logins create and open the store, another
+/// process keeps swapping the store's parent directory for a symlink to a directory only root may
+/// write. Whatever the interleaving, the module (acting as the user) never writes there.
+#[test]
+fn a_symlink_swapped_in_during_logins_never_makes_the_module_write_outside() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("race", "race-pw");
+    let svc = Service::standard("race", "");
+    let target = TempDir::new("pam-race-target");
+    let rootdir = target.path().join("root-dir");
+    std::fs::create_dir(&rootdir).unwrap();
+    std::fs::set_permissions(&rootdir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let local = user.home.join(".local");
+    std::fs::create_dir_all(&local).unwrap();
+    chown_tree(&local, user.uid, user.gid);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let (stop, local, rootdir) = (Arc::clone(&stop), local.clone(), rootdir.clone());
+        std::thread::spawn(move || {
+            let share = local.join("share");
+            let mut swaps = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Move whatever is there away (the module's directory or our link), plant the
+                // link, give the module a moment to meet it.
+                let _ = std::fs::rename(&share, local.join(format!("moved-{swaps}")));
+                let _ = std::os::unix::fs::symlink(&rootdir, &share);
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let cycle = format!("auth {}\nopen\nclose\nend\n", hex("race-pw"));
+    let t = drive(&svc, &user.name, &cycle.repeat(30));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = racer.join().unwrap();
+    assert_eq!(t.codes("open"), vec![0; 30], "{t}");
+    assert!(swaps > 30, "the racer swapped only {swaps} times");
+    assert_eq!(std::fs::read_dir(&rootdir).unwrap().count(), 0, "written as root");
+}

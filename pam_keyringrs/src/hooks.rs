@@ -350,3 +350,108 @@ pub fn change_password(pam: &mut impl Pam, opts: &Options, flags: u32) -> Outcom
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::Zeroizing;
+
+    /// libpam stand-in: items, data and what was logged or shown.
+    #[derive(Default)]
+    struct Fake {
+        user: Option<String>,
+        authtok: Option<Vec<u8>>,
+        stash: Option<Stash>,
+        key: Option<Installed>,
+        logged: std::cell::RefCell<Vec<(Level, String)>>,
+        shown: std::cell::RefCell<Vec<String>>,
+    }
+
+    impl Pam for Fake {
+        fn user(&self) -> Option<String> {
+            self.user.clone()
+        }
+        fn authtok(&self) -> Option<Zeroizing<Vec<u8>>> {
+            self.authtok.clone().map(Zeroizing::new)
+        }
+        fn old_authtok(&self) -> Option<Zeroizing<Vec<u8>>> {
+            None
+        }
+        fn log(&self, level: Level, msg: &str) {
+            self.logged.borrow_mut().push((level, msg.to_owned()));
+        }
+        fn info(&self, msg: &str) {
+            self.shown.borrow_mut().push(msg.to_owned());
+        }
+        fn stash_password(&mut self, stash: Stash) {
+            self.stash = Some(stash);
+        }
+        fn take_password(&mut self) -> Option<Stash> {
+            self.stash.take()
+        }
+        fn record_key(&mut self, key: Installed) {
+            self.key = Some(key);
+        }
+        fn take_key(&mut self) -> Option<Installed> {
+            self.key.take()
+        }
+    }
+
+    fn fake(user: &str, authtok: Option<&[u8]>) -> Fake {
+        Fake {
+            user: Some(user.into()),
+            authtok: authtok.map(<[u8]>::to_vec),
+            ..Fake::default()
+        }
+    }
+
+    #[test]
+    fn auth_remembers_the_password_tagged_with_the_user_and_never_decides() {
+        let mut pam = fake("alice", Some(b"pw"));
+        assert_eq!(authenticate(&mut pam, &Options::default()), Outcome::Skipped);
+        let stash = pam.stash.expect("stashed");
+        assert_eq!((stash.user.as_str(), &stash.password[..]), ("alice", &b"pw"[..]));
+        assert!(!format!("{stash:?}").contains("pw\""), "Debug must redact");
+
+        let mut pam = fake("alice", None);
+        assert_eq!(authenticate(&mut pam, &Options::default()), Outcome::Skipped);
+        assert!(pam.stash.is_none());
+    }
+
+    #[test]
+    fn no_password_is_a_quiet_skip() {
+        let mut pam = fake("alice", None);
+        assert_eq!(open_session(&mut pam, &Options::default()), Outcome::Skipped);
+        assert!(pam.logged.borrow().is_empty(), "{:?}", pam.logged.borrow());
+        let (debug, _) = Options::parse(["debug"]);
+        assert_eq!(open_session(&mut pam, &debug), Outcome::Skipped);
+        assert_eq!(pam.logged.borrow()[0].0, Level::Debug);
+    }
+
+    #[test]
+    fn a_password_for_another_user_is_not_used_and_is_wiped() {
+        let mut pam = fake("alice", None);
+        pam.stash = Some(Stash {
+            user: "bob".into(),
+            password: Zeroizing::new(b"bobs".to_vec()),
+        });
+        assert_eq!(open_session(&mut pam, &Options::default()), Outcome::Skipped);
+        assert!(pam.stash.is_none(), "the stash must be taken (wiped) whatever happens");
+        let logged = pam.logged.borrow();
+        assert_eq!(logged.len(), 1);
+        assert_eq!(logged[0].0, Level::Notice);
+        assert!(logged[0].1.contains("given for bob but the session is for alice"));
+        assert!(!logged[0].1.contains("bobs"));
+    }
+
+    #[test]
+    fn close_without_an_installed_key_does_nothing_and_prelim_check_changes_nothing() {
+        let mut pam = fake("alice", Some(b"new"));
+        assert_eq!(close_session(&mut pam, &Options::default()), Outcome::Skipped);
+        assert_eq!(
+            change_password(&mut pam, &Options::default(), PAM_PRELIM_CHECK),
+            Outcome::Skipped
+        );
+        assert!(pam.logged.borrow().is_empty());
+    }
+}
