@@ -408,20 +408,32 @@ mod tests {
     #[test]
     fn auth_remembers_the_password_tagged_with_the_user_and_never_decides() {
         let mut pam = fake("alice", Some(b"pw"));
-        assert_eq!(authenticate(&mut pam, &Options::default()), Outcome::Skipped);
+        assert_eq!(
+            authenticate(&mut pam, &Options::default()),
+            Outcome::Skipped
+        );
         let stash = pam.stash.expect("stashed");
-        assert_eq!((stash.user.as_str(), &stash.password[..]), ("alice", &b"pw"[..]));
+        assert_eq!(
+            (stash.user.as_str(), &stash.password[..]),
+            ("alice", &b"pw"[..])
+        );
         assert!(!format!("{stash:?}").contains("pw\""), "Debug must redact");
 
         let mut pam = fake("alice", None);
-        assert_eq!(authenticate(&mut pam, &Options::default()), Outcome::Skipped);
+        assert_eq!(
+            authenticate(&mut pam, &Options::default()),
+            Outcome::Skipped
+        );
         assert!(pam.stash.is_none());
     }
 
     #[test]
     fn no_password_is_a_quiet_skip() {
         let mut pam = fake("alice", None);
-        assert_eq!(open_session(&mut pam, &Options::default()), Outcome::Skipped);
+        assert_eq!(
+            open_session(&mut pam, &Options::default()),
+            Outcome::Skipped
+        );
         assert!(pam.logged.borrow().is_empty(), "{:?}", pam.logged.borrow());
         let (debug, _) = Options::parse(["debug"]);
         assert_eq!(open_session(&mut pam, &debug), Outcome::Skipped);
@@ -435,19 +447,30 @@ mod tests {
             user: "bob".into(),
             password: Zeroizing::new(b"bobs".to_vec()),
         });
-        assert_eq!(open_session(&mut pam, &Options::default()), Outcome::Skipped);
-        assert!(pam.stash.is_none(), "the stash must be taken (wiped) whatever happens");
+        assert_eq!(
+            open_session(&mut pam, &Options::default()),
+            Outcome::Skipped
+        );
+        assert!(
+            pam.stash.is_none(),
+            "the stash must be taken (wiped) whatever happens"
+        );
         let logged = pam.logged.borrow();
         assert_eq!(logged.len(), 1);
         assert_eq!(logged[0].0, Level::Notice);
-        assert!(logged[0].1.contains("given for bob but the session is for alice"));
+        assert!(logged[0]
+            .1
+            .contains("given for bob but the session is for alice"));
         assert!(!logged[0].1.contains("bobs"));
     }
 
     #[test]
     fn close_without_an_installed_key_does_nothing_and_prelim_check_changes_nothing() {
         let mut pam = fake("alice", Some(b"new"));
-        assert_eq!(close_session(&mut pam, &Options::default()), Outcome::Skipped);
+        assert_eq!(
+            close_session(&mut pam, &Options::default()),
+            Outcome::Skipped
+        );
         assert_eq!(
             change_password(&mut pam, &Options::default(), PAM_PRELIM_CHECK),
             Outcome::Skipped
