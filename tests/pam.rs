@@ -754,5 +754,9 @@ fn a_symlink_swapped_in_during_logins_never_makes_the_module_write_outside() {
     let swaps = racer.join().unwrap();
     assert_eq!(t.codes("open"), vec![0; 30], "{t}");
     assert!(swaps > 30, "the racer swapped only {swaps} times");
-    assert_eq!(std::fs::read_dir(&rootdir).unwrap().count(), 0, "written as root");
+    assert_eq!(
+        std::fs::read_dir(&rootdir).unwrap().count(),
+        0,
+        "written as root"
+    );
 }
