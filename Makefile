@@ -80,11 +80,13 @@ install: deps build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy -p libkeyring --features keyring-core --all-targets --locked -- -D warnings
 
 # Binaries first: the end-to-end tests run the built `keyringrs`.
 unit-tests:
 	$(CARGO) build --workspace --locked
 	KEYRINGRS_REQUIRE_DBUS=1 $(CARGO) test --workspace --locked -- --test-threads=4
+	$(CARGO) test --locked -p libkeyring --features keyring-core --test credential_store
 
 # docs/FORMAT.md is right if an independent reader built from it alone opens the test vector.
 format-check:

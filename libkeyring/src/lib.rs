@@ -14,6 +14,8 @@
 //! # Ok::<(), libkeyring::Error>(())
 //! ```
 
+#[cfg(feature = "keyring-core")]
+pub mod credential_store;
 pub mod crypto;
 pub mod error;
 pub mod format;
