@@ -22,6 +22,8 @@ TARGET    ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 SYSTEM_PACKAGES = gcc pkg-config libc6-dev
 # The PAM module links libpam (and the PAM tests build a small libpam application).
 SYSTEM_PACKAGES += libpam0g-dev
+# The Python package is installed for Debian's python3 with its pip (PEP 668: into /usr/local).
+SYSTEM_PACKAGES += python3 python3-pip python3-venv
 # Needed only by the tests.
 TEST_PACKAGES   = keyutils python3-nacl
 # The Secret Service tests: a private bus, libsecret's secret-tool, a venv for secretstorage/keyring.
@@ -48,7 +50,7 @@ define pkgconfig
 endef
 
 .PHONY: all build deps test-deps install test lint unit-tests format-check bench-deps bench bench-quick \
-        secret-service-tests capi-header capi-header-check c-example
+        secret-service-tests python-tests capi-header capi-header-check c-example
 
 all: build
 
@@ -70,6 +72,8 @@ install: deps build
 	install -D -m 0644 capi/include/keyringrs.h $(DESTDIR)$(INCLUDEDIR)/keyringrs.h
 	$(call pkgconfig,$(LIBDIR),$(INCLUDEDIR)) | install -D -m 0644 /dev/stdin $(DESTDIR)$(LIBDIR)/pkgconfig/keyringrs.pc
 	if [ -z "$(DESTDIR)" ]; then ldconfig; fi
+	/usr/bin/python3 -m pip install -q --break-system-packages --no-warn-script-location \
+	  $(if $(DESTDIR),--root $(DESTDIR)) --prefix $(PREFIX) ./python
 	@echo "PAM module installed; enable it with: sudo pam-auth-update --enable keyringrs (docs/PAM.md)"
 	install -D -m 0755 target/release/keyringrs-secret-service $(BINDIR)/keyringrs-secret-service
 	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' etc/dbus-1/services/org.freedesktop.secrets.service \
@@ -143,4 +147,17 @@ c-example: test-deps
 	$(call pkgconfig,$(TARGET)/debug,$(CURDIR)/capi/include) > $(TARGET)/pkgconfig/keyringrs.pc
 	examples/c/check.sh $(TARGET)/pkgconfig $(TARGET)/debug/keyringrs $(TARGET)/c-example
 
-test: test-deps lint capi-header-check c-example unit-tests format-check bench-quick secret-service-tests
+# The Python package built from source by pip (maturin from PyPI) into a venv, then its tests:
+# python-keyring's conformance suite, the API, the kernel wrapper. In a session keyring of their own.
+PY_VENV = $(TARGET)/py-venv
+$(PY_VENV)/bin/pytest: | test-deps
+	/usr/bin/python3 -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install -q 'keyring>=25' 'pytest>=8'
+
+python-tests: test-deps $(PY_VENV)/bin/pytest
+	$(CARGO) build --locked -p keyringrs-cli
+	$(PY_VENV)/bin/pip install -q --force-reinstall --no-deps ./python
+	cd python/tests && KEYRINGRS_TARGET=$(TARGET)/debug keyctl session - \
+	  $(PY_VENV)/bin/pytest -v -p no:cacheprovider -rs .
+
+test: test-deps lint capi-header-check c-example unit-tests python-tests format-check bench-quick secret-service-tests

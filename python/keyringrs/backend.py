@@ -1,0 +1,75 @@
+"""python-keyring backend: ``keyring.get_password(service, username)`` from the keyringrs store.
+
+Select it with ``PYTHON_KEYRING_BACKEND=keyringrs.backend.KeyringrsBackend`` or in keyringrc.cfg
+(``[backend] default-keyring=keyringrs.backend.KeyringrsBackend``); it is registered under the
+entry point group ``keyring.backends`` as ``keyringrs``. The store is the one of
+``KEYRINGRS_STORE`` (default ``~/.local/share/keyringrs``), opened on every call.
+"""
+
+from typing import Optional
+
+from jaraco.classes import properties
+from keyring.backend import KeyringBackend
+from keyring.credentials import SimpleCredential
+from keyring.errors import KeyringError, KeyringLocked, PasswordDeleteError, PasswordSetError
+
+from . import Error, LockedError, NoEntryError, Store
+
+
+def _store() -> Store:
+    """The store of KEYRINGRS_STORE (or the default path); KeyringError if it cannot be opened."""
+    try:
+        return Store()
+    except Error as e:
+        raise KeyringError(f"keyringrs: {e}") from e
+
+
+class KeyringrsBackend(KeyringBackend):
+    """The keyringrs store: encrypted at rest, unlocked by login, locked by logout."""
+
+    @properties.classproperty
+    def priority(cls) -> float:
+        """9 while the store is unlocked in this session (preferred over the Secret Service's
+        5), 1 when it exists but is locked; not viable without a store or kernel keyrings."""
+        try:
+            store = Store()
+            locked = store.locked
+        except Exception as e:  # noqa: BLE001 - any failure makes the backend not viable
+            raise RuntimeError(f"keyringrs store not usable: {e}") from e
+        return 1 if locked else 9
+
+    def get_password(self, service: str, username: str) -> Optional[str]:
+        try:
+            return _store().get(service, username)
+        except LockedError as e:
+            raise KeyringLocked(str(e)) from e
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        try:
+            _store().set(service, username, password)
+        except LockedError as e:
+            raise KeyringLocked(str(e)) from e
+        except Exception as e:  # noqa: BLE001 - keyring's contract: PasswordSetError
+            raise PasswordSetError(str(e)) from e
+
+    def delete_password(self, service: str, username: str) -> None:
+        try:
+            _store().delete(service, username)
+        except LockedError as e:
+            raise KeyringLocked(str(e)) from e
+        except NoEntryError as e:
+            raise PasswordDeleteError(str(e)) from e
+
+    def get_credential(self, service: str, username: Optional[str]) -> Optional[SimpleCredential]:
+        """The credential for (service, username), or with no username the first of service."""
+        try:
+            store = _store()
+            if username is None:
+                names = [u for s, u in store.list() if s == service]
+                if not names:
+                    return None
+                username = names[0]
+            password = store.get(service, username)
+        except LockedError as e:
+            raise KeyringLocked(str(e)) from e
+        return None if password is None else SimpleCredential(username, password)
