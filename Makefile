@@ -50,7 +50,7 @@ define pkgconfig
 endef
 
 .PHONY: all build deps test-deps install test lint unit-tests format-check bench-deps bench bench-quick \
-        secret-service-tests python-tests capi-header capi-header-check c-example
+        secret-service-tests python-tests py-package capi-header capi-header-check c-example
 
 all: build
 
@@ -102,14 +102,14 @@ format-check:
 bench-deps: deps
 	-$(call apt_install,$(BENCH_PACKAGES))
 
-bench: bench-deps
-	$(CARGO) build --release --locked -p keyringrs-cli
-	$(CARGO) run --release --locked -p keyringrs-bench $(BENCH_FEATURES)
+bench: bench-deps py-package
+	$(CARGO) build --release --locked -p keyringrs-cli -p pam_keyringrs
+	PYTHON=$(PY_VENV)/bin/python $(CARGO) run --release --locked -p keyringrs-bench $(BENCH_FEATURES)
 
 # The quick mode, so the benchmark cannot rot (few entries, few samples; results not kept).
-bench-quick: bench-deps
-	$(CARGO) build --locked -p keyringrs-cli
-	$(CARGO) run --locked -p keyringrs-bench $(BENCH_FEATURES) -- --quick
+bench-quick: bench-deps py-package
+	$(CARGO) build --locked -p keyringrs-cli -p pam_keyringrs
+	PYTHON=$(PY_VENV)/bin/python $(CARGO) run --locked -p keyringrs-bench $(BENCH_FEATURES) -- --quick
 
 # Secret Service conformance: python-keyring's BackendBasicTests and secretstorage against the
 # daemon on a private bus, in a session keyring of their own; then the 8 x 500 load test's numbers.
@@ -154,9 +154,12 @@ $(PY_VENV)/bin/pytest: | test-deps
 	/usr/bin/python3 -m venv $(PY_VENV)
 	$(PY_VENV)/bin/pip install -q 'keyring>=25' 'pytest>=8'
 
-python-tests: test-deps $(PY_VENV)/bin/pytest
-	$(CARGO) build --locked -p keyringrs-cli
+# The package itself, rebuilt from ./python into the venv (for the tests and the benchmark).
+py-package: $(PY_VENV)/bin/pytest
 	$(PY_VENV)/bin/pip install -q --force-reinstall --no-deps ./python
+
+python-tests: test-deps py-package
+	$(CARGO) build --locked -p keyringrs-cli
 	cd python/tests && KEYRINGRS_TARGET=$(TARGET)/debug keyctl session - \
 	  $(PY_VENV)/bin/pytest -v -p no:cacheprovider -rs .
 

@@ -7,6 +7,7 @@
 
 mod gnome;
 mod harness;
+mod pam;
 mod report;
 mod sys;
 
@@ -769,7 +770,7 @@ fn run(cfg: &Config) -> Result<(), String> {
 
     // PAM.
     eprintln!("[{:>5.1}s] PAM", t0.elapsed().as_secs_f64());
-    rows.extend(pam_rows(cfg));
+    rows.extend(pam::rows(cfg));
 
     // Memory: peak RSS of `keyringrs unlock` with the default parameters, as a child process.
     eprintln!("[{:>5.1}s] memory", t0.elapsed().as_secs_f64());
@@ -1054,8 +1055,8 @@ fn ratios_and_targets(rows: &mut [Row], cfg: &Config, max_n: usize) -> Vec<Targe
         });
     }
     match (
-        med(rows, "pam", "session open with", None),
-        med(rows, "pam", "session open without", None),
+        med(rows, "pam", "session open with pam_keyringrs", None),
+        med(rows, "pam", "session open without pam_keyringrs", None),
         med(rows, "unlock", "Argon2id alone, default", None),
     ) {
         (Some(w), Some(wo), Some(a)) => t.push(Target {
@@ -1149,18 +1150,4 @@ fn python_rows(cfg: &Config, store_path: &Path, n: usize) -> Vec<Row> {
             ),
         })
         .collect()
-}
-
-/// PAM session open with and without pam_keyringrs (issue 4), when the module is built.
-fn pam_rows(_cfg: &Config) -> Vec<Row> {
-    let module = sibling("libpam_keyringrs.so");
-    let why = if module.exists() {
-        "measurement not wired yet"
-    } else {
-        "not built yet: no libpam_keyringrs.so next to the bench binary (issue 4)"
-    };
-    vec![
-        na("pam", "session open without pam_keyringrs", None, why),
-        na("pam", "session open with pam_keyringrs", None, why),
-    ]
 }

@@ -18,7 +18,8 @@
  *   end                   pam_end
  *   scan HEX              count copies of HEX's bytes in this process's writable memory
  *
- * Each step prints one line "@@ STEP RC TEXT"; conversation messages print "@@ info: ..." or
+ * Each step prints one line "@@ STEP RC TEXT" (open also "@@ open-ns NANOSECONDS" for the
+ * benchmark: pam_setcred + pam_open_session); conversation messages print "@@ info: ..." or
  * "@@ error: ...". Output of commands passes through.
  */
 #define _GNU_SOURCE
@@ -32,6 +33,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KEYCTL_JOIN_SESSION_KEYRING 1
@@ -114,6 +116,12 @@ static void report(const char *step, int rc) {
     last_rc = rc;
     printf("@@ %s %d %s\n", step, rc, pam_strerror(pamh, rc));
     fflush(stdout);
+}
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 static void run_as(const char *who, const char *cmd) {
@@ -230,8 +238,13 @@ int main(int argc, char **argv) {
             report("auth", rc);
         } else if (!strcmp(step, "open")) {
             ensure_started();
+            long long t0 = now_ns();
             int rc = pam_setcred(pamh, PAM_ESTABLISH_CRED);
-            report("open", rc == PAM_SUCCESS ? pam_open_session(pamh, 0) : rc);
+            if (rc == PAM_SUCCESS) rc = pam_open_session(pamh, 0);
+            long long took = now_ns() - t0;
+            report("open", rc);
+            printf("@@ open-ns %lld\n", took);
+            fflush(stdout);
         } else if (!strcmp(step, "close")) {
             ensure_started();
             int rc = pam_close_session(pamh, 0);
