@@ -760,3 +760,39 @@ fn a_symlink_swapped_in_during_logins_never_makes_the_module_write_outside() {
         "written as root"
     );
 }
+
+/// Issue 8's promise, end to end: a user who logs in through the PAM module can read with
+/// `secret-tool` (over keyringrs-secret-service on the session's D-Bus) what `keyringrs set`
+/// stored, and gets nothing after logout.
+#[test]
+fn secret_tool_reads_the_login_unlocked_store_and_nothing_after_logout() {
+    require_root!("creates users and /etc/pam.d services");
+    let daemon = target_dir().join("keyringrs-secret-service");
+    assert!(daemon.exists(), "{} missing: cargo build --workspace", daemon.display());
+    let user = login_user("sstool", "sstool-pw");
+    std::fs::copy(&daemon, user.home.join("keyringrs-secret-service")).unwrap();
+    let svc = Service::standard("sstool", "");
+    // Inside the session: store a secret with the CLI, start a session bus and the provider
+    // (waiting until it owns org.freedesktop.secrets), look the secret up with secret-tool.
+    let bus = "DBUS_SESSION_BUS_ADDRESS=$(cat bus-addr)";
+    let lookup = format!("{bus} timeout 20 secret-tool lookup service S username U");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf tok-from-cli | ./keyringrs set S U && \
+             dbus-daemon --session --fork --print-address=3 --print-pid=4 3>bus-addr 4>bus-pid \
+             >/dev/null 2>&1 && ({bus} ./keyringrs-secret-service >ss.log 2>&1 &) && \
+             for i in $(seq 100); do {bus} dbus-send --session --print-reply \
+             --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+             org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null \
+             | grep -q true && break; sleep 0.1; done; echo \"in-session=[$({lookup})]\"\n\
+             close\nrun echo \"after-logout=[$({lookup} 2>/dev/null)]\"; \
+             kill $(cat bus-pid) 2>/dev/null; pkill -u $(id -u) keyringrs-secre; true\nend\n",
+            login("sstool-pw"),
+        ),
+    );
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert!(t.has("in-session=[tok-from-cli]"), "{t}");
+    assert!(t.has("after-logout=[]"), "{t}");
+}
