@@ -22,7 +22,8 @@ TARGET    ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 SYSTEM_PACKAGES = gcc pkg-config libc6-dev
 # The PAM module links libpam (and the PAM tests build a small libpam application).
 SYSTEM_PACKAGES += libpam0g-dev
-# The Python package is installed for Debian's python3 with its pip (PEP 668: into /usr/local).
+# The Python package is installed for Debian's python3 with its pip (PEP 668: into /usr/local,
+# which is Debian's own default for a root pip, so no --prefix for PREFIX=/usr/local).
 SYSTEM_PACKAGES += python3 python3-pip python3-venv
 # Needed only by the tests.
 TEST_PACKAGES   = keyutils python3-nacl
@@ -73,7 +74,7 @@ install: deps build
 	$(call pkgconfig,$(LIBDIR),$(INCLUDEDIR)) | install -D -m 0644 /dev/stdin $(DESTDIR)$(LIBDIR)/pkgconfig/keyringrs.pc
 	if [ -z "$(DESTDIR)" ]; then ldconfig; fi
 	/usr/bin/python3 -m pip install -q --break-system-packages --no-warn-script-location \
-	  $(if $(DESTDIR),--root $(DESTDIR)) --prefix $(PREFIX) ./python
+	  $(if $(DESTDIR),--root $(DESTDIR)) $(if $(filter /usr/local,$(PREFIX)),,--prefix $(PREFIX)) ./python
 	@echo "PAM module installed; enable it with: sudo pam-auth-update --enable keyringrs (docs/PAM.md)"
 	install -D -m 0755 target/release/keyringrs-secret-service $(BINDIR)/keyringrs-secret-service
 	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' etc/dbus-1/services/org.freedesktop.secrets.service \
