@@ -768,7 +768,11 @@ fn a_symlink_swapped_in_during_logins_never_makes_the_module_write_outside() {
 fn secret_tool_reads_the_login_unlocked_store_and_nothing_after_logout() {
     require_root!("creates users and /etc/pam.d services");
     let daemon = target_dir().join("keyringrs-secret-service");
-    assert!(daemon.exists(), "{} missing: cargo build --workspace", daemon.display());
+    assert!(
+        daemon.exists(),
+        "{} missing: cargo build --workspace",
+        daemon.display()
+    );
     let user = login_user("sstool", "sstool-pw");
     std::fs::copy(&daemon, user.home.join("keyringrs-secret-service")).unwrap();
     let svc = Service::standard("sstool", "");
