@@ -11,17 +11,11 @@ use libkeyring::Store;
 
 /// Build tests/fault/fault.c into an LD_PRELOAD library in `dir`.
 fn fault_library(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fault/fault.c");
-    let out = dir.join("fault.so");
-    let st = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .arg("-ldl")
-        .status()
-        .expect("run gcc (installed by make test)");
-    assert!(st.success(), "building the fault library failed");
-    out
+    build_c(
+        "fault/fault.c",
+        &dir.join("fault.so"),
+        &["-shared", "-fPIC", "-O2", "-ldl"],
+    )
 }
 
 fn with_fault(

@@ -27,20 +27,14 @@ fn module() -> PathBuf {
 fn driver() -> &'static Path {
     static DRIVER: OnceLock<PathBuf> = OnceLock::new();
     DRIVER.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("pam/pam-driver.c");
-        let out = target_dir().join("pam-driver");
+        // Built under a private name, then renamed: a concurrent run never sees half a file.
         let tmp = target_dir().join(format!("pam-driver.{}", std::process::id()));
-        let st = Command::new("gcc")
-            .args(["-O1", "-Wall", "-Werror", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .arg("-lpam")
-            .status()
-            .expect("run gcc (installed by make test)");
-        assert!(
-            st.success(),
-            "building pam-driver failed (libpam0g-dev installed?)"
+        build_c(
+            "pam/pam-driver.c",
+            &tmp,
+            &["-O1", "-Wall", "-Werror", "-lpam"],
         );
+        let out = target_dir().join("pam-driver");
         std::fs::rename(&tmp, &out).expect("install pam-driver");
         out
     })

@@ -155,6 +155,38 @@ unsafe fn handle<'a>(s: *const keyringrs_store) -> Result<&'a Store, Fail> {
         .ok_or_else(|| invalid("store handle is NULL"))
 }
 
+/// The store and the (service, username) of an entry call.
+///
+/// # Safety
+/// As for [`handle`] and [`text`].
+unsafe fn entry_args<'a>(
+    store: *const keyringrs_store,
+    service: *const c_char,
+    username: *const c_char,
+) -> Result<(&'a Store, &'a str, &'a str), Fail> {
+    // SAFETY: this function's contract.
+    unsafe {
+        Ok((
+            handle(store)?,
+            text(service, "service")?,
+            text(username, "username")?,
+        ))
+    }
+}
+
+/// Move `value` to the heap and hand it to C through `out` (freed by the matching free call).
+///
+/// # Safety
+/// As for [`put`].
+unsafe fn hand_out<T>(out: *mut *mut T, value: T, name: &str) -> Result<(), Fail> {
+    if out.is_null() {
+        return Err(invalid(&format!("{name} is NULL")));
+    }
+    // SAFETY: non-NULL and writable per this function's contract.
+    unsafe { out.write(Box::into_raw(Box::new(value))) };
+    Ok(())
+}
+
 /// Write through an out-pointer.
 ///
 /// # Safety
@@ -205,12 +237,8 @@ pub unsafe extern "C" fn keyringrs_open(
     guard(|| {
         // SAFETY: the caller's contract above.
         let store = Store::open(unsafe { store_path(path) }?)?;
-        let h = Box::into_raw(Box::new(keyringrs_store { store }));
         // SAFETY: the caller's contract above.
-        unsafe { put(out, h, "out") }.inspect_err(|_| {
-            // SAFETY: h came from Box::into_raw just above and was not handed out.
-            drop(unsafe { Box::from_raw(h) })
-        })
+        unsafe { hand_out(out, keyringrs_store { store }, "out") }
     })
 }
 
@@ -246,12 +274,8 @@ pub unsafe extern "C" fn keyringrs_init(
             ..Default::default()
         };
         let store = Store::init(path, password, &opts)?;
-        let h = Box::into_raw(Box::new(keyringrs_store { store }));
         // SAFETY: the caller's contract above.
-        unsafe { put(out, h, "out") }.inspect_err(|_| {
-            // SAFETY: h came from Box::into_raw just above and was not handed out.
-            drop(unsafe { Box::from_raw(h) })
-        })
+        unsafe { hand_out(out, keyringrs_store { store }, "out") }
     })
 }
 
@@ -338,13 +362,7 @@ pub unsafe extern "C" fn keyringrs_get(
 ) -> keyringrs_status {
     guard(|| {
         // SAFETY: the caller's contract above.
-        let (s, service, username) = unsafe {
-            (
-                handle(store)?,
-                text(service, "service")?,
-                text(username, "username")?,
-            )
-        };
+        let (s, service, username) = unsafe { entry_args(store, service, username) }?;
         if len.is_null() {
             return Err(invalid("len is NULL"));
         }
@@ -388,13 +406,7 @@ pub unsafe extern "C" fn keyringrs_get_alloc(
 ) -> keyringrs_status {
     guard(|| {
         // SAFETY: the caller's contract above.
-        let (s, service, username) = unsafe {
-            (
-                handle(store)?,
-                text(service, "service")?,
-                text(username, "username")?,
-            )
-        };
+        let (s, service, username) = unsafe { entry_args(store, service, username) }?;
         if secret.is_null() || len.is_null() {
             return Err(invalid("secret or len is NULL"));
         }
@@ -469,13 +481,7 @@ pub unsafe extern "C" fn keyringrs_delete(
 ) -> keyringrs_status {
     guard(|| {
         // SAFETY: the caller's contract above.
-        let (s, service, username) = unsafe {
-            (
-                handle(store)?,
-                text(service, "service")?,
-                text(username, "username")?,
-            )
-        };
+        let (s, service, username) = unsafe { entry_args(store, service, username) }?;
         s.delete(service, username)?;
         Ok(())
     })
@@ -502,12 +508,8 @@ pub unsafe extern "C" fn keyringrs_list_open(
                 Ok((c(a)?, c(b)?))
             })
             .collect::<Result<Vec<_>, Fail>>()?;
-        let l = Box::into_raw(Box::new(keyringrs_list { items, next: 0 }));
         // SAFETY: the caller's contract above.
-        unsafe { put(out, l, "out") }.inspect_err(|_| {
-            // SAFETY: l came from Box::into_raw just above and was not handed out.
-            drop(unsafe { Box::from_raw(l) })
-        })
+        unsafe { hand_out(out, keyringrs_list { items, next: 0 }, "out") }
     })
 }
 

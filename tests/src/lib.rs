@@ -107,6 +107,21 @@ pub fn cli(store: &Path) -> Command {
     c
 }
 
+/// Compile the C file `tests/<src>` with gcc into `out` (the fault library, the PAM driver), with
+/// extra arguments such as `-shared` or `-lpam`.
+pub fn build_c(src: &str, out: &Path, args: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(src);
+    let st = Command::new("gcc")
+        .arg("-o")
+        .arg(out)
+        .arg(&src)
+        .args(args)
+        .status()
+        .expect("run gcc (installed by make test)");
+    assert!(st.success(), "gcc {} failed", src.display());
+    out.to_path_buf()
+}
+
 /// Run a command with `stdin` bytes; collect its output.
 pub fn run(mut c: Command, stdin: &[u8]) -> Output {
     use std::io::Write;
