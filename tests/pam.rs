@@ -794,3 +794,82 @@ fn secret_tool_reads_the_login_unlocked_store_and_nothing_after_logout() {
     assert!(t.has("in-session=[tok-from-cli]"), "{t}");
     assert!(t.has("after-logout=[]"), "{t}");
 }
+
+/// `scope=user`: the key goes into the user's own `@u` (not root's, though the module runs as
+/// root), so the user's processes outside the login session find it; close still locks it.
+#[test]
+fn scope_user_puts_the_key_in_the_users_own_user_keyring() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("scopeu", "scopeu-pw");
+    let svc = Service::standard("scopeu", "scope=user");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf v | ./keyringrs set s u && keyctl search @u user {KEY_ID} >/dev/null \
+             && echo in-users-keyring\n\
+             run keyctl session - sh -c './keyringrs get s u; echo \" outside=$?\"'\n\
+             close\nrun keyctl session - sh -c './keyringrs get s u; echo \" after=$?\"'\nend\n",
+            login("scopeu-pw")
+        ),
+    );
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert!(t.has("in-users-keyring"), "{t}");
+    assert!(
+        t.has("v outside=0"),
+        "a process outside the session must find it: {t}"
+    );
+    assert!(t.has(" after=3"), "close must lock it: {t}");
+}
+
+/// The module acts as the user (`libkeyring::sys::creds::AsUser`) and then hands the thread back
+/// to the PAM application: every id and every effective capability must be as before, because a
+/// later module needs them (pam_unix writing /etc/shadow needs CAP_CHOWN; a lost one made a
+/// passwd after a session in the same process fail).
+#[test]
+fn acting_as_the_user_and_back_leaves_root_exactly_as_it_was() {
+    use libkeyring::keyring::Keyring;
+    use libkeyring::sys::creds::{self, AsUser};
+    require_root!("switches credentials to a throwaway user");
+    let user = ThrowawayUser::new("creds");
+    let dir = TempDir::new("pam-creds");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            // Uid/Gid lines: real, effective, saved, fs. Credentials are per thread.
+            let status = || -> Vec<String> {
+                std::fs::read_to_string("/proc/thread-self/status")
+                    .unwrap()
+                    .lines()
+                    .filter(|l| {
+                        ["Uid:", "Gid:", "Groups:", "CapEff:", "CapPrm:"]
+                            .iter()
+                            .any(|k| l.starts_with(k))
+                    })
+                    .map(str::to_owned)
+                    .collect()
+            };
+            let before = status();
+            let account = creds::account(&user.name).unwrap();
+            assert_eq!(
+                (account.uid, account.home.clone()),
+                (user.uid, user.home.clone())
+            );
+            {
+                let _as_user = AsUser::enter(&account).unwrap();
+                let now = status();
+                let u = user.uid;
+                assert_eq!(now[0], format!("Uid:\t{u}\t0\t0\t{u}"), "{now:?}");
+                let denied = std::fs::write(dir.path().join("as-user"), b"x").unwrap_err();
+                assert_eq!(denied.kind(), std::io::ErrorKind::PermissionDenied);
+                // The user keyring is the user's own (the kernel picks it by the real uid).
+                let d = Keyring::User.describe().unwrap();
+                assert_eq!((d.description, d.uid), (format!("_uid.{u}"), u));
+            }
+            assert_eq!(status(), before, "credentials not restored");
+            let f = dir.path().join("as-root");
+            std::fs::write(&f, b"x").unwrap();
+            std::os::unix::fs::chown(&f, Some(user.uid), None).expect("CAP_CHOWN is back");
+        });
+    });
+}

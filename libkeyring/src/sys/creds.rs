@@ -1,9 +1,10 @@
 //! Acting as another user from a root process (the PAM module): the passwd entry of a user, and
 //! a per-thread switch of the filesystem uid/gid and supplementary groups, which is what the
-//! kernel checks file access and key permissions with (and charges new keys to).
+//! kernel checks file access and key permissions with (and charges new keys to), and of the real
+//! uid/gid, by which the kernel finds the user keyring `@u`.
 //!
 //! Only the calling thread changes: setfsuid/setfsgid are per-thread system calls, and the
-//! groups are set with the raw `setgroups` system call, not glibc's wrapper (which changes every
+//! groups and real ids are set with the raw system calls, not glibc's wrappers (which change every
 //! thread of the process). The effective uid stays 0, so this is not a sandbox against code in
 //! this process; it makes the kernel refuse, for us, every file and key the user could not use.
 
@@ -138,11 +139,40 @@ fn set_fsgid(gid: u32) -> u32 {
     unsafe { libc::setfsgid(gid) as u32 }
 }
 
-/// While alive, the calling thread's file and key accesses are checked as `account`'s (fsuid,
-/// fsgid, groups); dropping it restores the previous credentials. Not `Send`: it must be dropped
-/// on the thread that made it.
+/// The calling thread's real uid and gid (getuid/getgid report the calling thread's).
+fn real_ids() -> (u32, u32) {
+    // SAFETY: getuid/getgid have no preconditions and cannot fail.
+    unsafe { (libc::getuid(), libc::getgid()) }
+}
+
+/// Set the calling thread's real uid and gid only (raw system calls: glibc's wrappers change
+/// every thread). Effective and saved ids stay; the fs ids follow the effective ones, so callers
+/// set those afterwards.
+fn set_thread_real_ids(uid: u32, gid: u32) -> std::io::Result<()> {
+    let keep = u32::MAX as libc::c_long;
+    // SAFETY: setresgid/setresuid take integers only; -1 leaves an id unchanged.
+    let rc = unsafe {
+        match libc::syscall(libc::SYS_setresgid, gid as libc::c_long, keep, keep) {
+            0 => libc::syscall(libc::SYS_setresuid, uid as libc::c_long, keep, keep),
+            rc => rc,
+        }
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// While alive, the calling thread acts as `account`: its filesystem uid and gid (what the kernel
+/// checks file access and key permissions with, and charges new keys to), its supplementary
+/// groups, and its real uid and gid (which decide what `@u` is, as pam_keyinit also switches
+/// them for). The effective uid stays 0. Dropping it restores everything. Not `Send`: it must be
+/// dropped on the thread that made it.
 #[derive(Debug)]
 pub struct AsUser {
+    ruid: u32,
+    rgid: u32,
     fsuid: u32,
     fsgid: u32,
     groups: Vec<libc::gid_t>,
@@ -156,12 +186,17 @@ impl AsUser {
         let target = group_list(account)?;
         set_thread_groups(&target)
             .map_err(|e| io_error(&format!("set the groups of {}", account.name), e))?;
+        let (ruid, rgid) = real_ids();
         let guard = AsUser {
+            ruid,
+            rgid,
             fsuid: set_fsuid(u32::MAX),
             fsgid: set_fsgid(u32::MAX),
             groups,
             _not_send: std::marker::PhantomData,
         };
+        set_thread_real_ids(account.uid, account.gid)
+            .map_err(|e| io_error(&format!("set the real ids of {}", account.name), e))?;
         set_fsgid(account.gid);
         set_fsuid(account.uid);
         // setfsuid/setfsgid report no errors: read the values back.
@@ -177,6 +212,13 @@ impl AsUser {
 
 impl Drop for AsUser {
     fn drop(&mut self) {
+        // The fs ids first: only moving the fsuid from nonzero back to 0 gives root its file
+        // capabilities (CAP_CHOWN, CAP_DAC_OVERRIDE, ...) back in the effective set; setresuid
+        // would silently reset the fsuid to 0 without restoring them.
+        set_fsuid(self.fsuid);
+        set_fsgid(self.fsgid);
+        let _ = set_thread_real_ids(self.ruid, self.rgid);
+        // setresuid/setresgid reset the fs ids to the effective ones: put the saved ones back.
         set_fsuid(self.fsuid);
         set_fsgid(self.fsgid);
         // Restoring root's groups cannot fail for root; there is nothing better to do if it does.
