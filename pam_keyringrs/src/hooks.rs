@@ -161,7 +161,9 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
     };
     let store = match Store::open(&path) {
         Ok(store) => match store.unlock(&stash.password, &how) {
-            Ok(report) if report.already_unlocked => {
+            // Unlocked already (e.g. a `scope=user` key another session put in @u): that key is
+            // not ours to lock at close, unless `timeout=` made unlock replace it with ours.
+            Ok(report) if report.already_unlocked && opts.timeout.is_none() => {
                 log.debug(&format!(
                     "store {} of {user} was unlocked already; close leaves it",
                     path.display()
