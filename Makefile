@@ -65,22 +65,22 @@ build:
 	$(CARGO) build --release --workspace --locked
 
 install: deps build
-	install -D -m 0755 target/release/keyringrs $(BINDIR)/keyringrs
-	install -D -m 0644 target/release/libpam_keyringrs.so $(DESTDIR)$(PAMDIR)/pam_keyringrs.so
+	install -D -m 0755 $(TARGET)/release/keyringrs $(BINDIR)/keyringrs
+	install -D -m 0644 $(TARGET)/release/libpam_keyringrs.so $(DESTDIR)$(PAMDIR)/pam_keyringrs.so
 	install -D -m 0644 etc/pam-configs/keyringrs $(DESTDIR)$(PAMCONFIGS)/keyringrs
-	install -D -m 0644 target/release/libkeyringrs.so $(DESTDIR)$(LIBDIR)/libkeyringrs.so.0
+	install -D -m 0644 $(TARGET)/release/libkeyringrs.so $(DESTDIR)$(LIBDIR)/libkeyringrs.so.0
 	ln -sf libkeyringrs.so.0 $(DESTDIR)$(LIBDIR)/libkeyringrs.so
 	install -D -m 0644 capi/include/keyringrs.h $(DESTDIR)$(INCLUDEDIR)/keyringrs.h
 	$(call pkgconfig,$(LIBDIR),$(INCLUDEDIR)) | install -D -m 0644 /dev/stdin $(DESTDIR)$(LIBDIR)/pkgconfig/keyringrs.pc
 	if [ -z "$(DESTDIR)" ]; then ldconfig; fi
 	/usr/bin/python3 -m pip install -q --break-system-packages --no-warn-script-location \
 	  $(if $(DESTDIR),--root $(DESTDIR)) $(if $(filter /usr/local,$(PREFIX)),,--prefix $(PREFIX)) ./python
-	@echo "PAM module installed; enable it with: sudo pam-auth-update --enable keyringrs (docs/PAM.md)"
-	install -D -m 0755 target/release/keyringrs-secret-service $(BINDIR)/keyringrs-secret-service
+	install -D -m 0755 $(TARGET)/release/keyringrs-secret-service $(BINDIR)/keyringrs-secret-service
 	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' etc/dbus-1/services/org.freedesktop.secrets.service \
 	  | install -D -m 0644 /dev/stdin $(DESTDIR)$(PREFIX)/share/dbus-1/services/org.freedesktop.secrets.service
 	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' etc/systemd/user/keyringrs-secret-service.service \
 	  | install -D -m 0644 /dev/stdin $(DESTDIR)$(PREFIX)/lib/systemd/user/keyringrs-secret-service.service
+	@echo "PAM module installed; enable it with: sudo pam-auth-update --enable keyringrs (docs/PAM.md)"
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -164,4 +164,8 @@ python-tests: test-deps py-package
 	cd python/tests && KEYRINGRS_TARGET=$(TARGET)/debug keyctl session - \
 	  $(PY_VENV)/bin/pytest -v -p no:cacheprovider -rs .
 
-test: test-deps lint capi-header-check c-example unit-tests python-tests format-check bench-quick secret-service-tests
+# Packaging: make deb, make uninstall, man pages and completions (packaging/package.mk).
+include packaging/package.mk
+
+test: test-deps lint capi-header-check c-example unit-tests python-tests format-check bench-quick secret-service-tests \
+      package-tests
