@@ -2,91 +2,15 @@
 //! read passwords and secrets, call the library, print, map errors to exit codes.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use libkeyring::keyring::Keyring;
 use libkeyring::{Error, KdfParams, Scope, Store, UnlockOptions};
 use zeroize::Zeroizing;
 
-/// Login-unlocked encrypted secret store.
-///
-/// Secrets are encrypted on disk and readable only while this session holds the store's key in
-/// the kernel session keyring (put there at login by pam_keyringrs, or by `keyringrs unlock`).
-///
-/// Exit codes: 0 ok, 1 other error, 2 usage, 3 locked, 4 no such entry, 5 wrong password,
-/// 6 no store, 7 corrupt store, 8 access denied, 9 quota or disk full.
-#[derive(Parser, Debug)]
-#[command(name = "keyringrs", version)]
-struct Cli {
-    /// Store directory [default: $XDG_DATA_HOME/keyringrs or ~/.local/share/keyringrs]
-    #[arg(long, global = true, env = "KEYRINGRS_STORE", value_name = "PATH")]
-    store: Option<PathBuf>,
-
-    /// Argon2id memory in KiB for new or upgraded keyslots [default: 65536]
-    #[arg(long, global = true, env = "KEYRINGRS_KDF_MEMORY", value_name = "KIB")]
-    kdf_memory: Option<u32>,
-
-    /// Argon2id iterations for new or upgraded keyslots [default: 3]
-    #[arg(long, global = true, env = "KEYRINGRS_KDF_TIME", value_name = "N")]
-    kdf_time: Option<u32>,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Create a store (asks for the password twice on a tty) and leave it unlocked
-    Init {
-        /// Read the password as one line from stdin
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// Unlock the store for this session (checks the password even if already unlocked)
-    Unlock {
-        /// Read the password as one line from stdin
-        #[arg(long)]
-        password_stdin: bool,
-        /// Lock again automatically after SECS seconds
-        #[arg(long, value_name = "SECS")]
-        timeout: Option<u32>,
-        /// Where the key goes: session (@s, default) or user (@u, shared by all your processes)
-        #[arg(long, value_enum, default_value = "session")]
-        scope: ScopeArg,
-    },
-    /// Lock the store (the key is invalidated; locking a locked store succeeds)
-    Lock,
-    /// Show store path, id, locked/unlocked, and the entry count if unlocked
-    Status,
-    /// Store a secret read from stdin (one trailing newline stripped unless --raw)
-    Set {
-        service: String,
-        username: String,
-        /// Keep stdin bytes exactly
-        #[arg(long)]
-        raw: bool,
-    },
-    /// Print a secret exactly (plus a newline only when stdout is a tty)
-    Get { service: String, username: String },
-    /// Delete an entry
-    Delete { service: String, username: String },
-    /// List entries as SERVICE<TAB>USERNAME lines (\\, tab and newline escaped)
-    List,
-    /// Change the password: old, then new (with --password-stdin: two lines)
-    Passwd {
-        /// Read old and new password as two lines from stdin
-        #[arg(long)]
-        password_stdin: bool,
-    },
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum ScopeArg {
-    Session,
-    User,
-}
+mod args;
+use args::*;
 
 /// A failure with its exit code, printed as one `keyringrs: ` line.
 struct Failure(i32, String);
