@@ -38,6 +38,9 @@ pub enum Command {
         /// Read the password as one line from stdin
         #[arg(long)]
         password_stdin: bool,
+        /// Where the key goes: session (@s, default) or user (@u, shared by all your processes)
+        #[arg(long, value_enum, default_value = "session")]
+        scope: ScopeArg,
     },
     /// Unlock the store for this session (checks the password even if already unlocked)
     Unlock {

@@ -83,7 +83,14 @@ fn run(cli: Cli) -> Outcome {
     };
     let kdf = kdf_params(&cli)?;
     match cli.command {
-        Command::Init { password_stdin } => {
+        Command::Init {
+            password_stdin,
+            scope,
+        } => {
+            let scope = scope_of(scope);
+            if scope == Scope::Session {
+                require_own_session()?;
+            }
             let pw = if password_stdin {
                 read_stdin_lines(1)?.remove(0)
             } else {
@@ -94,10 +101,10 @@ fn run(cli: Cli) -> Outcome {
             }
             let opts = UnlockOptions {
                 kdf,
+                scope,
                 ..Default::default()
             };
             let store = Store::init(&path, &pw, &opts)?;
-            warn_if_shared_session();
             println!("created store {} at {}", store.id(), store.path().display());
             Ok(())
         }
@@ -106,15 +113,15 @@ fn run(cli: Cli) -> Outcome {
             timeout,
             scope,
         } => {
+            let scope = scope_of(scope);
+            if scope == Scope::Session {
+                require_own_session()?;
+            }
             let store = Store::open(&path)?;
             let pw = if password_stdin {
                 read_stdin_lines(1)?.remove(0)
             } else {
                 prompt("Store password: ")?
-            };
-            let scope = match scope {
-                ScopeArg::Session => Scope::Session,
-                ScopeArg::User => Scope::User,
             };
             let report = store.unlock(
                 &pw,
@@ -122,13 +129,11 @@ fn run(cli: Cli) -> Outcome {
                     kdf,
                     scope,
                     timeout,
+                    ..Default::default()
                 },
             )?;
             if let Some(w) = report.warning {
                 warn(&w);
-            }
-            if scope == Scope::Session {
-                warn_if_shared_session();
             }
             Ok(())
         }
@@ -137,12 +142,32 @@ fn run(cli: Cli) -> Outcome {
             Ok(())
         }
         Command::Status => {
-            let st = Store::open(&path)?.status()?;
+            let store = Store::open(&path)?;
+            let st = store.status()?;
             println!("store:   {}", st.path.display());
             println!("id:      {}", st.id);
             println!("state:   {}", if st.locked { "locked" } else { "unlocked" });
             if let Some(n) = st.entries {
                 println!("entries: {n}");
+            }
+            if let Ok(pair) = store.find_keys() {
+                let place = match pair.scope {
+                    Scope::Session => "this login's session keyring (@s): its processes only",
+                    Scope::User => "the user keyring (@u): all your processes",
+                };
+                println!(
+                    "key:     {place}, serials {} and {}",
+                    pair.masked.0, pair.pad.0
+                );
+            }
+            for h in libkeyring::holders::list(&store).unwrap_or_default() {
+                println!(
+                    "held by: {} login, session keyring {}, since {}{}",
+                    h.kind,
+                    h.session,
+                    h.since,
+                    if h.alive { "" } else { " (gone; dropped at the next logout)" }
+                );
             }
             Ok(())
         }
@@ -174,12 +199,24 @@ fn run(cli: Cli) -> Outcome {
             Ok(())
         }
         Command::List => {
+            let (good, bad) = Store::open(&path)?.list_report()?;
             let mut out = std::io::stdout().lock();
-            for (s, u) in Store::open(&path)?.list()? {
+            for (s, u) in good {
                 writeln!(out, "{}\t{}", escape(&s), escape(&u))
                     .map_err(|e| fail(format!("write to stdout: {e}")))?;
             }
-            Ok(())
+            // Every entry that opens is listed; each one that does not is named, and the exit
+            // code says the store needs attention.
+            for e in &bad {
+                warn(&format!("skipped an entry: {e}"));
+            }
+            match bad.len() {
+                0 => Ok(()),
+                n => Err(Failure(
+                    libkeyring::ErrorKind::Corrupt.exit_code(),
+                    format!("{n} entr{} could not be read (listed above)", if n == 1 { "y" } else { "ies" }),
+                )),
+            }
         }
         Command::Passwd { password_stdin } => {
             let store = Store::open(&path)?;
@@ -218,12 +255,27 @@ fn escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The session keyring is the `_uid_ses.N` fallback: there was no pam_keyinit for this login.
-fn warn_if_shared_session() {
-    if let Ok(d) = Keyring::Session.describe() {
-        if d.description.starts_with("_uid_ses.") {
-            warn("this process has no session keyring of its own (no pam_keyinit); the key is visible to all your processes that lack one");
-        }
+fn scope_of(arg: ScopeArg) -> Scope {
+    match arg {
+        ScopeArg::Session => Scope::Session,
+        ScopeArg::User => Scope::User,
+    }
+}
+
+/// A session-scope unlock must outlive this command: refuse when this process has no session
+/// keyring of its own (the `_uid_ses.N` fallback, or none), where the key would go into a
+/// keyring that dies with us or that every process of the user without a session shares.
+fn require_own_session() -> Outcome {
+    let own = match Keyring::Session.describe() {
+        Ok(d) => !d.description.starts_with("_uid_ses."),
+        Err(_) => false,
+    };
+    if own {
+        Ok(())
+    } else {
+        Err(fail(
+            "this process has no session keyring of its own, so the unlock would not outlive              this command: run `keyctl session -` first (a shell with a keyring of its own), log              in through PAM (pam_keyinit), or use `--scope user` (readable by all your processes)",
+        ))
     }
 }
 

@@ -284,6 +284,25 @@ impl KdfParams {
         self.lanes
     }
 
+    /// Memory × passes (KiB): what one derivation costs, for budgets.
+    pub fn cost(&self) -> u64 {
+        self.memory_kib as u64 * self.time as u64
+    }
+
+    /// The larger of each parameter of `self` and `other`, so an upgrade never lowers a cost;
+    /// passes are trimmed if memory × passes would exceed [`KdfParams::MAX_COST`].
+    pub fn max_with(&self, other: &KdfParams) -> KdfParams {
+        let memory_kib = self.memory_kib.max(other.memory_kib);
+        let lanes = self.lanes.max(other.lanes);
+        let most = (Self::MAX_COST / memory_kib as u64).max(1) as u32;
+        let time = self.time.max(other.time).min(most);
+        KdfParams {
+            memory_kib,
+            time,
+            lanes,
+        }
+    }
+
     /// Is `self` weaker than `target` in any dimension (so a rewrap should upgrade it)?
     pub fn weaker_than(&self, target: &KdfParams) -> bool {
         self.memory_kib < target.memory_kib || self.time < target.time

@@ -13,8 +13,10 @@ pub enum Error {
     /// No entry for this (service, username).
     #[error("no entry for service {service:?} and username {username:?}")]
     NoEntry { service: String, username: String },
-    /// The password opens no keyslot of the store.
-    #[error("wrong password: it opens no keyslot of the store")]
+    /// The password opens no keyslot of the store. A keyslot whose salt or parameters were
+    /// altered (its checksum is not keyed, so it can be recomputed) looks the same: we cannot
+    /// tell the two apart, and the message says so.
+    #[error("no keyslot opened: wrong password, or the store's header was altered")]
     WrongPassword,
     /// There is no store at this path.
     #[error("no store at {}: run `keyringrs init`", .0.display())]

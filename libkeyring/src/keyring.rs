@@ -50,6 +50,17 @@ impl Keyring {
         keyctl::search_user_key(self.raw(), description).map(KeySerial)
     }
 
+    /// Create an empty keyring named `description` linked into this keyring (a keyring with the
+    /// same name here is displaced: search first).
+    pub fn add_keyring(self, description: &str) -> Result<KeySerial> {
+        keyctl::add_key(keyctl::KeyType::Keyring, description, &[], self.raw()).map(KeySerial)
+    }
+
+    /// Search this keyring and the keyrings below it for a keyring named `description`.
+    pub fn search_keyring(self, description: &str) -> Result<KeySerial> {
+        keyctl::search(self.raw(), keyctl::KeyType::Keyring, description).map(KeySerial)
+    }
+
     /// This keyring's attributes (e.g. to tell `_ses` from the `_uid_ses.N` fallback).
     pub fn describe(self) -> Result<KeyDescription> {
         KeySerial(self.raw()).describe()
@@ -59,6 +70,12 @@ impl Keyring {
 /// The calling user's persistent keyring (persistent-keyring(7)), linked into `link_to`.
 pub fn persistent_keyring(link_to: Keyring) -> Result<KeySerial> {
     keyctl::persistent_keyring(link_to.raw()).map(KeySerial)
+}
+
+/// `uid`'s persistent keyring, linked into `link_to` (another uid than the caller's real or
+/// effective one needs CAP_SETUID).
+pub fn persistent_keyring_of(uid: u32, link_to: Keyring) -> Result<KeySerial> {
+    keyctl::persistent_keyring_of(uid, link_to.raw()).map(KeySerial)
 }
 
 /// Give the calling thread a fresh session keyring (anonymous if `name` is None); processes it
@@ -96,9 +113,25 @@ pub mod perm {
     pub const USR_LINK: u32 = 0x0010_0000;
     pub const USR_SETATTR: u32 = 0x0020_0000;
 
-    /// The master key's mask (DESIGN.md): possessor view only; owner view, read, write, search;
-    /// no link or setattr for anyone; group and other nothing. = 0x010f0000.
+    /// The turn-1 mask (owner view, read, write, search): kept only to recognise keys installed
+    /// by older versions. The kernel grants owner bits by uid alone, so any process of the user,
+    /// in any session, could read such a key (docs/THREAT-MODEL.md).
     pub const MASTER_KEY: u32 = POS_VIEW | USR_VIEW | USR_READ | USR_WRITE | USR_SEARCH;
+
+    /// Session scope, the masked master key `keyringrs:<id>`: only a *possessor* (a process of
+    /// the login whose session keyring holds it) may read or find it; the owner may only see it.
+    /// Another uid that possesses the session keyring reads the masked bytes but not the pad.
+    /// (Owner search only lets the user find and invalidate it from elsewhere, e.g. at session
+    /// close after the session keyring was revoked: never read it.)
+    pub const SESSION_MASKED: u32 = POS_VIEW | POS_READ | POS_SEARCH | USR_VIEW | USR_SEARCH;
+    /// Both scopes, the pad `keyringrs-pad:<id>`: only the owner uid may read or find it, and
+    /// possession adds nothing (so another uid possessing the keyring gets nothing).
+    pub const PAD: u32 = USR_VIEW | USR_READ | USR_SEARCH;
+    /// User scope (`@u`, desktops), the masked master key: every process of the user, by design.
+    pub const USER_MASKED: u32 = USR_VIEW | USR_READ | USR_SEARCH;
+    /// A holder record and the holders keyring (owner only; the keyring also takes writes).
+    pub const HOLDER: u32 = USR_VIEW | USR_READ | USR_SEARCH;
+    pub const HOLDERS_KEYRING: u32 = USR_VIEW | USR_READ | USR_WRITE | USR_SEARCH;
 }
 
 impl KeySerial {
@@ -137,6 +170,18 @@ impl KeySerial {
     /// Make the key unusable everywhere at once (not just unlinked from one keyring).
     pub fn invalidate(self) -> Result<()> {
         keyctl::invalidate(self.0)
+    }
+    /// Revoke the key: it stays linked but answers EKEYREVOKED (what pam_keyinit's revoke does).
+    pub fn revoke(self) -> Result<()> {
+        keyctl::revoke(self.0)
+    }
+    /// The keys linked in this keyring (KEYCTL_READ of a keyring: an array of serials).
+    pub fn members(self) -> Result<Vec<KeySerial>> {
+        let raw = self.read()?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|c| KeySerial(i32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
+            .collect())
     }
     pub fn link(self, into: Keyring) -> Result<()> {
         keyctl::link(self.0, into.raw())

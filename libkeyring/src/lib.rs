@@ -19,6 +19,7 @@ pub mod credential_store;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod holders;
 pub mod keyring;
 pub mod store;
 pub mod sys;
@@ -26,4 +27,7 @@ pub mod sys;
 pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
 pub use format::EntryData;
-pub use store::{default_path, key_description, Scope, Status, Store, UnlockOptions, UnlockReport};
+pub use store::{
+    default_path, key_description, pad_description, KeyPair, Opened, Scope, Status, Store,
+    UnlockOptions, UnlockReport,
+};

@@ -60,6 +60,10 @@ pub struct UnlockOptions {
     pub scope: Scope,
     /// Key timeout in seconds (None: until locked or the session ends).
     pub timeout: Option<u32>,
+    /// How long `init` and a password change wait for the store's writer lock (None: as long as
+    /// it takes; the PAM module gives a bound, so a user holding the lock cannot hang a login).
+    /// The KDF upgrade and temp-file cleanup of `unlock` never wait: they skip when busy.
+    pub lock_wait: fs::Wait,
 }
 
 /// What `unlock` did besides unlocking.
@@ -71,6 +75,37 @@ pub struct UnlockReport {
     pub kdf_upgraded: bool,
     /// A non-fatal problem (e.g. the KDF upgrade could not be written).
     pub warning: Option<String>,
+    /// The keys this unlock put into the kernel (None: an existing pair was kept).
+    pub installed: Option<KeyPair>,
+}
+
+/// The two kernel keys of an unlocked store: `keyringrs:<id>` holds the master key masked with a
+/// random pad, `keyringrs-pad:<id>` holds the pad; both start with the same random tag. Session
+/// scope gives them different readers (possessors of the login's keyring; the owner uid), so only
+/// a process that is both gets the master key (docs/THREAT-MODEL.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPair {
+    pub masked: KeySerial,
+    pub pad: KeySerial,
+    /// Where it was installed, told by its permissions.
+    pub scope: Scope,
+}
+
+/// A store whose master key was unwrapped with a password (Argon2id done), before anything is
+/// put into the kernel: lets the PAM module act as the user's real uid only around the kernel
+/// calls. Wiped on drop; Debug shows nothing secret.
+pub struct Opened {
+    header: Header,
+    index: usize,
+    master: MasterKey,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("slot", &self.index)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What `status` reports.
@@ -92,8 +127,18 @@ pub struct Store {
     entries: File,
     id: StoreId,
     description: String,
+    pad_description: String,
     owner: u32,
+    wait: fs::Wait,
 }
+
+/// Bytes of each kernel key's payload: a 16-byte tag, then 32 bytes (masked key or pad).
+const TAG_LEN: usize = 16;
+const PAYLOAD_LEN: usize = TAG_LEN + crypto::KEY_LEN;
+
+/// The total Argon2id cost (KiB × passes, summed over the keyslots tried) one unlock may spend:
+/// a header someone else wrote with many expensive slots costs at most this, not slots × cap.
+pub const UNLOCK_KDF_BUDGET: u64 = KdfParams::MAX_COST;
 
 /// The default store path: `$KEYRINGRS_STORE`, else `$XDG_DATA_HOME/keyringrs`, else
 /// `~/.local/share/keyringrs` (home from `$HOME`).
@@ -115,6 +160,25 @@ pub fn default_path() -> Result<PathBuf> {
 /// The kernel key description of a store: `keyringrs:<store-id hex>`.
 pub fn key_description(id: &StoreId) -> String {
     format!("keyringrs:{}", id.hex())
+}
+
+/// The description of the pad that goes with it: `keyringrs-pad:<store-id hex>`.
+pub fn pad_description(id: &StoreId) -> String {
+    format!("keyringrs-pad:{}", id.hex())
+}
+
+fn busy(path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        Error::Io {
+            what: format!(
+                "{} is busy: another process holds its writer lock (gave up waiting)",
+                path.display()
+            ),
+            source: e,
+        }
+    } else {
+        Error::from_io("lock", path, e)
+    }
 }
 
 fn now() -> i64 {
@@ -296,16 +360,36 @@ impl Store {
         let entries = open_dir_checked(Some(&dir), Path::new(ENTRIES), &path.join(ENTRIES), owner)?;
         Ok(Store {
             description: key_description(&header.0.id),
+            pad_description: pad_description(&header.0.id),
             id: header.0.id,
             path,
             dir,
             entries,
             owner,
+            wait: None,
         })
+    }
+
+    /// Bound how long this store's writes wait for the writer lock (None: no bound).
+    pub fn with_lock_wait(mut self, wait: fs::Wait) -> Store {
+        self.wait = wait;
+        self
     }
 
     /// Create a new store at `path` protected by `password`, and leave it unlocked.
     pub fn init(path: impl AsRef<Path>, password: &[u8], opts: &UnlockOptions) -> Result<Store> {
+        let (store, opened) = Store::create(path, password, opts)?;
+        store.install_opened(&opened, opts)?;
+        Ok(store)
+    }
+
+    /// Create a new store at `path` protected by `password`; nothing goes into the kernel yet
+    /// (see [`Store::install_opened`]).
+    pub fn create(
+        path: impl AsRef<Path>,
+        password: &[u8],
+        opts: &UnlockOptions,
+    ) -> Result<(Store, Opened)> {
         let path = path.as_ref().to_path_buf();
         let owner = sys::fsuid();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -321,7 +405,7 @@ impl Store {
             Err(e) => return Err(Error::from_io("create directory", &path, e)),
         }
         let dir = open_dir_checked(None, &path, &path, owner)?;
-        let guard = fs::flock_exclusive(&dir).map_err(|e| Error::from_io("lock", &path, e))?;
+        let guard = fs::flock_exclusive(&dir, opts.lock_wait).map_err(|e| busy(&path, e))?;
         if read_checked(
             &dir,
             Path::new(HEADER),
@@ -375,14 +459,22 @@ impl Store {
         drop(guard);
         let store = Store {
             description: key_description(&header.id),
+            pad_description: pad_description(&header.id),
             id: header.id,
             path,
             dir,
             entries,
             owner,
+            wait: opts.lock_wait,
         };
-        store.install(&master, opts)?;
-        Ok(store)
+        Ok((
+            store,
+            Opened {
+                header,
+                index: 0,
+                master,
+            },
+        ))
     }
 
     fn read_header(dir: &File, path: &Path, owner: u32) -> Result<(Header, [u8; 32])> {
@@ -419,25 +511,94 @@ impl Store {
         &self.description
     }
 
-    /// Find this store's key: in the session keyring (which normally links `@u`), then in `@u`.
-    pub fn find_key(&self) -> Result<KeySerial> {
-        match Keyring::Session.search(&self.description) {
-            Err(Error::Locked) => Keyring::User.search(&self.description),
+    /// The description of the pad key.
+    pub fn pad_description(&self) -> &str {
+        &self.pad_description
+    }
+
+    /// The kernel uid that owns this store (and must own its keys).
+    pub fn owner(&self) -> u32 {
+        self.owner
+    }
+
+    /// A key we found by name must be ours: owned by the store's owner, a `user` key, with one of
+    /// the permission masks we set. Anything else was planted (another uid that possesses a
+    /// keyring of ours can link a key of its own there) and is refused, never used.
+    fn check_key(&self, key: KeySerial, masks: &[(u32, Scope)]) -> Result<Scope> {
+        let d = key.describe()?;
+        let foreign = |why: String| {
+            Error::AccessDenied(format!(
+                "the kernel key {:?} (serial {}) {why}: not installed by keyringrs for this \
+                 user, refusing to use it (`keyringrs lock` unlinks it)",
+                d.description, key.0
+            ))
+        };
+        if d.key_type != "user" || d.uid != self.owner {
+            return Err(foreign(format!(
+                "is a {} key of uid {}, not of uid {}",
+                d.key_type, d.uid, self.owner
+            )));
+        }
+        masks
+            .iter()
+            .find(|(m, _)| *m == d.perm)
+            .map(|(_, scope)| *scope)
+            .ok_or_else(|| foreign(format!("has permissions {:08x}", d.perm)))
+    }
+
+    /// The pair found by searching from `keyring` (which may find it in a keyring linked below).
+    fn pair_in(&self, keyring: Keyring) -> Result<KeyPair> {
+        let masked = keyring.search(&self.description)?;
+        let scope = self.check_key(
+            masked,
+            &[
+                (perm::SESSION_MASKED, Scope::Session),
+                (perm::USER_MASKED, Scope::User),
+            ],
+        )?;
+        let pad = keyring.search(&self.pad_description)?;
+        self.check_key(pad, &[(perm::PAD, scope)])?;
+        Ok(KeyPair { masked, pad, scope })
+    }
+
+    /// Find this store's keys: from the session keyring (which normally links `@u`), then `@u`.
+    pub fn find_keys(&self) -> Result<KeyPair> {
+        match self.pair_in(Keyring::Session) {
+            Err(Error::Locked) => self.pair_in(Keyring::User),
             r => r,
         }
     }
 
+    /// The masked key's serial (compatibility with callers that record one serial).
+    pub fn find_key(&self) -> Result<KeySerial> {
+        self.find_keys().map(|p| p.masked)
+    }
+
     /// Read the master key from the kernel (Locked if absent). Dropped (wiped) by the caller.
     fn master(&self) -> Result<MasterKey> {
-        let key = self.find_key()?;
-        // Into a wiped stack buffer, as the MasterKey itself lives: no allocation per operation.
-        let mut payload = Zeroizing::new([0u8; 2 * crypto::KEY_LEN]);
-        let n = key.read_into(&mut payload[..])?;
-        // A key with our name that is not 32 bytes is not ours to use: still locked.
-        if n != crypto::KEY_LEN {
-            return Err(Error::Locked);
+        // A pair being replaced (another unlock) can be seen half old, half new: the tags tell,
+        // and the next search sees the new pair.
+        for _ in 0..3 {
+            let pair = self.find_keys()?;
+            // Into wiped stack buffers, as the MasterKey itself lives: no allocation.
+            let mut masked = Zeroizing::new([0u8; 2 * PAYLOAD_LEN]);
+            let mut pad = Zeroizing::new([0u8; 2 * PAYLOAD_LEN]);
+            let n = pair.masked.read_into(&mut masked[..])?;
+            let m = pair.pad.read_into(&mut pad[..])?;
+            // Keys of another size are not ours to use (e.g. a turn-1 key): still locked.
+            if n != PAYLOAD_LEN || m != PAYLOAD_LEN {
+                return Err(Error::Locked);
+            }
+            if masked[..TAG_LEN] != pad[..TAG_LEN] {
+                continue;
+            }
+            let mut key = Zeroizing::new([0u8; crypto::KEY_LEN]);
+            for (i, k) in key.iter_mut().enumerate() {
+                *k = masked[TAG_LEN + i] ^ pad[TAG_LEN + i];
+            }
+            return MasterKey::from_slice(&key[..]).ok_or(Error::Locked);
         }
-        MasterKey::from_slice(&payload[..n]).ok_or(Error::Locked)
+        Err(Error::Locked)
     }
 
     /// Is the store locked for this process? (`AccessDenied` if the key is someone else's.)
@@ -449,22 +610,26 @@ impl Store {
         }
     }
 
-    /// Put the master key into the kernel with the DESIGN permissions. The key is staged in the
-    /// thread keyring, which no other process possesses, so nobody else can see it before its
-    /// permissions are final: add there, set the timeout (needs setattr, so first), restrict to
-    /// the DESIGN mask plus owner link/setattr, link into the target keyring (which needs link
-    /// permission), drop the extra owner bits, and unlink it from the thread keyring. Possession
-    /// through the thread keyring also makes this work for `@u`, which a session created by
-    /// `keyctl session` does not link. (KEYCTL_UPDATE is never used: it clears the timeout.)
-    fn install(&self, master: &MasterKey, opts: &UnlockOptions) -> Result<KeySerial> {
-        let key = Keyring::Thread.add(&self.description, master.as_bytes())?;
+    /// Put one key into `target` with its final permissions. It is staged in the thread keyring,
+    /// which no other process possesses, so nobody can see it before its permissions are final:
+    /// add there, set the timeout (needs setattr, so first), restrict to `mask` plus owner
+    /// link/setattr, link into the target keyring, drop the extra bits, unlink from the thread
+    /// keyring. (KEYCTL_UPDATE is never used: it clears the timeout.)
+    fn place(
+        description: &str,
+        payload: &[u8],
+        mask: u32,
+        target: Keyring,
+        timeout: Option<u32>,
+    ) -> Result<KeySerial> {
+        let key = Keyring::Thread.add(description, payload)?;
         let placed = (|| -> Result<()> {
-            if let Some(t) = opts.timeout {
+            if let Some(t) = timeout {
                 key.set_timeout(t)?;
             }
-            key.set_perm(perm::MASTER_KEY | perm::USR_LINK | perm::USR_SETATTR)?;
-            key.link(opts.scope.keyring())?;
-            key.set_perm(perm::MASTER_KEY)
+            key.set_perm(mask | perm::USR_LINK | perm::USR_SETATTR)?;
+            key.link(target)?;
+            key.set_perm(mask)
         })();
         let unlinked = key.unlink(Keyring::Thread);
         if let Err(e) = placed.and(unlinked) {
@@ -474,9 +639,69 @@ impl Store {
         Ok(key)
     }
 
-    /// Unlock with `password`: derive, unwrap, install the key (owner = caller, DESIGN mask).
+    /// Put the master key into the kernel as a masked key and its pad (a fresh random pad and
+    /// tag each time), the pad first, so a reader never finds a masked key without its pad.
+    fn install(&self, master: &MasterKey, opts: &UnlockOptions) -> Result<KeyPair> {
+        let tag: [u8; TAG_LEN] = crypto::random()?;
+        let pad = Zeroizing::new(crypto::random::<{ crypto::KEY_LEN }>()?);
+        let mut pad_payload = Zeroizing::new([0u8; PAYLOAD_LEN]);
+        let mut masked_payload = Zeroizing::new([0u8; PAYLOAD_LEN]);
+        pad_payload[..TAG_LEN].copy_from_slice(&tag);
+        masked_payload[..TAG_LEN].copy_from_slice(&tag);
+        for (i, (&m, &p)) in master.as_bytes().iter().zip(pad.iter()).enumerate() {
+            pad_payload[TAG_LEN + i] = p;
+            masked_payload[TAG_LEN + i] = m ^ p;
+        }
+        let target = opts.scope.keyring();
+        let mask = match opts.scope {
+            Scope::Session => perm::SESSION_MASKED,
+            Scope::User => perm::USER_MASKED,
+        };
+        let pad_key = Self::place(
+            &self.pad_description,
+            &pad_payload[..],
+            perm::PAD,
+            target,
+            opts.timeout,
+        )?;
+        match Self::place(
+            &self.description,
+            &masked_payload[..],
+            mask,
+            target,
+            opts.timeout,
+        ) {
+            Ok(masked) => Ok(KeyPair {
+                masked,
+                pad: pad_key,
+                scope: opts.scope,
+            }),
+            Err(e) => {
+                let _ = pad_key.invalidate();
+                Err(e)
+            }
+        }
+    }
+
+    /// Unlock with `password`: derive, unwrap, install the key pair (owner = caller).
     /// Already unlocked: the password is still checked; a timeout, if given, is refreshed.
     pub fn unlock(&self, password: &[u8], opts: &UnlockOptions) -> Result<UnlockReport> {
+        let opened = self.open_with_password(password)?;
+        let mut report = self.install_opened(&opened, opts)?;
+        match self.upgrade_kdf(&opened, password, opts.kdf) {
+            Ok(upgraded) => report.kdf_upgraded = upgraded,
+            Err(e) => {
+                report.warning = Some(format!(
+                    "could not upgrade the key derivation parameters: {e}"
+                ))
+            }
+        }
+        self.remove_stale_temp_files();
+        Ok(report)
+    }
+
+    /// Unwrap the master key with `password` (the Argon2id work); the kernel is not touched.
+    pub fn open_with_password(&self, password: &[u8]) -> Result<Opened> {
         let (header, mac) = Self::read_header(&self.dir, &self.path, self.owner)?;
         if header.id != self.id {
             return Err(Error::corrupt(
@@ -485,40 +710,71 @@ impl Store {
             ));
         }
         let (index, master) = self.open_slot(&header, &mac, password)?;
+        Ok(Opened {
+            header,
+            index,
+            master,
+        })
+    }
+
+    /// Put an unwrapped master key into the kernel for `opts.scope`, unless a pair of this store
+    /// with the same key is there already in that scope (and no timeout asks for a new one). A
+    /// pair of another scope is left alone: a text login during a desktop session gets its own.
+    pub fn install_opened(&self, opened: &Opened, opts: &UnlockOptions) -> Result<UnlockReport> {
         let mut report = UnlockReport::default();
-        match self.find_key().and_then(|k| Ok((k, k.read()?))) {
-            Ok((key, payload)) if payload.as_slice() == master.as_bytes() => {
-                report.already_unlocked = true;
-                if opts.timeout.is_some() {
-                    // Without setattr permission the timeout cannot be changed in place.
-                    key.invalidate()?;
-                    self.install(&master, opts)?;
+        let existing = self.find_keys().and_then(|pair| Ok((pair, self.master()?)));
+        match existing {
+            Ok((pair, current)) if pair.scope == opts.scope => {
+                if current.as_bytes() == opened.master.as_bytes() {
+                    report.already_unlocked = true;
+                    if opts.timeout.is_none() {
+                        return Ok(report);
+                    }
                 }
+                // Without setattr permission the timeout cannot be changed in place; a key
+                // that does not match the header is replaced by the right one.
+                let _ = pair.masked.invalidate();
+                let _ = pair.pad.invalidate();
             }
-            Ok((key, _)) => {
-                key.invalidate()?;
-                self.install(&master, opts)?;
+            Ok((_, current)) => {
+                report.already_unlocked = current.as_bytes() == opened.master.as_bytes();
             }
-            Err(Error::Locked) => {
-                self.install(&master, opts)?;
-            }
+            Err(Error::Locked) => {}
             Err(e) => return Err(e),
         }
-        if header.slots[index].kdf.weaker_than(&opts.kdf) {
-            match self.rewrap(&master, &header, index, password, opts.kdf) {
-                Ok(()) => report.kdf_upgraded = true,
-                Err(e) => {
-                    report.warning = Some(format!(
-                        "could not upgrade the key derivation parameters: {e}"
-                    ))
-                }
-            }
-        }
-        self.remove_stale_temp_files();
+        report.installed = Some(self.install(&opened.master, opts)?);
         Ok(report)
     }
 
-    /// Find the keyslot `password` opens and check the header MAC with the master key.
+    /// Rewrap the slot `opened` came from if its KDF parameters are weaker than `kdf` in any
+    /// dimension, to the larger of each parameter (never lower a cost). Never waits for the
+    /// writer lock: busy → `Ok(false)`, next time.
+    pub fn upgrade_kdf(&self, opened: &Opened, password: &[u8], kdf: KdfParams) -> Result<bool> {
+        let current = opened.header.slots[opened.index].kdf;
+        if !current.weaker_than(&kdf) {
+            return Ok(false);
+        }
+        let target = current.max_with(&kdf);
+        match self.rewrap(
+            &opened.master,
+            &opened.header,
+            opened.index,
+            password,
+            target,
+            Some(std::time::Duration::ZERO),
+        ) {
+            Ok(()) => Ok(true),
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Find the keyslot `password` opens and check the header MAC with the master key. The
+    /// Argon2id cost summed over the slots tried is bounded by [`UNLOCK_KDF_BUDGET`].
     fn open_slot(
         &self,
         header: &Header,
@@ -526,7 +782,19 @@ impl Store {
         password: &[u8],
     ) -> Result<(usize, MasterKey)> {
         let prefix = header.prefix();
+        let mut spent = 0u64;
         for (i, slot) in header.slots.iter().enumerate() {
+            spent += slot.kdf.cost();
+            if spent > UNLOCK_KDF_BUDGET {
+                return Err(Error::corrupt(
+                    &self.path.join(HEADER),
+                    format!(
+                        "the keyslots' key-derivation costs add up to more than {} KiB × passes \
+                         per unlock; refusing to try slot {i} and later ones",
+                        UNLOCK_KDF_BUDGET
+                    ),
+                ));
+            }
             if let Some(master) = slot.unwrap(&prefix, i, password)? {
                 if !header.verify_mac(&master, mac) {
                     return Err(Error::corrupt(
@@ -541,7 +809,7 @@ impl Store {
     }
 
     /// Replace keyslot `index` with a wrap of `master` under `password` and `kdf`, if the header
-    /// on disk is still `expected` (taken under the writer lock).
+    /// on disk is still `expected` (taken under the writer lock, waiting as `wait` says).
     fn rewrap(
         &self,
         master: &MasterKey,
@@ -549,9 +817,9 @@ impl Store {
         index: usize,
         password: &[u8],
         kdf: KdfParams,
+        wait: fs::Wait,
     ) -> Result<()> {
-        let _guard =
-            fs::flock_exclusive(&self.dir).map_err(|e| Error::from_io("lock", &self.path, e))?;
+        let _guard = fs::flock_exclusive(&self.dir, wait).map_err(|e| busy(&self.path, e))?;
         let (mut header, _) = Self::read_header(&self.dir, &self.path, self.owner)?;
         if &header != expected {
             return Err(Error::InvalidInput(
@@ -569,26 +837,65 @@ impl Store {
     }
 
     /// Change the password: rewrap the master key only; entries are untouched. Works whether
-    /// the store is locked or not.
+    /// the store is locked or not. The slot keeps the stronger of its and `kdf`'s parameters.
     pub fn passwd(&self, old: &[u8], new: &[u8], kdf: KdfParams) -> Result<()> {
-        let (header, mac) = Self::read_header(&self.dir, &self.path, self.owner)?;
-        let (index, master) = self.open_slot(&header, &mac, old)?;
-        self.rewrap(&master, &header, index, new, kdf)
+        let opened = self.open_with_password(old)?;
+        let target = opened.header.slots[opened.index].kdf.max_with(&kdf);
+        self.rewrap(
+            &opened.master,
+            &opened.header,
+            opened.index,
+            new,
+            target,
+            self.wait,
+        )
     }
 
-    /// Lock: invalidate this store's key wherever it is linked. Locked already: Ok(false).
+    /// Lock: invalidate this store's keys wherever this process can find them (its session
+    /// keyring, `@u`), and forget which logins held it. A key with our name that is not ours
+    /// (planted) is unlinked. Locked already: Ok(false).
     pub fn lock(&self) -> Result<bool> {
+        self.lock_in(&[Keyring::Session, Keyring::User])
+    }
+
+    /// Lock only what lives in `@u` (the keys and the holder records of user scope): what the
+    /// PAM module does when the last login holding the store there closes.
+    pub fn lock_user_scope(&self) -> Result<bool> {
+        self.lock_in(&[Keyring::User])
+    }
+
+    fn lock_in(&self, keyrings: &[Keyring]) -> Result<bool> {
         let mut any = false;
-        // Bounded: each round invalidates one key; there can be one in @s and one in @u.
-        for _ in 0..16 {
-            match self.find_key() {
-                Ok(k) => match k.invalidate() {
-                    Ok(()) | Err(Error::Locked) => any = true,
-                    Err(e) => return Err(e),
-                },
-                Err(Error::Locked) => return Ok(any),
-                Err(e) => return Err(e),
+        for &keyring in keyrings {
+            for description in [&self.description, &self.pad_description] {
+                // Bounded: each round removes one key.
+                for _ in 0..16 {
+                    let key = match keyring.search(description) {
+                        Ok(k) => k,
+                        Err(Error::Locked) => break,
+                        Err(e) => return Err(e),
+                    };
+                    match key.invalidate() {
+                        Ok(()) | Err(Error::Locked) => any = true,
+                        Err(Error::AccessDenied(_)) => {
+                            // Not ours: take it out of the keyrings we own.
+                            let a = key.unlink(Keyring::Session);
+                            let b = key.unlink(Keyring::User);
+                            if a.is_err() && b.is_err() {
+                                return Err(Error::AccessDenied(format!(
+                                    "a foreign key {description:?} (serial {}) is linked below \
+                                     a keyring this process cannot change",
+                                    key.0
+                                )));
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
+        }
+        if crate::holders::clear(self)? {
+            any = true;
         }
         Ok(any)
     }
@@ -690,8 +997,7 @@ impl Store {
         let [name_key, seal] = self.entry_keys(&self.master()?);
         let id = format::entry_id(&name_key, service, username);
         let name = format::hex(&id);
-        let _guard =
-            fs::flock_exclusive(&self.dir).map_err(|e| Error::from_io("lock", &self.path, e))?;
+        let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
         let old = self.load_entry(&seal, &id)?;
         let t = now();
         let data = EntryData {
@@ -723,8 +1029,7 @@ impl Store {
     pub fn delete(&self, service: &str, username: &str) -> Result<()> {
         let master = self.master()?;
         let name = format::hex(&self.entry_id(&master, service, username));
-        let _guard =
-            fs::flock_exclusive(&self.dir).map_err(|e| Error::from_io("lock", &self.path, e))?;
+        let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
         match fs::unlink(&self.entries, Path::new(&name)) {
             Ok(()) => self
                 .entries
@@ -747,34 +1052,49 @@ impl Store {
             .collect())
     }
 
-    /// Every entry, decrypted (secrets included), in no particular order.
-    pub fn entries(&self) -> Result<Vec<EntryData>> {
+    /// Every entry that opens, decrypted (secrets included), in no particular order, and the
+    /// problem of each one that does not (a damaged, foreign or misnamed file: each error names
+    /// its file). One bad entry never hides the others.
+    pub fn entries_report(&self) -> Result<(Vec<EntryData>, Vec<Error>)> {
         let [name_key, seal] = self.entry_keys(&self.master()?);
         let mut out = Vec::new();
+        let mut bad = Vec::new();
         for id in self.entry_names()? {
-            // An entry deleted between listing and reading is simply gone.
-            if let Some(e) = self.load_entry(&seal, &id)? {
-                if format::entry_id(&name_key, &e.service, &e.username) != id {
-                    return Err(Error::corrupt(
+            match self.load_entry(&seal, &id) {
+                // An entry deleted between listing and reading is simply gone.
+                Ok(None) => {}
+                Ok(Some(e)) if format::entry_id(&name_key, &e.service, &e.username) != id => {
+                    bad.push(Error::corrupt(
                         &self.entry_path(&format::hex(&id)),
                         "entry identity does not match its name",
-                    ));
+                    ))
                 }
-                out.push(e);
+                Ok(Some(e)) => out.push(e),
+                Err(e) => bad.push(e),
             }
         }
-        Ok(out)
+        Ok((out, bad))
     }
 
-    /// Every (service, username), sorted.
-    pub fn list(&self) -> Result<Vec<(String, String)>> {
-        let mut v: Vec<_> = self
-            .entries()?
+    /// Every entry that opens (see [`Store::entries_report`] for the ones that do not).
+    pub fn entries(&self) -> Result<Vec<EntryData>> {
+        self.entries_report().map(|(good, _)| good)
+    }
+
+    /// Every (service, username) that opens, sorted, and the problems of the entries that do not.
+    pub fn list_report(&self) -> Result<(Vec<(String, String)>, Vec<Error>)> {
+        let (entries, bad) = self.entries_report()?;
+        let mut v: Vec<_> = entries
             .into_iter()
             .map(|e| (e.service.clone(), e.username.clone()))
             .collect();
         v.sort();
-        Ok(v)
+        Ok((v, bad))
+    }
+
+    /// Every (service, username) that opens, sorted.
+    pub fn list(&self) -> Result<Vec<(String, String)>> {
+        self.list_report().map(|(good, _)| good)
     }
 
     /// Path, id, lock state, and the number of entries when unlocked.
@@ -797,7 +1117,8 @@ impl Store {
     /// that small directory only, never `entries/` with its one file per entry: unlock stays
     /// Argon2id + a few syscalls at any store size.
     fn remove_stale_temp_files(&self) {
-        let Ok(_guard) = fs::flock_exclusive(&self.dir) else {
+        // Never waits: a busy store is cleaned up next time.
+        let Ok(_guard) = fs::flock_exclusive(&self.dir, Some(std::time::Duration::ZERO)) else {
             return;
         };
         if let Ok(names) = fs::list(&self.dir) {

@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_int, CString};
 
 use pam::constants::{PamFlag, PAM_SILENT, PAM_TEXT_INFO};
 use pam::conv::Conv;
-use pam::items::{AuthTok, OldAuthTok, User};
+use pam::items::{AuthTok, OldAuthTok, Tty, User};
 use pam::module::PamHandle;
 use zeroize::Zeroizing;
 
@@ -49,12 +49,36 @@ impl std::fmt::Debug for Stash {
     }
 }
 
-/// The key a session open installed, so that close locks exactly that key.
+/// What a session open did, so that close undoes exactly that.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Installed {
-    pub user: String,
-    pub serial: i32,
-    pub description: String,
+pub enum Installed {
+    /// Session scope: this login's own pair of keys (serials and descriptions), invalidated at
+    /// close if they still are those keys.
+    Session {
+        user: String,
+        keys: Vec<(i32, String)>,
+    },
+    /// User scope: this login, whose session keyring is `session`, holds the store open in `@u`;
+    /// close releases it and the last live holder locks it. `own_keyring`: the module joined
+    /// that session keyring itself (no pam_keyinit in the stack) and revokes it at close.
+    Holder {
+        user: String,
+        session: i32,
+        own_keyring: bool,
+    },
+    /// User scope, store left locked, but the module joined a session keyring for this login
+    /// (no pam_keyinit in the stack) that close revokes.
+    OwnKeyring { user: String, session: i32 },
+}
+
+impl Installed {
+    pub fn user(&self) -> &str {
+        match self {
+            Installed::Session { user, .. }
+            | Installed::Holder { user, .. }
+            | Installed::OwnKeyring { user, .. } => user,
+        }
+    }
 }
 
 /// What the hooks need from libpam.
@@ -65,23 +89,48 @@ pub trait Pam {
     fn authtok(&self) -> Option<Zeroizing<Vec<u8>>>;
     /// PAM_OLDAUTHTOK, if set.
     fn old_authtok(&self) -> Option<Zeroizing<Vec<u8>>>;
+    /// PAM_TTY, if set.
+    fn tty(&self) -> Option<String>;
+    /// A variable of the PAM environment (pam_getenv), if set.
+    fn env(&self, name: &str) -> Option<String>;
     /// pam_syslog.
     fn log(&self, level: Level, msg: &str);
     /// A PAM_TEXT_INFO message to the user (not sent with PAM_SILENT).
     fn info(&self, msg: &str);
+    /// Remember the verified password until session open (see [`crate::stash`]).
     fn stash_password(&mut self, stash: Stash);
-    /// The stashed password, wiping the stash.
-    fn take_password(&mut self) -> Option<Stash>;
+    /// The password remembered for `user` by this login, wiping it wherever it was kept.
+    fn take_password(&mut self, user: &str) -> Option<Stash>;
     fn record_key(&mut self, key: Installed);
     fn take_key(&mut self) -> Option<Installed>;
 }
 
 const STASH: &str = "pam_keyringrs_authtok";
+const MARKER: &str = "pam_keyringrs_stashed";
 const KEY: &str = "pam_keyringrs_key";
 
 unsafe extern "C" {
     /// `void pam_syslog(const pam_handle_t *pamh, int priority, const char *fmt, ...)`
     fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+    /// `const char *pam_getenv(pam_handle_t *pamh, const char *name)`
+    fn pam_getenv(pamh: *const PamHandle, name: *const c_char) -> *const c_char;
+}
+
+/// Set in the PAM handle of the process that stashed a password in the kernel: when libpam
+/// drops it (pam_end, or replaced on take), the kernel copy is discarded if still there. Only in
+/// the process that put it there: sshd's auth child never calls pam_end, its parent consumes it.
+#[derive(Clone, Debug)]
+struct StashMarker {
+    user: String,
+    pid: u32,
+}
+
+impl Drop for StashMarker {
+    fn drop(&mut self) {
+        if std::process::id() == self.pid {
+            crate::stash::discard(&self.user);
+        }
+    }
 }
 
 /// libpam's handle for one hook call.
@@ -110,7 +159,7 @@ impl<'a> Handle<'a> {
     /// old value, which drops and so wipes it).
     fn take<T: Clone + 'static>(&mut self, name: &str) -> Option<T> {
         // SAFETY: this module stores only `Option<T>` under each of its names (STASH holds
-        // Option<Stash>, KEY holds Option<Installed>), so the type matches.
+        // Option<Stash>, MARKER Option<StashMarker>, KEY Option<Installed>), so the type matches.
         let value = unsafe { self.pamh.get_data::<Option<T>>(name) }
             .ok()
             .and_then(|v| v.clone());
@@ -141,6 +190,24 @@ impl Pam for Handle<'_> {
         secret(tok.as_ref().map(OldAuthTok::as_bytes))
     }
 
+    fn tty(&self) -> Option<String> {
+        let tty = self.pamh.get_item::<Tty>().ok().flatten()?;
+        tty.0.to_str().ok().map(str::to_owned)
+    }
+
+    fn env(&self, name: &str) -> Option<String> {
+        let name = CString::new(name).ok()?;
+        // SAFETY: pamh is the live handle of this call and name is NUL-terminated; the result is
+        // NULL or a NUL-terminated string owned by libpam, copied out before we return.
+        let value = unsafe { pam_getenv(self.pamh, name.as_ptr()) };
+        if value.is_null() {
+            return None;
+        }
+        // SAFETY: non-NULL results of pam_getenv are NUL-terminated strings.
+        let value = unsafe { std::ffi::CStr::from_ptr(value) };
+        value.to_str().ok().map(str::to_owned)
+    }
+
     fn log(&self, level: Level, msg: &str) {
         let msg = CString::new(msg.replace('\0', "?")).unwrap_or_default();
         // SAFETY: pamh is the live handle of this call; the format is a literal "%s" and its
@@ -158,13 +225,45 @@ impl Pam for Handle<'_> {
     }
 
     fn stash_password(&mut self, stash: Stash) {
-        let _ = self
-            .pamh
-            .set_data::<Option<Stash>>(STASH, Box::new(Some(stash)));
+        match crate::stash::put(&stash.user, &stash.password) {
+            Ok(()) => {
+                let marker = StashMarker {
+                    user: stash.user.clone(),
+                    pid: std::process::id(),
+                };
+                let _ = self
+                    .pamh
+                    .set_data::<Option<StashMarker>>(MARKER, Box::new(Some(marker)));
+            }
+            Err(e) => {
+                // No persistent keyrings (CONFIG_PERSISTENT_KEYRINGS), or quota: keep it in this
+                // process, locked in memory, as a fallback (it does not survive sshd's fork).
+                self.log(
+                    Level::Notice,
+                    &format!(
+                        "auth: cannot keep the password in the kernel ({e}); keeping it in this                          process until session open"
+                    ),
+                );
+                libkeyring::sys::lock_memory(&stash.password);
+                let _ = self
+                    .pamh
+                    .set_data::<Option<Stash>>(STASH, Box::new(Some(stash)));
+            }
+        }
     }
 
-    fn take_password(&mut self) -> Option<Stash> {
-        self.take::<Stash>(STASH)
+    fn take_password(&mut self, user: &str) -> Option<Stash> {
+        let kept = self.take::<Stash>(STASH);
+        let stashed = crate::stash::take(user).ok().flatten();
+        // Dropping the marker now (its kernel copy is gone already).
+        let _ = self.take::<StashMarker>(MARKER);
+        match (stashed, kept) {
+            (Some(password), _) => Some(Stash {
+                user: user.to_owned(),
+                password,
+            }),
+            (None, kept) => kept,
+        }
     }
 
     fn record_key(&mut self, key: Installed) {

@@ -1,16 +1,29 @@
 //! What each PAM hook does, as plain Rust over the [`Pam`] trait. Every problem is logged once
 //! with its reason and turns into [`Outcome::Skipped`]: this module never fails or blocks a login.
+//!
+//! Who may read the key, and how long (docs/PAM.md has the table):
+//! - a *text* login (tty, ssh; `scope=session`, the default for them) puts the key pair into its
+//!   own session keyring: only that login's processes read it, and its close locks it;
+//! - a *graphical* login (`scope=user`, the default for them) puts it into the user keyring `@u`,
+//!   where the user's service manager and everything it starts find it, and records itself as a
+//!   holder; the last holder's close locks it, and a killed login stops counting at once.
 
-use libkeyring::keyring::{KeySerial, Keyring};
-use libkeyring::sys::creds::{self, Account, AsUser};
-use libkeyring::{Error, Scope, Store, UnlockOptions};
+use std::time::Duration;
+
+use libkeyring::keyring::{join_session, KeySerial, Keyring};
+use libkeyring::sys::creds::{self, Account, AsRealUser, AsUser};
+use libkeyring::{holders, Error, Opened, Scope, Store, UnlockOptions, UnlockReport};
 
 use crate::handle::{Installed, Level, Pam, Stash};
-use crate::options::Options;
+use crate::options::{Options, ScopeOption};
 
 /// `PAM_PRELIM_CHECK` and `PAM_UPDATE_AUTHTOK` (security/_pam_types.h).
 pub const PAM_PRELIM_CHECK: u32 = 0x4000;
 pub const PAM_UPDATE_AUTHTOK: u32 = 0x2000;
+
+/// The longest a login waits for the store's writer lock (held by a process of the user): the
+/// store is then left as it is, and the login goes on.
+pub const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// What a hook did: `Done` → PAM_SUCCESS, `Skipped` → PAM_IGNORE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +34,50 @@ pub enum Outcome {
 
 /// Shown to the user when the login password no longer opens the store.
 pub const RESYNC_MESSAGE: &str = "Your keyringrs secrets stay locked: your login password does \
-not open them (was it reset?). Run `keyringrs unlock` with your previous password, then \
-`keyringrs passwd` to change it to your login password.";
+not open them (it was changed without keyringrs, e.g. reset by an administrator, or the store's \
+header was altered). Run `keyringrs unlock` with your previous password, then `keyringrs passwd` \
+to change it to your login password.";
+
+/// The kind of login, which decides the default scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginKind {
+    /// A display manager's login: `XDG_SESSION_TYPE` is x11, wayland or mir in the PAM
+    /// environment (gdm, sddm, lightdm, greetd set it before session open), or PAM_TTY is an X
+    /// display (`:0`: xdm, lightdm). Told by what the login is, never by the service name.
+    Graphical,
+    /// Anything else: tty, ssh, su, a remote shell.
+    Text,
+}
+
+impl LoginKind {
+    pub fn of(pam: &impl Pam) -> LoginKind {
+        let typed = pam
+            .env("XDG_SESSION_TYPE")
+            .is_some_and(|t| matches!(t.as_str(), "x11" | "wayland" | "mir"));
+        let display = pam.tty().is_some_and(|t| t.starts_with(':'));
+        if typed || display {
+            LoginKind::Graphical
+        } else {
+            LoginKind::Text
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            LoginKind::Graphical => "graphical",
+            LoginKind::Text => "text",
+        }
+    }
+
+    /// The scope `opts` gives this kind of login.
+    pub fn scope(self, opts: &Options) -> Scope {
+        match (opts.scope, self) {
+            (ScopeOption::Fixed(s), _) => s,
+            (ScopeOption::Auto, LoginKind::Graphical) => Scope::User,
+            (ScopeOption::Auto, LoginKind::Text) => Scope::Session,
+        }
+    }
+}
 
 struct Log<'a, P: Pam> {
     pam: &'a P,
@@ -61,9 +116,15 @@ fn become_user<P: Pam>(log: &Log<P>, user: &str) -> Option<(Account, AsUser)> {
     Some((account, guard))
 }
 
+/// Run `f` with the user's real ids too (for `@u` and joining a keyring), only for that call.
+fn as_real_user<T>(account: &Account, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    let _real = AsRealUser::enter(account)?;
+    f()
+}
+
 /// The key may only go into a real per-session keyring of this user: one pam_keyinit made
 /// (owned by the user), not the `_uid_ses.N` fallback and not the caller's (root's) keyring.
-fn check_session_keyring(account: &Account) -> Result<(), String> {
+fn check_session_keyring(account: &Account) -> Result<KeySerial, String> {
     let d = Keyring::Session
         .describe()
         .map_err(|e| format!("no usable session keyring ({e})"))?;
@@ -81,7 +142,20 @@ fn check_session_keyring(account: &Account) -> Result<(), String> {
             d.description, d.uid, account.name, account.uid
         ));
     }
-    Ok(())
+    Keyring::Session
+        .serial(false)
+        .map_err(|e| format!("no usable session keyring ({e})"))
+}
+
+/// Give this login a session keyring of the user's own, linking `@u` into it, as pam_keyinit
+/// does: a graphical login in a stack without pam_keyinit (Debian's lightdm and xdm) still
+/// needs one, both for its processes to find `@u` and as the thing that dies with the login.
+fn join_own_session(account: &Account) -> Result<KeySerial, Error> {
+    as_real_user(account, || {
+        let session = join_session(None)?;
+        Keyring::User.serial(true)?.link(Keyring::Session)?;
+        Ok(session)
+    })
 }
 
 /// `auth`: remember the password the stack has verified, for session open.
@@ -108,12 +182,69 @@ pub fn authenticate(pam: &mut impl Pam, opts: &Options) -> Outcome {
     Outcome::Skipped
 }
 
+/// The store for this login, opened (or created at the first login) and unwrapped with the
+/// password, all as the user's fs ids: the Argon2id work happens here, with the real uid root's.
+fn open_store<P: Pam>(
+    log: &Log<P>,
+    opts: &Options,
+    how: &UnlockOptions,
+    account: &Account,
+    password: &[u8],
+) -> Option<(Store, Opened, bool)> {
+    let user = &account.name;
+    let path = opts.store_path(&account.name, &account.home);
+    match Store::open(&path) {
+        Ok(store) => {
+            let store = store.with_lock_wait(how.lock_wait);
+            match store.open_with_password(password) {
+                Ok(opened) => Some((store, opened, false)),
+                Err(e) => {
+                    log.error(
+                        &format!("unlocking store {} of {user}, left locked", path.display()),
+                        &e,
+                    );
+                    if let Error::WrongPassword = e {
+                        log.pam.info(RESYNC_MESSAGE);
+                    }
+                    None
+                }
+            }
+        }
+        Err(Error::NoStore(_)) if opts.no_init => {
+            log.debug(&format!(
+                "no store at {} for {user} and no_init: nothing to unlock",
+                path.display()
+            ));
+            None
+        }
+        Err(Error::NoStore(_)) => match Store::create(&path, password, how) {
+            Ok((store, opened)) => {
+                log.at(
+                    Level::Info,
+                    &format!("created store {} of {user} (first login)", path.display()),
+                );
+                Some((store, opened, true))
+            }
+            Err(e) => {
+                log.error(&format!("creating store {} of {user}", path.display()), &e);
+                None
+            }
+        },
+        Err(e) => {
+            log.error(&format!("opening store {} of {user}", path.display()), &e);
+            None
+        }
+    }
+}
+
 /// `session` open: unlock the user's store with the remembered password (create it on the first
-/// login unless `no_init`), and remember the key for close.
+/// login unless `no_init`) where this kind of login puts it, and remember what to undo at close.
 pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
     let user = pam.user();
-    // Taken (and so wiped from the PAM handle) whatever happens next.
-    let stash = pam.take_password();
+    // Taken (and so wiped wherever it was kept) whatever happens next.
+    let stash = user.as_deref().and_then(|u| pam.take_password(u));
+    let kind = LoginKind::of(pam);
+    let scope = kind.scope(opts);
     let log = Log {
         pam,
         debug: opts.debug,
@@ -123,117 +254,207 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
         log.debug("no user name: nothing to unlock");
         return Outcome::Skipped;
     };
-    let Some(stash) = stash else {
+    let stash = match stash {
+        Some(s) if s.user != user => {
+            log.at(
+                Level::Notice,
+                &format!(
+                    "the password was given for {} but the session is for {user}: not used, \
+                     store left locked",
+                    s.user
+                ),
+            );
+            None
+        }
+        s => s,
+    };
+    // Text logins without a password have nothing to do; graphical ones may find the store
+    // unlocked by another graphical login and hold it too.
+    if stash.is_none() && scope == Scope::Session {
         log.debug(&format!(
             "no password from auth for {user} (ssh key, autologin, su from root, or \
              pam_keyringrs missing from the auth stack): store left locked"
         ));
         return Outcome::Skipped;
-    };
-    if stash.user != user {
-        log.at(
-            Level::Notice,
-            &format!(
-                "the password was given for {} but the session is for {user}: not used, store \
-                 left locked",
-                stash.user
-            ),
-        );
-        return Outcome::Skipped;
     }
     let Some((account, _as_user)) = become_user(&log, &user) else {
         return Outcome::Skipped;
     };
-    if opts.scope == Scope::Session {
-        if let Err(why) = check_session_keyring(&account) {
+    let (session, own_keyring) = match (check_session_keyring(&account), scope) {
+        (Ok(serial), _) => (serial, false),
+        (Err(why), Scope::Session) => {
             log.at(
                 Level::Notice,
                 &format!("{why}: store of {user} left locked"),
             );
             return Outcome::Skipped;
         }
-    }
-    let path = opts.store_path(&account.name, &account.home);
-    let how = UnlockOptions {
-        kdf: opts.kdf,
-        scope: opts.scope,
-        timeout: opts.timeout,
-    };
-    let store = match Store::open(&path) {
-        Ok(store) => match store.unlock(&stash.password, &how) {
-            // Unlocked already (e.g. a `scope=user` key another session put in @u): that key is
-            // not ours to lock at close, unless `timeout=` made unlock replace it with ours.
-            Ok(report) if report.already_unlocked && opts.timeout.is_none() => {
-                log.debug(&format!(
-                    "store {} of {user} was unlocked already; close leaves it",
-                    path.display()
-                ));
-                return Outcome::Done;
-            }
-            Ok(report) => {
-                if let Some(w) = report.warning {
-                    log.at(Level::Warning, &w);
-                }
+        (Err(why), Scope::User) => match join_own_session(&account) {
+            Ok(serial) => {
                 log.at(
                     Level::Info,
-                    &format!("unlocked store {} of {user}", path.display()),
+                    &format!(
+                        "{why}: gave this {} login of {user} a session keyring of its own",
+                        kind.name()
+                    ),
                 );
-                store
+                (serial, true)
             }
             Err(e) => {
                 log.error(
-                    &format!("unlocking store {} of {user}, left locked", path.display()),
+                    &format!("{why}; joining a session keyring for {user}, store left locked"),
                     &e,
                 );
-                if let Error::WrongPassword = e {
-                    log.pam.info(RESYNC_MESSAGE);
-                }
                 return Outcome::Skipped;
             }
         },
-        Err(Error::NoStore(_)) if opts.no_init => {
-            log.debug(&format!(
-                "no store at {} for {user} and no_init: nothing to unlock",
-                path.display()
-            ));
-            return Outcome::Skipped;
+    };
+    let own = |pam: &mut _| {
+        if own_keyring {
+            record(
+                pam,
+                Installed::OwnKeyring {
+                    user: account.name.clone(),
+                    session: session.0,
+                },
+            );
         }
-        Err(Error::NoStore(_)) => match Store::init(&path, &stash.password, &how) {
-            Ok(store) => {
-                log.at(
+    };
+    let how = UnlockOptions {
+        kdf: opts.kdf,
+        scope,
+        timeout: opts.timeout,
+        lock_wait: Some(LOCK_WAIT),
+    };
+    let Some(stash) = stash else {
+        // A graphical login without a password (autologin, fingerprint): it holds the store if
+        // another login unlocked it in @u.
+        let path = opts.store_path(&account.name, &account.home);
+        let found = Store::open(&path).and_then(|store| {
+            let pair = as_real_user(&account, || store.find_keys())?;
+            if pair.scope != Scope::User {
+                return Err(Error::Locked);
+            }
+            as_real_user(&account, || holders::register(&store, session, kind.name()))
+        });
+        drop(log);
+        return match found {
+            Ok(()) => {
+                pam.log(
                     Level::Info,
-                    &format!("created store {} of {user} (first login)", path.display()),
+                    &format!(
+                        "session open: {user} logged in without a password; the store was \
+                         unlocked by another login and this one holds it too"
+                    ),
                 );
-                store
+                record(
+                    pam,
+                    Installed::Holder {
+                        user: account.name.clone(),
+                        session: session.0,
+                        own_keyring,
+                    },
+                );
+                Outcome::Done
             }
-            Err(e) => {
-                log.error(&format!("creating store {} of {user}", path.display()), &e);
-                return Outcome::Skipped;
+            Err(_) => {
+                if opts.debug {
+                    pam.log(
+                        Level::Debug,
+                        &format!(
+                            "session open: no password from auth for {user} and the store is \
+                             not unlocked by another login: left locked"
+                        ),
+                    );
+                }
+                own(pam);
+                Outcome::Skipped
             }
-        },
+        };
+    };
+    let Some((store, opened, _created)) = open_store(&log, opts, &how, &account, &stash.password)
+    else {
+        drop(log);
+        own(pam);
+        return Outcome::Skipped;
+    };
+    let installed = as_real_user(&account, || {
+        let report = store.install_opened(&opened, &how)?;
+        if scope == Scope::User {
+            holders::register(&store, session, kind.name())?;
+        }
+        Ok(report)
+    });
+    let report: UnlockReport = match installed {
+        Ok(r) => r,
         Err(e) => {
-            log.error(&format!("opening store {} of {user}", path.display()), &e);
+            log.error(&format!("unlocking the store of {user}"), &e);
+            drop(log);
+            own(pam);
             return Outcome::Skipped;
         }
     };
-    drop(stash);
-    match store.find_key() {
-        Ok(KeySerial(serial)) => {
-            log.debug(&format!(
-                "key {serial} installed; close_session will lock it"
-            ));
-            pam.record_key(Installed {
-                user,
-                serial,
-                description: store.key_description().to_owned(),
-            });
-        }
-        Err(e) => log.error("finding the key just installed", &e),
+    // After the keys are in: the upgrade (another Argon2id) and its write never wait.
+    match store.upgrade_kdf(&opened, &stash.password, opts.kdf) {
+        Ok(true) => log.debug("upgraded the key derivation parameters of the login keyslot"),
+        Ok(false) => {}
+        Err(e) => log.error("upgrading the key derivation parameters", &e),
     }
+    drop(stash);
+    drop(opened);
+    let path = store.path().display().to_string();
+    let done = match (scope, report.installed) {
+        (Scope::User, _) => {
+            log.at(
+                Level::Info,
+                &format!(
+                    "unlocked store {path} of {user} for the user's processes (@u) while a \
+                     {} login holds it",
+                    kind.name()
+                ),
+            );
+            Installed::Holder {
+                user: account.name.clone(),
+                session: session.0,
+                own_keyring,
+            }
+        }
+        (Scope::Session, Some(pair)) => {
+            log.at(
+                Level::Info,
+                &format!("unlocked store {path} of {user} for this login"),
+            );
+            log.debug(&format!(
+                "keys {} and {} installed; close_session will lock them",
+                pair.masked.0, pair.pad.0
+            ));
+            Installed::Session {
+                user: account.name.clone(),
+                keys: vec![
+                    (pair.masked.0, store.key_description().to_owned()),
+                    (pair.pad.0, store.pad_description().to_owned()),
+                ],
+            }
+        }
+        (Scope::Session, None) => {
+            log.debug(&format!(
+                "store {path} of {user} was unlocked already in this session; close leaves it"
+            ));
+            return Outcome::Done;
+        }
+    };
+    drop(log);
+    record(pam, done);
     Outcome::Done
 }
 
-/// `session` close: invalidate the key this session's open installed (if it is still that key).
+fn record(pam: &mut impl Pam, what: Installed) {
+    pam.record_key(what);
+}
+
+/// `session` close: undo what this session's open did — invalidate its own keys, or release
+/// its hold on the store in `@u` (the last live holder locks it), and revoke a session keyring
+/// the module made.
 pub fn close_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
     let key = pam.take_key();
     let log = Log {
@@ -245,35 +466,112 @@ pub fn close_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
         log.debug("this session unlocked no store: nothing to lock");
         return Outcome::Skipped;
     };
-    let Some((account, _as_user)) = become_user(&log, &key.user) else {
+    let user = key.user().to_owned();
+    let Some((account, _as_user)) = become_user(&log, &user) else {
         return Outcome::Skipped;
     };
-    let serial = KeySerial(key.serial);
-    // The serial could have been freed and reused since open: only a key with our description
-    // and owner is ours to invalidate.
-    match serial.describe() {
-        Ok(d) if d.description == key.description && d.uid == account.uid => {
-            match serial.invalidate() {
-                Ok(()) => {
-                    log.at(Level::Info, &format!("locked the store of {}", key.user));
-                    Outcome::Done
-                }
-                Err(e) => {
-                    log.error(&format!("locking the store of {}", key.user), &e);
-                    Outcome::Skipped
+    match key {
+        Installed::Session { keys, .. } => close_own_keys(&log, &account, &keys),
+        Installed::Holder {
+            session,
+            own_keyring,
+            ..
+        } => {
+            let outcome = release_hold(&log, opts, &account, KeySerial(session));
+            if own_keyring {
+                revoke_own_keyring(&log, &account, session);
+            }
+            outcome
+        }
+        Installed::OwnKeyring { session, .. } => {
+            revoke_own_keyring(&log, &account, session);
+            Outcome::Done
+        }
+    }
+}
+
+/// Invalidate this login's keys, if each still is that key: a serial freed and reused since open
+/// belongs to something else.
+fn close_own_keys<P: Pam>(log: &Log<P>, account: &Account, keys: &[(i32, String)]) -> Outcome {
+    let user = &account.name;
+    let mut locked = false;
+    for (serial, description) in keys {
+        let serial = KeySerial(*serial);
+        match serial.describe() {
+            Ok(d) if &d.description == description && d.uid == account.uid => {
+                match serial.invalidate() {
+                    Ok(()) => locked = true,
+                    Err(e) => log.error(&format!("locking the store of {user}"), &e),
                 }
             }
+            Ok(_) | Err(Error::Locked) => {}
+            Err(e) => log.error(&format!("finding the key of {user}"), &e),
         }
-        Ok(_) | Err(Error::Locked) => {
-            log.debug(&format!(
-                "the key of {} is gone already (locked, expired or revoked)",
-                key.user
-            ));
-            Outcome::Skipped
+    }
+    if locked {
+        log.at(Level::Info, &format!("locked the store of {user}"));
+        Outcome::Done
+    } else {
+        log.debug(&format!(
+            "the keys of {user} are gone already (session keyring revoked, locked or expired)"
+        ));
+        Outcome::Skipped
+    }
+}
+
+/// This login stops holding the store in `@u`; if no live holder remains, lock it there.
+fn release_hold<P: Pam>(
+    log: &Log<P>,
+    opts: &Options,
+    account: &Account,
+    session: KeySerial,
+) -> Outcome {
+    let user = &account.name;
+    let path = opts.store_path(&account.name, &account.home);
+    let store = match Store::open(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            log.error(&format!("opening store {} of {user}", path.display()), &e);
+            return Outcome::Skipped;
+        }
+    };
+    let result = as_real_user(account, || {
+        let remaining = holders::release(&store, session)?;
+        if remaining == 0 {
+            store.lock_user_scope()?;
+        }
+        Ok(remaining)
+    });
+    match result {
+        Ok(0) => {
+            log.at(
+                Level::Info,
+                &format!("locked the store of {user} (the last login holding it closed)"),
+            );
+            Outcome::Done
+        }
+        Ok(n) => {
+            log.at(
+                Level::Info,
+                &format!(
+                    "the store of {user} stays unlocked: {n} other login(s) of the user hold it"
+                ),
+            );
+            Outcome::Done
         }
         Err(e) => {
-            log.error(&format!("finding the key of {}", key.user), &e);
+            log.error(&format!("releasing the store of {user}"), &e);
             Outcome::Skipped
+        }
+    }
+}
+
+fn revoke_own_keyring<P: Pam>(log: &Log<P>, account: &Account, session: i32) {
+    let serial = KeySerial(session);
+    let ours = matches!(serial.describe(), Ok(d) if d.uid == account.uid && d.key_type == "keyring");
+    if ours {
+        if let Err(e) = serial.revoke() {
+            log.error("revoking the session keyring made at open", &e);
         }
     }
 }
@@ -307,7 +605,9 @@ pub fn change_password(pam: &mut impl Pam, opts: &Options, flags: u32) -> Outcom
         return Outcome::Skipped;
     };
     let path = opts.store_path(&account.name, &account.home);
-    let result = Store::open(&path).and_then(|s| s.passwd(&old, &new, opts.kdf));
+    let result = Store::open(&path)
+        .map(|s| s.with_lock_wait(Some(LOCK_WAIT)))
+        .and_then(|s| s.passwd(&old, &new, opts.kdf));
     drop(as_user);
     match result {
         Ok(()) => {
@@ -319,11 +619,13 @@ pub fn change_password(pam: &mut impl Pam, opts: &Options, flags: u32) -> Outcom
                 ),
             );
             // A password changed during login (expired): session open must use the new one.
-            if let Some(mut stash) = pam.take_password() {
+            if let Some(stash) = pam.take_password(&user) {
                 if stash.user == user {
-                    stash.password = new;
+                    pam.stash_password(Stash {
+                        user: user.clone(),
+                        password: new,
+                    });
                 }
-                pam.stash_password(stash);
             }
             Outcome::Done
         }
@@ -365,6 +667,8 @@ mod tests {
         authtok: Option<Vec<u8>>,
         stash: Option<Stash>,
         key: Option<Installed>,
+        tty: Option<String>,
+        env: Vec<(String, String)>,
         logged: std::cell::RefCell<Vec<(Level, String)>>,
         shown: std::cell::RefCell<Vec<String>>,
     }
@@ -379,6 +683,15 @@ mod tests {
         fn old_authtok(&self) -> Option<Zeroizing<Vec<u8>>> {
             None
         }
+        fn tty(&self) -> Option<String> {
+            self.tty.clone()
+        }
+        fn env(&self, name: &str) -> Option<String> {
+            self.env
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        }
         fn log(&self, level: Level, msg: &str) {
             self.logged.borrow_mut().push((level, msg.to_owned()));
         }
@@ -388,7 +701,7 @@ mod tests {
         fn stash_password(&mut self, stash: Stash) {
             self.stash = Some(stash);
         }
-        fn take_password(&mut self) -> Option<Stash> {
+        fn take_password(&mut self, _user: &str) -> Option<Stash> {
             self.stash.take()
         }
         fn record_key(&mut self, key: Installed) {
@@ -464,6 +777,30 @@ mod tests {
             .1
             .contains("given for bob but the session is for alice"));
         assert!(!logged[0].1.contains("bobs"));
+    }
+
+    #[test]
+    fn graphical_logins_are_told_by_session_type_or_display_never_by_service() {
+        let text = fake("alice", None);
+        assert_eq!(LoginKind::of(&text), LoginKind::Text);
+        let mut x = fake("alice", None);
+        x.tty = Some(":0".into());
+        assert_eq!(LoginKind::of(&x), LoginKind::Graphical);
+        for t in ["x11", "wayland", "mir"] {
+            let mut w = fake("alice", None);
+            w.env = vec![("XDG_SESSION_TYPE".into(), t.into())];
+            assert_eq!(LoginKind::of(&w), LoginKind::Graphical, "{t}");
+        }
+        let mut tty = fake("alice", None);
+        tty.tty = Some("/dev/tty1".into());
+        tty.env = vec![("XDG_SESSION_TYPE".into(), "tty".into())];
+        assert_eq!(LoginKind::of(&tty), LoginKind::Text);
+        // The default scope follows the kind; scope= fixes it for every login.
+        let auto = Options::default();
+        assert_eq!(LoginKind::Graphical.scope(&auto), Scope::User);
+        assert_eq!(LoginKind::Text.scope(&auto), Scope::Session);
+        let (strict, _) = Options::parse(["scope=session"]);
+        assert_eq!(LoginKind::Graphical.scope(&strict), Scope::Session);
     }
 
     #[test]

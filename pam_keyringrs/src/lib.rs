@@ -13,6 +13,7 @@
 pub mod handle;
 pub mod hooks;
 pub mod options;
+pub mod stash;
 
 use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};

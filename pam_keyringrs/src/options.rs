@@ -5,6 +5,16 @@ use std::path::PathBuf;
 
 use libkeyring::{KdfParams, Scope};
 
+/// `scope=`: where a login puts the key, and so who can read it and when it locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScopeOption {
+    /// Graphical logins hold the store open in `@u` (for the user's service manager and its
+    /// apps) until the last of them closes; text logins use their own `@s` (docs/PAM.md).
+    #[default]
+    Auto,
+    /// Every login as `scope=user` or every login as `scope=session`.
+    Fixed(Scope),
+}
 /// Parsed module arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -12,8 +22,8 @@ pub struct Options {
     pub debug: bool,
     /// `store=PATH`: the store, with `%u` (user), `%h` (home) and `%%` expanded.
     pub store: Option<String>,
-    /// `scope=session|user`.
-    pub scope: Scope,
+    /// `scope=auto|session|user`.
+    pub scope: ScopeOption,
     /// `timeout=SECS`.
     pub timeout: Option<u32>,
     /// `no_init`: do not create a store at the first login.
@@ -27,7 +37,7 @@ impl Default for Options {
         Options {
             debug: false,
             store: None,
-            scope: Scope::Session,
+            scope: ScopeOption::Auto,
             timeout: None,
             no_init: false,
             kdf: KdfParams::DEFAULT,
@@ -57,9 +67,10 @@ impl Options {
                 ("store", Some(_)) => {
                     ignored.push(bad("the path must be absolute or start with %h"))
                 }
+                ("scope", Some("auto")) => o.scope = ScopeOption::Auto,
                 ("scope", Some(v)) => match v.parse() {
-                    Ok(s) => o.scope = s,
-                    Err(_) => ignored.push(bad("expected scope=session or scope=user")),
+                    Ok(s) => o.scope = ScopeOption::Fixed(s),
+                    Err(_) => ignored.push(bad("expected scope=auto, session or user")),
                 },
                 ("timeout", Some(v)) => match v.parse::<u32>() {
                     Ok(0) => o.timeout = None,
@@ -130,7 +141,7 @@ mod tests {
         ]);
         assert!(ignored.is_empty(), "{ignored:?}");
         assert!(o.debug && o.no_init);
-        assert_eq!(o.scope, Scope::User);
+        assert_eq!(o.scope, ScopeOption::Fixed(Scope::User));
         assert_eq!(o.timeout, Some(3600));
         assert_eq!(
             (o.kdf.memory_kib(), o.kdf.time(), o.kdf.lanes()),

@@ -225,6 +225,7 @@ impl Store {
             kdf: kdf_params(kdf_memory, kdf_time)?,
             scope: scope.parse::<Scope>().map_err(to_py)?,
             timeout,
+            ..Default::default()
         };
         py.allow_threads(|| self.inner.unlock(&password, &opts))
             .map(|_| ())

@@ -1017,7 +1017,7 @@ fn unlock_with_askpass(st: &State) -> bool {
     let opts = UnlockOptions {
         kdf: env_kdf(),
         scope,
-        timeout: None,
+        ..UnlockOptions::default()
     };
     match st
         .store()

@@ -56,13 +56,28 @@ pub fn account(name: &str) -> Result<Account> {
         if result.is_null() {
             return Err(Error::InvalidInput(format!("no such user {name:?}")));
         }
-        // SAFETY: getpwnam_r succeeded, so pw_dir is a NUL-terminated string inside buf.
-        let home = unsafe { CStr::from_ptr(pw.pw_dir) };
+        // SAFETY: getpwnam_r succeeded, so pw_dir and pw_name are NUL-terminated strings
+        // inside buf.
+        let (home, canonical) = unsafe { (CStr::from_ptr(pw.pw_dir), CStr::from_ptr(pw.pw_name)) };
+        let home = PathBuf::from(OsStr::from_bytes(home.to_bytes()));
+        // An empty or relative home would make every store path relative to wherever the login
+        // program runs.
+        if !home.is_absolute() {
+            return Err(Error::InvalidInput(format!(
+                "user {name:?} has no absolute home directory in the passwd database ({:?})",
+                home
+            )));
+        }
+        // The passwd database's own spelling (case-insensitive NSS backends answer for several
+        // spellings of one user): one user, one store path for `%u`.
+        let canonical = canonical
+            .to_str()
+            .map_err(|_| Error::InvalidInput(format!("user {name:?}: name is not UTF-8")))?;
         return Ok(Account {
-            name: name.to_owned(),
+            name: canonical.to_owned(),
             uid: pw.pw_uid,
             gid: pw.pw_gid,
-            home: PathBuf::from(OsStr::from_bytes(home.to_bytes())),
+            home,
         });
     }
 }
@@ -164,18 +179,53 @@ fn set_thread_real_ids(uid: u32, gid: u32) -> std::io::Result<()> {
     }
 }
 
-/// While alive, the calling thread acts as `account`: its filesystem uid and gid (what the kernel
-/// checks file access and key permissions with, and charges new keys to), its supplementary
-/// groups, and its real uid and gid (which decide what `@u` is, as pam_keyinit also switches
-/// them for). The effective uid stays 0. Dropping it restores everything. Not `Send`: it must be
-/// dropped on the thread that made it.
+/// The calling thread's capability sets (capget, version 3: two 32-bit words per set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Caps([[u32; 3]; 2]);
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+fn cap_header() -> [u32; 2] {
+    // pid 0: the calling thread.
+    [CAP_VERSION_3, 0]
+}
+
+fn caps_get() -> std::io::Result<Caps> {
+    let mut header = cap_header();
+    let mut data = Caps::default();
+    // SAFETY: header is a __user_cap_header_struct (version, pid); data has room for the two
+    // __user_cap_data_struct (effective, permitted, inheritable) of version 3.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, header.as_mut_ptr(), data.0.as_mut_ptr()) };
+    if rc == 0 {
+        Ok(data)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn caps_set(caps: &Caps) -> std::io::Result<()> {
+    let mut header = cap_header();
+    // SAFETY: as in caps_get; capset only reads data. It changes the calling thread only.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, header.as_mut_ptr(), caps.0.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// While alive, the calling thread acts as `account` for files and keys: its filesystem uid and
+/// gid (what the kernel checks file access and key permissions with, and charges new keys to)
+/// and its supplementary groups. The real and effective uids stay the caller's, so the user
+/// cannot signal the process meanwhile (see [`AsRealUser`] for the few calls that need the real
+/// ids). Dropping it restores everything, capabilities included. Not `Send`: it must be dropped
+/// on the thread that made it.
 #[derive(Debug)]
 pub struct AsUser {
-    ruid: u32,
-    rgid: u32,
     fsuid: u32,
     fsgid: u32,
     groups: Vec<libc::gid_t>,
+    caps: Option<Caps>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
@@ -183,20 +233,17 @@ impl AsUser {
     /// Switch the calling thread to `account`'s credentials (requires CAP_SETUID/CAP_SETGID).
     pub fn enter(account: &Account) -> Result<AsUser> {
         let groups = current_groups()?;
+        let caps = caps_get().ok();
         let target = group_list(account)?;
         set_thread_groups(&target)
             .map_err(|e| io_error(&format!("set the groups of {}", account.name), e))?;
-        let (ruid, rgid) = real_ids();
         let guard = AsUser {
-            ruid,
-            rgid,
             fsuid: set_fsuid(u32::MAX),
             fsgid: set_fsgid(u32::MAX),
             groups,
+            caps,
             _not_send: std::marker::PhantomData,
         };
-        set_thread_real_ids(account.uid, account.gid)
-            .map_err(|e| io_error(&format!("set the real ids of {}", account.name), e))?;
         set_fsgid(account.gid);
         set_fsuid(account.uid);
         // setfsuid/setfsgid report no errors: read the values back.
@@ -212,16 +259,54 @@ impl AsUser {
 
 impl Drop for AsUser {
     fn drop(&mut self) {
-        // The fs ids first: only moving the fsuid from nonzero back to 0 gives root its file
-        // capabilities (CAP_CHOWN, CAP_DAC_OVERRIDE, ...) back in the effective set; setresuid
-        // would silently reset the fsuid to 0 without restoring them.
-        set_fsuid(self.fsuid);
-        set_fsgid(self.fsgid);
-        let _ = set_thread_real_ids(self.ruid, self.rgid);
-        // setresuid/setresgid reset the fs ids to the effective ones: put the saved ones back.
         set_fsuid(self.fsuid);
         set_fsgid(self.fsgid);
         // Restoring root's groups cannot fail for root; there is nothing better to do if it does.
         let _ = set_thread_groups(&self.groups);
+        // Moving the fsuid back to 0 raised every file capability of the permitted set into the
+        // effective set, also ones the program had dropped from it: put back exactly what it had.
+        if let Some(caps) = &self.caps {
+            let _ = caps_set(caps);
+        }
+    }
+}
+
+/// While alive (inside an [`AsUser`]), the calling thread's real uid and gid are also the user's:
+/// the kernel finds the user keyring `@u` by the real uid, and a session keyring joined now is
+/// owned by it. Held only around those keyring calls: while the real uid is the user's, the user
+/// may signal this (root) process. The fs ids stay the user's; dropping it restores the real ids.
+#[derive(Debug)]
+pub struct AsRealUser {
+    ruid: u32,
+    rgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl AsRealUser {
+    pub fn enter(account: &Account) -> Result<AsRealUser> {
+        let (ruid, rgid) = real_ids();
+        let guard = AsRealUser {
+            ruid,
+            rgid,
+            fsuid: set_fsuid(u32::MAX),
+            fsgid: set_fsgid(u32::MAX),
+            _not_send: std::marker::PhantomData,
+        };
+        set_thread_real_ids(account.uid, account.gid)
+            .map_err(|e| io_error(&format!("set the real ids of {}", account.name), e))?;
+        // setresuid/setresgid reset the fs ids to the effective ones: put the user's back.
+        set_fsgid(guard.fsgid);
+        set_fsuid(guard.fsuid);
+        Ok(guard)
+    }
+}
+
+impl Drop for AsRealUser {
+    fn drop(&mut self) {
+        let _ = set_thread_real_ids(self.ruid, self.rgid);
+        set_fsgid(self.fsgid);
+        set_fsuid(self.fsuid);
     }
 }

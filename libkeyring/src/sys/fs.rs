@@ -109,33 +109,56 @@ pub fn fchmod(file: &File, mode: u32) -> io::Result<()> {
     check(unsafe { libc::fchmod(file.as_raw_fd(), mode as libc::mode_t) }).map(drop)
 }
 
-/// An advisory lock held until dropped (flock on the directory descriptor).
+/// An advisory lock held until dropped: flock on a descriptor of its own for the directory.
+///
+/// flock belongs to an open file description, so every lock opens the directory afresh: two
+/// threads of one process (sharing one `Store`) then exclude each other as two processes do, and
+/// one thread's unlock never releases another's lock. Closing the descriptor releases the lock.
 #[derive(Debug)]
-pub struct Flock<'a>(&'a File);
+pub struct Flock {
+    _own: File,
+}
 
-/// Take an exclusive flock on `file`, waiting for other writers.
-pub fn flock_exclusive(file: &File) -> io::Result<Flock<'_>> {
+/// How long to wait for the lock: `None` waits as long as it takes; `Some(d)` gives up after `d`
+/// with `ErrorKind::WouldBlock` (`Some(Duration::ZERO)`: only if free right now).
+pub type Wait = Option<std::time::Duration>;
+
+/// Take an exclusive flock on the directory `dir`, waiting as `wait` says.
+pub fn flock_exclusive(dir: &File, wait: Wait) -> io::Result<Flock> {
+    let own = open_dir(Some(dir), Path::new("."))?;
+    let deadline = wait.map(|d| std::time::Instant::now() + d);
+    let mut pause = std::time::Duration::from_micros(200);
     loop {
+        let op = if deadline.is_some() {
+            libc::LOCK_EX | libc::LOCK_NB
+        } else {
+            libc::LOCK_EX
+        };
         // SAFETY: the descriptor is live; flock has no memory arguments.
-        match check(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }) {
-            Ok(_) => return Ok(Flock(file)),
+        match check(unsafe { libc::flock(own.as_raw_fd(), op) }) {
+            Ok(_) => return Ok(Flock { _own: own }),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let Some(deadline) = deadline else {
+                    return Err(e);
+                };
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(std::time::Duration::from_millis(20));
+            }
             Err(e) => return Err(e),
         }
     }
 }
 
-impl Drop for Flock<'_> {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor outlives this guard (borrowed); unlocking cannot corrupt memory.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
-}
-
 /// The names in a directory (without "." and ".."), read through the pinned descriptor.
 pub fn list(dir: &File) -> io::Result<Vec<OsString>> {
-    // SAFETY: dup of a live descriptor; the copy is owned by the DIR stream below.
-    let fd = check(unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
+    // A descriptor of its own (not a dup, which would share the file offset with `dir` and with
+    // every other thread listing through it at the same time).
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(open_dir(Some(dir), Path::new("."))?);
     // SAFETY: fd is a directory descriptor we own; fdopendir takes ownership on success.
     let stream = unsafe { libc::fdopendir(fd) };
     if stream.is_null() {
@@ -144,9 +167,6 @@ pub fn list(dir: &File) -> io::Result<Vec<OsString>> {
         unsafe { libc::close(fd) };
         return Err(e);
     }
-    // The duplicate shares the file offset with `dir`: start from the beginning.
-    // SAFETY: stream is a valid DIR*.
-    unsafe { libc::rewinddir(stream) };
     let mut names = Vec::new();
     let result = loop {
         // SAFETY: errno is thread-local; reset it to tell end-of-directory from an error.

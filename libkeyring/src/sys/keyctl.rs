@@ -26,6 +26,7 @@ pub enum Op {
     Unlink,
     GetKeyring,
     JoinSession,
+    Revoke,
 }
 
 impl Op {
@@ -44,6 +45,7 @@ impl Op {
             Op::Unlink => "unlink key",
             Op::GetKeyring => "get keyring",
             Op::JoinSession => "join session keyring",
+            Op::Revoke => "revoke key",
         }
     }
 
@@ -126,6 +128,23 @@ fn keyctl(cmd: u32, a2: u64, a3: u64, a4: u64, a5: u64) -> std::result::Result<i
 }
 
 const USER: &CStr = c"user";
+const KEYRING: &CStr = c"keyring";
+
+/// The two key types we create: `user` keys (payloads) and `keyring`s (lists of keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    User,
+    Keyring,
+}
+
+impl KeyType {
+    fn name(self) -> &'static CStr {
+        match self {
+            KeyType::User => USER,
+            KeyType::Keyring => KEYRING,
+        }
+    }
+}
 
 fn c_string(op: Op, s: &str) -> Result<CString> {
     CString::new(s)
@@ -134,15 +153,25 @@ fn c_string(op: Op, s: &str) -> Result<CString> {
 
 /// `add_key("user", description, payload, keyring)`: create (or update in place) a user key.
 pub fn add_user_key(description: &str, payload: &[u8], keyring: i32) -> Result<i32> {
+    add_key(KeyType::User, description, payload, keyring)
+}
+
+/// `add_key(type, description, payload, keyring)` (a keyring takes an empty payload).
+pub fn add_key(kind: KeyType, description: &str, payload: &[u8], keyring: i32) -> Result<i32> {
     let desc = c_string(Op::Add, description)?;
+    let (ptr, len) = if payload.is_empty() {
+        (std::ptr::null(), 0)
+    } else {
+        (payload.as_ptr(), payload.len())
+    };
     // SAFETY: type and description are NUL-terminated; payload points to payload.len() bytes.
     let r = unsafe {
         libc::syscall(
             libc::SYS_add_key,
-            USER.as_ptr(),
+            kind.name().as_ptr(),
             desc.as_ptr(),
-            payload.as_ptr(),
-            payload.len(),
+            ptr,
+            len,
             keyring,
         )
     };
@@ -154,11 +183,16 @@ pub fn add_user_key(description: &str, payload: &[u8], keyring: i32) -> Result<i
 
 /// KEYCTL_SEARCH for a `user` key with this description under `keyring` (recursively).
 pub fn search_user_key(keyring: i32, description: &str) -> Result<i32> {
+    search(keyring, KeyType::User, description)
+}
+
+/// KEYCTL_SEARCH for a key of `kind` with this description under `keyring` (recursively).
+pub fn search(keyring: i32, kind: KeyType, description: &str) -> Result<i32> {
     let desc = c_string(Op::Search, description)?;
     keyctl(
         libc::KEYCTL_SEARCH,
         keyring as i64 as u64,
-        USER.as_ptr() as u64,
+        kind.name().as_ptr() as u64,
         desc.as_ptr() as u64,
         0,
     )
@@ -300,9 +334,15 @@ pub fn keyring_id(special: i32, create: bool) -> Result<i32> {
 
 /// KEYCTL_GET_PERSISTENT: the calling user's persistent keyring, linked into `link_to`.
 pub fn persistent_keyring(link_to: i32) -> Result<i32> {
+    persistent_keyring_of(u32::MAX, link_to)
+}
+
+/// KEYCTL_GET_PERSISTENT for `uid` (u32::MAX: the caller's; another uid needs CAP_SETUID unless
+/// it is the caller's effective uid), linked into `link_to`.
+pub fn persistent_keyring_of(uid: u32, link_to: i32) -> Result<i32> {
     keyctl(
         libc::KEYCTL_GET_PERSISTENT,
-        u32::MAX as u64,
+        uid as u64,
         link_to as i64 as u64,
         0,
         0,
@@ -319,4 +359,11 @@ pub fn join_session(name: Option<&str>) -> Result<i32> {
     keyctl(libc::KEYCTL_JOIN_SESSION_KEYRING, ptr as u64, 0, 0, 0)
         .map(|s| s as i32)
         .map_err(|e| map_errno(Op::JoinSession, e))
+}
+
+/// KEYCTL_REVOKE: the key (or keyring) answers EKEYREVOKED to everyone from now on.
+pub fn revoke(serial: i32) -> Result<()> {
+    keyctl(libc::KEYCTL_REVOKE, serial as i64 as u64, 0, 0, 0)
+        .map(drop)
+        .map_err(|e| map_errno(Op::Revoke, e))
 }

@@ -7,6 +7,12 @@ pub mod creds;
 pub mod fs;
 pub mod keyctl;
 
+/// The session id (setsid) of the calling process.
+pub fn sid() -> i32 {
+    // SAFETY: getsid(0) has no preconditions; it returns the caller's session id.
+    unsafe { libc::getsid(0) }
+}
+
 /// The effective uid of this process.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
