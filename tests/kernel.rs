@@ -110,26 +110,23 @@ fn a_background_process_of_the_user_sees_locked_cleanly() {
     require_root!("needs a throwaway user");
     let user = ThrowawayUser::new("bg");
     let store = user.home.join("store");
-    fresh_session();
-    let o = run(
-        {
-            let mut c = user.keyringrs();
-            c.arg("--store")
-                .arg(&store)
-                .args(["init", "--password-stdin"]);
-            c
-        },
-        b"pw\n",
+    let k = user.home.join("keyringrs");
+    let _ = user.keyringrs();
+    // The login (a session keyring of the user's own) creates the store, leaving it unlocked
+    // there; a systemd --user or cron job of the same user has only the user-session keyring
+    // `_uid_ses.<uid>`.
+    let script = format!(
+        "echo pw | {k} --store {s} init --password-stdin >/dev/null && \
+         {k} --store {s} status | grep -q unlocked && \
+         keyctl session _uid_ses.{uid} {k} --store {s} get svc u",
+        k = k.display(),
+        s = store.display(),
+        uid = user.uid
     );
-    assert_exit(&o, 0);
-    // A systemd --user or cron job has only the user-session keyring `_uid_ses.<uid>`.
     let mut c = user.command("keyctl");
-    c.arg("session")
-        .arg(format!("_uid_ses.{}", user.uid))
-        .arg(user.home.join("keyringrs"))
-        .arg("--store")
-        .arg(&store)
-        .args(["get", "svc", "u"]);
+    c.env("KEYRINGRS_KDF_MEMORY", TEST_KDF_MEMORY.to_string())
+        .env("KEYRINGRS_KDF_TIME", TEST_KDF_TIME.to_string())
+        .args(["session", "-", "sh", "-c", &script]);
     assert_locked_after_keyctl(&run(c, b""));
 }
 
@@ -151,11 +148,7 @@ fn a_full_key_quota_makes_unlock_fail_with_quota() {
     let user = ThrowawayUser::new("quota");
     let store = user.home.join("store");
     let k = user.home.join("keyringrs");
-    let mut c = user.keyringrs();
-    c.arg("--store")
-        .arg(&store)
-        .args(["init", "--password-stdin"]);
-    assert_exit(&run(c, b"pw\n"), 0);
+    user.init_store(&store);
     let script = format!(
         "keyctl session - sh -c 'i=0; while keyctl add user filler$i x @s >/dev/null 2>&1; do i=$((i+1)); done; \
          echo pw | {k} --store {s} unlock --password-stdin; echo rc=$?'",
@@ -182,11 +175,7 @@ fn unlock_lock_cycles_leave_the_key_quota_unchanged() {
     require_root!("needs a throwaway user");
     let user = ThrowawayUser::new("cycles");
     let store = user.home.join("store");
-    let mut c = user.keyringrs();
-    c.arg("--store")
-        .arg(&store)
-        .args(["init", "--password-stdin"]);
-    assert_exit(&run(c, b"pw\n"), 0);
+    user.init_store(&store);
     let mut c = user.keyringrs();
     c.arg("--store").arg(&store).arg("lock");
     assert_exit(&run(c, b""), 0);
@@ -208,10 +197,10 @@ fn unlock_lock_cycles_leave_the_key_quota_unchanged() {
         k = user.home.join("keyringrs").display(),
         s = store.display()
     );
-    let mut c = user.command("sh");
+    let mut c = user.command("keyctl");
     c.env("KEYRINGRS_KDF_MEMORY", TEST_KDF_MEMORY.to_string())
         .env("KEYRINGRS_KDF_TIME", TEST_KDF_TIME.to_string())
-        .args(["-c", &script]);
+        .args(["session", "-", "sh", "-c", &script]);
     assert_exit(&run(c, b""), 0);
     assert_eq!(
         settle(Some(before)),

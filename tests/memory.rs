@@ -37,11 +37,13 @@ fn a_crash_of_the_cli_holding_a_secret_leaves_no_core_and_no_proc_access() {
     let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
     let user = ThrowawayUser::new("core");
     let store = user.home.join("store");
+    fresh_session();
+    user.init_store(&store);
+    // Unlocked for every process of the user (this test's session keyring is root's).
     let mut c = user.keyringrs();
     c.arg("--store")
         .arg(&store)
-        .args(["init", "--password-stdin"]);
-    fresh_session();
+        .args(["unlock", "--password-stdin", "--scope", "user"]);
     assert_exit(&run(c, b"pw\n"), 0);
 
     // Control: an ordinary process of the user does dump core here (else the check is void).

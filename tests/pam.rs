@@ -829,7 +829,7 @@ fn scope_user_puts_the_key_in_the_users_own_user_keyring() {
 #[test]
 fn acting_as_the_user_and_back_leaves_root_exactly_as_it_was() {
     use libkeyring::keyring::Keyring;
-    use libkeyring::sys::creds::{self, AsUser};
+    use libkeyring::sys::creds::{self, AsRealUser, AsUser};
     require_root!("switches credentials to a throwaway user");
     let user = ThrowawayUser::new("creds");
     let dir = TempDir::new("pam-creds");
@@ -859,12 +859,21 @@ fn acting_as_the_user_and_back_leaves_root_exactly_as_it_was() {
                 let _as_user = AsUser::enter(&account).unwrap();
                 let now = status();
                 let u = user.uid;
-                assert_eq!(now[0], format!("Uid:\t{u}\t0\t0\t{u}"), "{now:?}");
+                // Only the fs ids: the real uid stays root's, so the user cannot signal us.
+                assert_eq!(now[0], format!("Uid:\t0\t0\t0\t{u}"), "{now:?}");
                 let denied = std::fs::write(dir.path().join("as-user"), b"x").unwrap_err();
                 assert_eq!(denied.kind(), std::io::ErrorKind::PermissionDenied);
-                // The user keyring is the user's own (the kernel picks it by the real uid).
-                let d = Keyring::User.describe().unwrap();
-                assert_eq!((d.description, d.uid), (format!("_uid.{u}"), u));
+                {
+                    let _real = AsRealUser::enter(&account).unwrap();
+                    let now = status();
+                    assert_eq!(now[0], format!("Uid:\t{u}\t0\t0\t{u}"), "{now:?}");
+                    // The user keyring is the user's own (the kernel picks it by the real uid).
+                    let d = Keyring::User.describe().unwrap();
+                    assert_eq!((d.description, d.uid), (format!("_uid.{u}"), u));
+                }
+                assert_eq!(status()[0], format!("Uid:\t0\t0\t0\t{u}"));
+                let denied = std::fs::write(dir.path().join("as-user"), b"x").unwrap_err();
+                assert_eq!(denied.kind(), std::io::ErrorKind::PermissionDenied);
             }
             assert_eq!(status(), before, "credentials not restored");
             let f = dir.path().join("as-root");

@@ -150,15 +150,12 @@ fn run(cli: Cli) -> Outcome {
             if let Some(n) = st.entries {
                 println!("entries: {n}");
             }
-            if let Ok(pair) = store.find_keys() {
-                let place = match pair.scope {
+            if let Ok(key) = store.find_key() {
+                let place = match key.scope {
                     Scope::Session => "this login's session keyring (@s): its processes only",
                     Scope::User => "the user keyring (@u): all your processes",
                 };
-                println!(
-                    "key:     {place}, serials {} and {}",
-                    pair.masked.0, pair.pad.0
-                );
+                println!("key:     {place}, serial {}", key.serial.0);
             }
             for h in libkeyring::holders::list(&store).unwrap_or_default() {
                 println!(
@@ -166,7 +163,11 @@ fn run(cli: Cli) -> Outcome {
                     h.kind,
                     h.session,
                     h.since,
-                    if h.alive { "" } else { " (gone; dropped at the next logout)" }
+                    if h.alive {
+                        ""
+                    } else {
+                        " (gone; dropped at the next logout)"
+                    }
                 );
             }
             Ok(())
@@ -214,7 +215,10 @@ fn run(cli: Cli) -> Outcome {
                 0 => Ok(()),
                 n => Err(Failure(
                     libkeyring::ErrorKind::Corrupt.exit_code(),
-                    format!("{n} entr{} could not be read (listed above)", if n == 1 { "y" } else { "ies" }),
+                    format!(
+                        "{n} entr{} could not be read (listed above)",
+                        if n == 1 { "y" } else { "ies" }
+                    ),
                 )),
             }
         }

@@ -118,17 +118,18 @@ pub mod perm {
     /// in any session, could read such a key (docs/THREAT-MODEL.md).
     pub const MASTER_KEY: u32 = POS_VIEW | USR_VIEW | USR_READ | USR_WRITE | USR_SEARCH;
 
-    /// Session scope, the masked master key `keyringrs:<id>`: only a *possessor* (a process of
-    /// the login whose session keyring holds it) may read or find it; the owner may only see it.
-    /// Another uid that possesses the session keyring reads the masked bytes but not the pad.
-    /// (Owner search only lets the user find and invalidate it from elsewhere, e.g. at session
-    /// close after the session keyring was revoked: never read it.)
-    pub const SESSION_MASKED: u32 = POS_VIEW | POS_READ | POS_SEARCH | USR_VIEW | USR_SEARCH;
-    /// Both scopes, the pad `keyringrs-pad:<id>`: only the owner uid may read or find it, and
-    /// possession adds nothing (so another uid possessing the keyring gets nothing).
-    pub const PAD: u32 = USR_VIEW | USR_READ | USR_SEARCH;
-    /// User scope (`@u`, desktops), the masked master key: every process of the user, by design.
-    pub const USER_MASKED: u32 = USR_VIEW | USR_READ | USR_SEARCH;
+    /// Session scope: the key is readable only by a *possessor* (a process of the login whose
+    /// session keyring holds it), and findable by the owner. The kernel counts a process as a
+    /// possessor only if its search reaches the key *with search permission*: another uid that
+    /// holds the session keyring (plain `su` without pam_keyinit) has no search bit here, so it
+    /// is no possessor and reads nothing; the user's processes outside the login do not reach
+    /// the key from their keyrings (and cannot link the login's session keyring, which gives its
+    /// owner no link or search bit), so they only see it in /proc/keys. Owner search lets the
+    /// user find it from elsewhere to invalidate it, never read it. = 0x03090000.
+    pub const SESSION_KEY: u32 = POS_VIEW | POS_READ | USR_VIEW | USR_SEARCH;
+    /// User scope (`@u`, desktops): every process of the user, by design; possession adds
+    /// nothing, so another uid holding a keyring that links `@u` gets nothing. = 0x000b0000.
+    pub const USER_KEY: u32 = USR_VIEW | USR_READ | USR_SEARCH;
     /// A holder record and the holders keyring (owner only; the keyring also takes writes).
     pub const HOLDER: u32 = USR_VIEW | USR_READ | USR_SEARCH;
     pub const HOLDERS_KEYRING: u32 = USR_VIEW | USR_READ | USR_WRITE | USR_SEARCH;

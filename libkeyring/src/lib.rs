@@ -28,6 +28,6 @@ pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
 pub use format::EntryData;
 pub use store::{
-    default_path, key_description, pad_description, KeyPair, Opened, Scope, Status, Store,
-    UnlockOptions, UnlockReport,
+    default_path, key_description, KeyRef, Opened, Scope, Status, Store, UnlockOptions,
+    UnlockReport,
 };

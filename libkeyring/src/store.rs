@@ -75,19 +75,15 @@ pub struct UnlockReport {
     pub kdf_upgraded: bool,
     /// A non-fatal problem (e.g. the KDF upgrade could not be written).
     pub warning: Option<String>,
-    /// The keys this unlock put into the kernel (None: an existing pair was kept).
-    pub installed: Option<KeyPair>,
+    /// The key this unlock put into the kernel (None: an existing one was kept).
+    pub installed: Option<KeyRef>,
 }
 
-/// The two kernel keys of an unlocked store: `keyringrs:<id>` holds the master key masked with a
-/// random pad, `keyringrs-pad:<id>` holds the pad; both start with the same random tag. Session
-/// scope gives them different readers (possessors of the login's keyring; the owner uid), so only
-/// a process that is both gets the master key (docs/THREAT-MODEL.md).
+/// The kernel key of an unlocked store, `keyringrs:<id>`, as found or installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyPair {
-    pub masked: KeySerial,
-    pub pad: KeySerial,
-    /// Where it was installed, told by its permissions.
+pub struct KeyRef {
+    pub serial: KeySerial,
+    /// Where it was installed, told by its permissions (docs/THREAT-MODEL.md).
     pub scope: Scope,
 }
 
@@ -108,6 +104,9 @@ impl std::fmt::Debug for Opened {
     }
 }
 
+/// The identity the CLI, Python `keyring` and C use: (service, username).
+pub type Identity = (String, String);
+
 /// What `status` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -127,14 +126,9 @@ pub struct Store {
     entries: File,
     id: StoreId,
     description: String,
-    pad_description: String,
     owner: u32,
     wait: fs::Wait,
 }
-
-/// Bytes of each kernel key's payload: a 16-byte tag, then 32 bytes (masked key or pad).
-const TAG_LEN: usize = 16;
-const PAYLOAD_LEN: usize = TAG_LEN + crypto::KEY_LEN;
 
 /// The total Argon2id cost (KiB × passes, summed over the keyslots tried) one unlock may spend:
 /// a header someone else wrote with many expensive slots costs at most this, not slots × cap.
@@ -160,11 +154,6 @@ pub fn default_path() -> Result<PathBuf> {
 /// The kernel key description of a store: `keyringrs:<store-id hex>`.
 pub fn key_description(id: &StoreId) -> String {
     format!("keyringrs:{}", id.hex())
-}
-
-/// The description of the pad that goes with it: `keyringrs-pad:<store-id hex>`.
-pub fn pad_description(id: &StoreId) -> String {
-    format!("keyringrs-pad:{}", id.hex())
 }
 
 fn busy(path: &Path, e: std::io::Error) -> Error {
@@ -360,7 +349,6 @@ impl Store {
         let entries = open_dir_checked(Some(&dir), Path::new(ENTRIES), &path.join(ENTRIES), owner)?;
         Ok(Store {
             description: key_description(&header.0.id),
-            pad_description: pad_description(&header.0.id),
             id: header.0.id,
             path,
             dir,
@@ -459,7 +447,6 @@ impl Store {
         drop(guard);
         let store = Store {
             description: key_description(&header.id),
-            pad_description: pad_description(&header.id),
             id: header.id,
             path,
             dir,
@@ -511,11 +498,6 @@ impl Store {
         &self.description
     }
 
-    /// The description of the pad key.
-    pub fn pad_description(&self) -> &str {
-        &self.pad_description
-    }
-
     /// The kernel uid that owns this store (and must own its keys).
     pub fn owner(&self) -> u32 {
         self.owner
@@ -546,59 +528,40 @@ impl Store {
             .ok_or_else(|| foreign(format!("has permissions {:08x}", d.perm)))
     }
 
-    /// The pair found by searching from `keyring` (which may find it in a keyring linked below).
-    fn pair_in(&self, keyring: Keyring) -> Result<KeyPair> {
-        let masked = keyring.search(&self.description)?;
+    /// The key found by searching from `keyring` (which may find it in a keyring linked below).
+    fn key_in(&self, keyring: Keyring) -> Result<KeyRef> {
+        let serial = keyring.search(&self.description)?;
         let scope = self.check_key(
-            masked,
+            serial,
             &[
-                (perm::SESSION_MASKED, Scope::Session),
-                (perm::USER_MASKED, Scope::User),
+                (perm::SESSION_KEY, Scope::Session),
+                (perm::USER_KEY, Scope::User),
+                // Installed by keyringrs 0.1 before this upgrade: used until that login ends.
+                (perm::MASTER_KEY, Scope::Session),
             ],
         )?;
-        let pad = keyring.search(&self.pad_description)?;
-        self.check_key(pad, &[(perm::PAD, scope)])?;
-        Ok(KeyPair { masked, pad, scope })
+        Ok(KeyRef { serial, scope })
     }
 
-    /// Find this store's keys: from the session keyring (which normally links `@u`), then `@u`.
-    pub fn find_keys(&self) -> Result<KeyPair> {
-        match self.pair_in(Keyring::Session) {
-            Err(Error::Locked) => self.pair_in(Keyring::User),
+    /// Find this store's key: from the session keyring (which normally links `@u`), then `@u`.
+    pub fn find_key(&self) -> Result<KeyRef> {
+        match self.key_in(Keyring::Session) {
+            Err(Error::Locked) => self.key_in(Keyring::User),
             r => r,
         }
     }
 
-    /// The masked key's serial (compatibility with callers that record one serial).
-    pub fn find_key(&self) -> Result<KeySerial> {
-        self.find_keys().map(|p| p.masked)
-    }
-
     /// Read the master key from the kernel (Locked if absent). Dropped (wiped) by the caller.
     fn master(&self) -> Result<MasterKey> {
-        // A pair being replaced (another unlock) can be seen half old, half new: the tags tell,
-        // and the next search sees the new pair.
-        for _ in 0..3 {
-            let pair = self.find_keys()?;
-            // Into wiped stack buffers, as the MasterKey itself lives: no allocation.
-            let mut masked = Zeroizing::new([0u8; 2 * PAYLOAD_LEN]);
-            let mut pad = Zeroizing::new([0u8; 2 * PAYLOAD_LEN]);
-            let n = pair.masked.read_into(&mut masked[..])?;
-            let m = pair.pad.read_into(&mut pad[..])?;
-            // Keys of another size are not ours to use (e.g. a turn-1 key): still locked.
-            if n != PAYLOAD_LEN || m != PAYLOAD_LEN {
-                return Err(Error::Locked);
-            }
-            if masked[..TAG_LEN] != pad[..TAG_LEN] {
-                continue;
-            }
-            let mut key = Zeroizing::new([0u8; crypto::KEY_LEN]);
-            for (i, k) in key.iter_mut().enumerate() {
-                *k = masked[TAG_LEN + i] ^ pad[TAG_LEN + i];
-            }
-            return MasterKey::from_slice(&key[..]).ok_or(Error::Locked);
+        let key = self.find_key()?;
+        // Into a wiped stack buffer, as the MasterKey itself lives: no allocation per operation.
+        let mut payload = Zeroizing::new([0u8; 2 * crypto::KEY_LEN]);
+        let n = key.serial.read_into(&mut payload[..])?;
+        // A key with our name that is not 32 bytes is not ours to use: still locked.
+        if n != crypto::KEY_LEN {
+            return Err(Error::Locked);
         }
-        Err(Error::Locked)
+        MasterKey::from_slice(&payload[..n]).ok_or(Error::Locked)
     }
 
     /// Is the store locked for this process? (`AccessDenied` if the key is someone else's.)
@@ -639,51 +602,26 @@ impl Store {
         Ok(key)
     }
 
-    /// Put the master key into the kernel as a masked key and its pad (a fresh random pad and
-    /// tag each time), the pad first, so a reader never finds a masked key without its pad.
-    fn install(&self, master: &MasterKey, opts: &UnlockOptions) -> Result<KeyPair> {
-        let tag: [u8; TAG_LEN] = crypto::random()?;
-        let pad = Zeroizing::new(crypto::random::<{ crypto::KEY_LEN }>()?);
-        let mut pad_payload = Zeroizing::new([0u8; PAYLOAD_LEN]);
-        let mut masked_payload = Zeroizing::new([0u8; PAYLOAD_LEN]);
-        pad_payload[..TAG_LEN].copy_from_slice(&tag);
-        masked_payload[..TAG_LEN].copy_from_slice(&tag);
-        for (i, (&m, &p)) in master.as_bytes().iter().zip(pad.iter()).enumerate() {
-            pad_payload[TAG_LEN + i] = p;
-            masked_payload[TAG_LEN + i] = m ^ p;
-        }
-        let target = opts.scope.keyring();
+    /// Put the master key into the kernel with the permissions of its scope.
+    fn install(&self, master: &MasterKey, opts: &UnlockOptions) -> Result<KeyRef> {
         let mask = match opts.scope {
-            Scope::Session => perm::SESSION_MASKED,
-            Scope::User => perm::USER_MASKED,
+            Scope::Session => perm::SESSION_KEY,
+            Scope::User => perm::USER_KEY,
         };
-        let pad_key = Self::place(
-            &self.pad_description,
-            &pad_payload[..],
-            perm::PAD,
-            target,
+        let serial = Self::place(
+            &self.description,
+            master.as_bytes(),
+            mask,
+            opts.scope.keyring(),
             opts.timeout,
         )?;
-        match Self::place(
-            &self.description,
-            &masked_payload[..],
-            mask,
-            target,
-            opts.timeout,
-        ) {
-            Ok(masked) => Ok(KeyPair {
-                masked,
-                pad: pad_key,
-                scope: opts.scope,
-            }),
-            Err(e) => {
-                let _ = pad_key.invalidate();
-                Err(e)
-            }
-        }
+        Ok(KeyRef {
+            serial,
+            scope: opts.scope,
+        })
     }
 
-    /// Unlock with `password`: derive, unwrap, install the key pair (owner = caller).
+    /// Unlock with `password`: derive, unwrap, install the key (owner = caller).
     /// Already unlocked: the password is still checked; a timeout, if given, is refreshed.
     pub fn unlock(&self, password: &[u8], opts: &UnlockOptions) -> Result<UnlockReport> {
         let opened = self.open_with_password(password)?;
@@ -717,14 +655,15 @@ impl Store {
         })
     }
 
-    /// Put an unwrapped master key into the kernel for `opts.scope`, unless a pair of this store
-    /// with the same key is there already in that scope (and no timeout asks for a new one). A
-    /// pair of another scope is left alone: a text login during a desktop session gets its own.
+    /// Put an unwrapped master key into the kernel for `opts.scope`, unless a key of this store
+    /// with the same master key is there already in that scope (and no timeout asks for a new
+    /// one). A key of another scope is left alone: a text login during a desktop session gets
+    /// its own.
     pub fn install_opened(&self, opened: &Opened, opts: &UnlockOptions) -> Result<UnlockReport> {
         let mut report = UnlockReport::default();
-        let existing = self.find_keys().and_then(|pair| Ok((pair, self.master()?)));
+        let existing = self.find_key().and_then(|key| Ok((key, self.master()?)));
         match existing {
-            Ok((pair, current)) if pair.scope == opts.scope => {
+            Ok((key, current)) if key.scope == opts.scope => {
                 if current.as_bytes() == opened.master.as_bytes() {
                     report.already_unlocked = true;
                     if opts.timeout.is_none() {
@@ -733,8 +672,7 @@ impl Store {
                 }
                 // Without setattr permission the timeout cannot be changed in place; a key
                 // that does not match the header is replaced by the right one.
-                let _ = pair.masked.invalidate();
-                let _ = pair.pad.invalidate();
+                let _ = key.serial.invalidate();
             }
             Ok((_, current)) => {
                 report.already_unlocked = current.as_bytes() == opened.master.as_bytes();
@@ -764,9 +702,7 @@ impl Store {
             Some(std::time::Duration::ZERO),
         ) {
             Ok(()) => Ok(true),
-            Err(Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::WouldBlock =>
-            {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => {
                 Ok(false)
             }
             Err(e) => Err(e),
@@ -866,31 +802,30 @@ impl Store {
 
     fn lock_in(&self, keyrings: &[Keyring]) -> Result<bool> {
         let mut any = false;
+        let description = &self.description;
         for &keyring in keyrings {
-            for description in [&self.description, &self.pad_description] {
-                // Bounded: each round removes one key.
-                for _ in 0..16 {
-                    let key = match keyring.search(description) {
-                        Ok(k) => k,
-                        Err(Error::Locked) => break,
-                        Err(e) => return Err(e),
-                    };
-                    match key.invalidate() {
-                        Ok(()) | Err(Error::Locked) => any = true,
-                        Err(Error::AccessDenied(_)) => {
-                            // Not ours: take it out of the keyrings we own.
-                            let a = key.unlink(Keyring::Session);
-                            let b = key.unlink(Keyring::User);
-                            if a.is_err() && b.is_err() {
-                                return Err(Error::AccessDenied(format!(
-                                    "a foreign key {description:?} (serial {}) is linked below \
-                                     a keyring this process cannot change",
-                                    key.0
-                                )));
-                            }
+            // Bounded: each round removes one key.
+            for _ in 0..16 {
+                let key = match keyring.search(description) {
+                    Ok(k) => k,
+                    Err(Error::Locked) => break,
+                    Err(e) => return Err(e),
+                };
+                match key.invalidate() {
+                    Ok(()) | Err(Error::Locked) => any = true,
+                    Err(Error::AccessDenied(_)) => {
+                        // Not ours: take it out of the keyrings we own.
+                        let a = key.unlink(Keyring::Session);
+                        let b = key.unlink(Keyring::User);
+                        if a.is_err() && b.is_err() {
+                            return Err(Error::AccessDenied(format!(
+                                "a foreign key {description:?} (serial {}) is linked below a \
+                                 keyring this process cannot change",
+                                key.0
+                            )));
                         }
-                        Err(e) => return Err(e),
                     }
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -1063,12 +998,11 @@ impl Store {
             match self.load_entry(&seal, &id) {
                 // An entry deleted between listing and reading is simply gone.
                 Ok(None) => {}
-                Ok(Some(e)) if format::entry_id(&name_key, &e.service, &e.username) != id => {
-                    bad.push(Error::corrupt(
+                Ok(Some(e)) if format::entry_id(&name_key, &e.service, &e.username) != id => bad
+                    .push(Error::corrupt(
                         &self.entry_path(&format::hex(&id)),
                         "entry identity does not match its name",
-                    ))
-                }
+                    )),
                 Ok(Some(e)) => out.push(e),
                 Err(e) => bad.push(e),
             }
@@ -1082,7 +1016,7 @@ impl Store {
     }
 
     /// Every (service, username) that opens, sorted, and the problems of the entries that do not.
-    pub fn list_report(&self) -> Result<(Vec<(String, String)>, Vec<Error>)> {
+    pub fn list_report(&self) -> Result<(Vec<Identity>, Vec<Error>)> {
         let (entries, bad) = self.entries_report()?;
         let mut v: Vec<_> = entries
             .into_iter()

@@ -52,11 +52,12 @@ impl std::fmt::Debug for Stash {
 /// What a session open did, so that close undoes exactly that.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installed {
-    /// Session scope: this login's own pair of keys (serials and descriptions), invalidated at
-    /// close if they still are those keys.
+    /// Session scope: this login's own key (serial and description), invalidated at close if
+    /// it still is that key.
     Session {
         user: String,
-        keys: Vec<(i32, String)>,
+        serial: i32,
+        description: String,
     },
     /// User scope: this login, whose session keyring is `session`, holds the store open in `@u`;
     /// close releases it and the last live holder locks it. `own_keyring`: the module joined

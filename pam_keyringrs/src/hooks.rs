@@ -331,13 +331,12 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
         // another login unlocked it in @u.
         let path = opts.store_path(&account.name, &account.home);
         let found = Store::open(&path).and_then(|store| {
-            let pair = as_real_user(&account, || store.find_keys())?;
-            if pair.scope != Scope::User {
+            let key = as_real_user(&account, || store.find_key())?;
+            if key.scope != Scope::User {
                 return Err(Error::Locked);
             }
             as_real_user(&account, || holders::register(&store, session, kind.name()))
         });
-        drop(log);
         return match found {
             Ok(()) => {
                 pam.log(
@@ -374,7 +373,6 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
     };
     let Some((store, opened, _created)) = open_store(&log, opts, &how, &account, &stash.password)
     else {
-        drop(log);
         own(pam);
         return Outcome::Skipped;
     };
@@ -389,7 +387,6 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
         Ok(r) => r,
         Err(e) => {
             log.error(&format!("unlocking the store of {user}"), &e);
-            drop(log);
             own(pam);
             return Outcome::Skipped;
         }
@@ -419,21 +416,19 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
                 own_keyring,
             }
         }
-        (Scope::Session, Some(pair)) => {
+        (Scope::Session, Some(key)) => {
             log.at(
                 Level::Info,
                 &format!("unlocked store {path} of {user} for this login"),
             );
             log.debug(&format!(
-                "keys {} and {} installed; close_session will lock them",
-                pair.masked.0, pair.pad.0
+                "key {} installed; close_session will lock it",
+                key.serial.0
             ));
             Installed::Session {
                 user: account.name.clone(),
-                keys: vec![
-                    (pair.masked.0, store.key_description().to_owned()),
-                    (pair.pad.0, store.pad_description().to_owned()),
-                ],
+                serial: key.serial.0,
+                description: store.key_description().to_owned(),
             }
         }
         (Scope::Session, None) => {
@@ -443,7 +438,6 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
             return Outcome::Done;
         }
     };
-    drop(log);
     record(pam, done);
     Outcome::Done
 }
@@ -471,7 +465,11 @@ pub fn close_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
         return Outcome::Skipped;
     };
     match key {
-        Installed::Session { keys, .. } => close_own_keys(&log, &account, &keys),
+        Installed::Session {
+            serial,
+            description,
+            ..
+        } => close_own_key(&log, &account, KeySerial(serial), &description),
         Installed::Holder {
             session,
             own_keyring,
@@ -490,32 +488,38 @@ pub fn close_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
     }
 }
 
-/// Invalidate this login's keys, if each still is that key: a serial freed and reused since open
+/// Invalidate this login's key, if it still is that key: a serial freed and reused since open
 /// belongs to something else.
-fn close_own_keys<P: Pam>(log: &Log<P>, account: &Account, keys: &[(i32, String)]) -> Outcome {
+fn close_own_key<P: Pam>(
+    log: &Log<P>,
+    account: &Account,
+    serial: KeySerial,
+    description: &str,
+) -> Outcome {
     let user = &account.name;
-    let mut locked = false;
-    for (serial, description) in keys {
-        let serial = KeySerial(*serial);
-        match serial.describe() {
-            Ok(d) if &d.description == description && d.uid == account.uid => {
-                match serial.invalidate() {
-                    Ok(()) => locked = true,
-                    Err(e) => log.error(&format!("locking the store of {user}"), &e),
+    match serial.describe() {
+        Ok(d) if d.description == description && d.uid == account.uid => {
+            match serial.invalidate() {
+                Ok(()) => {
+                    log.at(Level::Info, &format!("locked the store of {user}"));
+                    Outcome::Done
+                }
+                Err(e) => {
+                    log.error(&format!("locking the store of {user}"), &e);
+                    Outcome::Skipped
                 }
             }
-            Ok(_) | Err(Error::Locked) => {}
-            Err(e) => log.error(&format!("finding the key of {user}"), &e),
         }
-    }
-    if locked {
-        log.at(Level::Info, &format!("locked the store of {user}"));
-        Outcome::Done
-    } else {
-        log.debug(&format!(
-            "the keys of {user} are gone already (session keyring revoked, locked or expired)"
-        ));
-        Outcome::Skipped
+        Ok(_) | Err(Error::Locked) => {
+            log.debug(&format!(
+                "the key of {user} is gone already (session keyring revoked, locked or expired)"
+            ));
+            Outcome::Skipped
+        }
+        Err(e) => {
+            log.error(&format!("finding the key of {user}"), &e);
+            Outcome::Skipped
+        }
     }
 }
 
@@ -568,7 +572,8 @@ fn release_hold<P: Pam>(
 
 fn revoke_own_keyring<P: Pam>(log: &Log<P>, account: &Account, session: i32) {
     let serial = KeySerial(session);
-    let ours = matches!(serial.describe(), Ok(d) if d.uid == account.uid && d.key_type == "keyring");
+    let ours =
+        matches!(serial.describe(), Ok(d) if d.uid == account.uid && d.key_type == "keyring");
     if ours {
         if let Err(e) = serial.revoke() {
             log.error("revoking the session keyring made at open", &e);

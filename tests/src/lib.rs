@@ -295,6 +295,24 @@ impl ThrowawayUser {
         c
     }
 
+    /// Create a store at `store` as this user, in a session keyring of the user's own (`keyctl
+    /// session -`: the CLI refuses to unlock where the unlock would not outlive it). The key dies
+    /// with that session: the store is left locked.
+    pub fn init_store(&self, store: &Path) {
+        let bin = self.home.join("keyringrs");
+        let _ = self.keyringrs();
+        let mut c = self.command("keyctl");
+        c.env("KEYRINGRS_KDF_MEMORY", TEST_KDF_MEMORY.to_string())
+            .env("KEYRINGRS_KDF_TIME", TEST_KDF_TIME.to_string())
+            .args(["session", "-"])
+            .arg(bin)
+            .arg("--store")
+            .arg(store)
+            .args(["init", "--password-stdin"]);
+        let o = run(c, b"pw\n");
+        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
     /// (keys, bytes) this user is charged for, from /proc/key-users.
     pub fn key_usage(&self) -> (u64, u64) {
         key_usage(self.uid)
