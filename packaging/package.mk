@@ -63,7 +63,9 @@ install-extras: packaging-gen
 # Everything `make install` (with install-extras) installs, in reverse. pam-auth-update takes
 # the profile out of /etc/pam.d/common-* first, while the module still exists, so every PAM
 # stack keeps working. If the module and profile belong to the Debian package (installed over
-# by `make install`), they are the package's to remove: left alone.
+# by `make install`), they are the package's to remove: left alone. The generated pages are
+# named keyringrs-<command>[-<subcommand>].1: the glob also catches those of commands that an
+# older version had.
 uninstall:
 	@if [ -z "$(DESTDIR)" ] && dpkg-query -S $(PAMDIR)/pam_keyringrs.so >/dev/null 2>&1; then \
 	  echo "uninstall: $(PAMDIR)/pam_keyringrs.so belongs to the keyringrs package: left to apt remove keyringrs"; \
@@ -82,8 +84,6 @@ uninstall:
 	/usr/bin/python3 packaging/uninstall-python.py "$(DESTDIR)" "$(PREFIX)"
 	rm -f $(DESTDIR)$(PREFIX)/share/dbus-1/services/org.freedesktop.secrets.service \
 	      $(DESTDIR)$(PREFIX)/lib/systemd/user/keyringrs-secret-service.service
-	# The generated pages are named keyringrs-<command>[-<subcommand>].1: the glob also
-	# catches pages of commands that a newer or older version had.
 	rm -f $(DESTDIR)$(MANDIR)/man1/keyringrs.1 $(DESTDIR)$(MANDIR)/man1/keyringrs-*.1 \
 	      $(DESTDIR)$(MANDIR)/man8/pam_keyringrs.8
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/keyringrs $(DESTDIR)$(ZSHCOMPDIR)/_keyringrs \

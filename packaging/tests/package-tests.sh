@@ -144,8 +144,16 @@ EOF
 }
 
 # --- 2. install -------------------------------------------------------------------------------
+# gnome-keyring ships the same D-Bus activation file: the package diverts it while installed.
+activation=/usr/share/dbus-1/services/org.freedesktop.secrets.service
+activation_before=$( [ -e "$activation" ] && md5sum < "$activation" || echo none)
 say "dpkg -i $(basename "$deb")"
 dpkg -i "$deb"
+if [ "$activation_before" != none ]; then
+    [ "$(md5sum < "$activation.distrib")" = "$activation_before" ] \
+        || fail "the other provider's $activation was not diverted to $activation.distrib"
+    say "$activation of $(dpkg-query -S "$activation" 2>/dev/null | grep -v "^diversion" | cut -d: -f1): diverted to .distrib while keyringrs is installed"
+fi
 for f in /usr/bin/keyringrs /usr/bin/keyringrs-secret-service "$module" "$profile" \
          /usr/lib/$multiarch/libkeyringrs.so.0 /usr/lib/$multiarch/libkeyringrs.so \
          /usr/lib/$multiarch/pkgconfig/keyringrs.pc /usr/include/keyringrs.h \
@@ -201,6 +209,8 @@ grep -l pam_keyringrs /etc/pam.d/common-* && fail "common-* still mention pam_ke
 login
 say "login after removal: ok"
 dpkg-divert --list keyringrs | grep -q . && fail "dpkg -r left diversions: $(dpkg-divert --list keyringrs)"
+[ "$( [ -e "$activation" ] && md5sum < "$activation" || echo none)" = "$activation_before" ] \
+    || fail "$activation is not as it was before the package (the diversion was not undone)"
 rm -f "$service"
 if ! same_pam_d "$tmp/pam.d.snapshot"; then
     fail "/etc/pam.d differs from its state before the package was installed (cleanup restores it)"
