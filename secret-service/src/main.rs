@@ -20,7 +20,22 @@ fn fail(msg: impl std::fmt::Display, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// No core dumps, no ptrace or /proc/<pid>/mem by other processes of the user (as the CLI): the
+/// daemon handles decrypted secrets and session keys.
+#[allow(unsafe_code)]
+fn harden_process() {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes integer arguments and only changes this process.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        eprintln!(
+            "keyringrs-secret-service: warning: cannot make the process non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn main() -> ExitCode {
+    harden_process();
     let mut store: Option<PathBuf> = None;
     let mut args = std::env::args_os().skip(1);
     while let Some(a) = args.next() {
@@ -52,7 +67,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}"), 1),
     };
-    match rt.block_on(keyringrs_secret_service::service::run(store)) {
+    match rt.block_on(keyringrs_secret_service::daemon::run(store)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e, 1),
     }

@@ -400,3 +400,94 @@ impl Client {
         Ok(session.1.decrypt(&s.1, &s.2).expect("decrypt").to_vec())
     }
 }
+
+/// The D-Bus error names of the limits and ownership checks.
+pub const LIMITS_EXCEEDED: &str = "org.freedesktop.DBus.Error.LimitsExceeded";
+pub const ACCESS_DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
+pub const UNKNOWN_OBJECT: &str = "org.freedesktop.DBus.Error.UnknownObject";
+
+impl Env {
+    /// The daemon's pid (started by the harness).
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon
+            .as_ref()
+            .expect("a daemon started by the harness")
+            .id()
+    }
+
+    /// The daemon's resident set size in KiB (`VmRSS` of /proc/<pid>/status).
+    pub fn daemon_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.daemon_pid()))
+            .expect("the daemon's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Client {
+    /// `Service.OpenSession("plain")`, the error kept.
+    pub fn try_open_plain(&self) -> zbus::Result<OwnedObjectPath> {
+        let (_out, path): (OwnedValue, OwnedObjectPath) = self.call(
+            SERVICE,
+            I_SERVICE,
+            "OpenSession",
+            &("plain", Value::from("")),
+        )?;
+        Ok(path)
+    }
+
+    /// `Service.Unlock([collection])`: (unlocked objects, prompt).
+    pub fn unlock(&self) -> zbus::Result<(Vec<OwnedObjectPath>, OwnedObjectPath)> {
+        self.call(SERVICE, I_SERVICE, "Unlock", &(vec![op(COLLECTION)],))
+    }
+
+    /// Introspection XML of `path` (empty for a path with no object at or below it, which zbus
+    /// answers with UnknownObject).
+    pub fn introspect(&self, path: &str) -> String {
+        match self.call(
+            path,
+            "org.freedesktop.DBus.Introspectable",
+            "Introspect",
+            &(),
+        ) {
+            Ok(xml) => xml,
+            Err(e) if error_name(&e) == UNKNOWN_OBJECT => String::new(),
+            Err(e) => panic!("Introspect {path}: {e}"),
+        }
+    }
+
+    /// Does `path` serve `iface`? (Asked through introspection, which never has side effects.)
+    pub fn serves(&self, path: &str, iface: &str) -> bool {
+        self.introspect(path)
+            .contains(&format!("<interface name=\"{iface}\""))
+    }
+
+    /// A watcher of `member` signals of `iface` (any path); read with `MessageIterator::next`.
+    pub fn signals(&self, iface: &str, member: &str) -> zbus::blocking::MessageIterator {
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface(iface.to_string())
+            .unwrap()
+            .member(member.to_string())
+            .unwrap()
+            .build();
+        zbus::blocking::MessageIterator::for_match_rule(rule, &self.conn, Some(4096)).unwrap()
+    }
+}
+
+/// Wait up to `limit` for `cond`; false if it never held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if t.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}

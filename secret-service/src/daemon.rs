@@ -1,0 +1,123 @@
+//! Running: the connection, the bus name, and the watchers (the kernel key once a second,
+//! prompt expiry, clients leaving the bus).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::StreamExt;
+use zbus::fdo::{RequestNameFlags, RequestNameReply};
+use zbus::Connection;
+
+use crate::collection::Collection;
+use crate::prompt::expire_prompts;
+use crate::service::Service;
+use crate::state::{
+    all_items, drop_client, log, refresh_lock_state, State, ALIAS_PATH, BUS_NAME, COLLECTION_PATH,
+    OWNER_SWEEP, SERVICE_PATH,
+};
+
+/// Who owns `name` on the bus, for the refusal message.
+async fn describe_owner(conn: &Connection, name: &str) -> String {
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(conn).await else {
+        return "another process".into();
+    };
+    let Ok(bus_name) = zbus::names::BusName::try_from(name) else {
+        return "another process".into();
+    };
+    let Ok(owner) = dbus.get_name_owner(bus_name.clone()).await else {
+        return "another process".into();
+    };
+    match dbus.get_connection_unix_process_id(bus_name).await {
+        Ok(pid) => {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            format!("{} (pid {pid}, bus name {owner})", comm.trim())
+        }
+        Err(_) => format!("bus name {owner}"),
+    }
+}
+
+/// Drop the sessions and prompts of owners no longer on the bus (in case a NameOwnerChanged was
+/// handled before a call the client sent just before it left).
+async fn sweep_owners(st: &Arc<State>, dbus: &zbus::fdo::DBusProxy<'_>) {
+    for owner in st.owners() {
+        let Ok(name) = zbus::names::BusName::try_from(owner.as_str()) else {
+            continue;
+        };
+        if let Ok(false) = dbus.name_has_owner(name).await {
+            drop_client(st, &owner).await;
+        }
+    }
+}
+
+/// Serve the store at `store_path` on the session bus until the bus goes away.
+pub async fn run(store_path: PathBuf) -> Result<(), String> {
+    let st = State::new(store_path);
+    let conn = zbus::connection::Builder::session()
+        .and_then(|b| {
+            b.serve_at(SERVICE_PATH, Service::new(st.clone()))?
+                .serve_at(COLLECTION_PATH, Collection::new(st.clone()))?
+                .serve_at(ALIAS_PATH, Collection::new(st.clone()))
+        })
+        .map_err(|e| format!("cannot connect to the session bus: {e}"))?
+        .build()
+        .await
+        .map_err(|e| format!("cannot connect to the session bus: {e}"))?;
+    st.set_conn(conn.clone())?;
+    // Watch clients leave before taking the name, so no session outlives its client.
+    let dbus = zbus::fdo::DBusProxy::new(&conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut owners = dbus
+        .receive_name_owner_changed()
+        .await
+        .map_err(|e| e.to_string())?;
+    match conn
+        .request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into())
+        .await
+    {
+        Ok(RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) => {}
+        Ok(_) | Err(zbus::Error::NameTaken) => {
+            return Err(format!(
+                "{BUS_NAME} is already owned by {} on this bus: another Secret Service provider is running; stop it first (not starting)",
+                describe_owner(&conn, BUS_NAME).await
+            ))
+        }
+        Err(e) => return Err(format!("cannot request {BUS_NAME}: {e}")),
+    }
+    log(format!(
+        "serving {BUS_NAME} from the store {} ({})",
+        st.store_path.display(),
+        if st.is_locked() { "locked" } else { "unlocked" }
+    ));
+    refresh_lock_state(&st).await;
+    if !st.is_locked() {
+        if let Err(e) = all_items(&st).await {
+            log(format!("listing items: {e}"));
+        }
+    }
+    let watcher = st.clone();
+    let sweeper = dbus.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_sweep = Instant::now();
+        loop {
+            tick.tick().await;
+            refresh_lock_state(&watcher).await;
+            expire_prompts(&watcher).await;
+            if last_sweep.elapsed() >= OWNER_SWEEP {
+                last_sweep = Instant::now();
+                sweep_owners(&watcher, &sweeper).await;
+            }
+        }
+    });
+    while let Some(sig) = owners.next().await {
+        let Ok(args) = sig.args() else { continue };
+        if args.new_owner().is_some() || !args.name().starts_with(':') {
+            continue;
+        }
+        drop_client(&st, args.name()).await;
+    }
+    log("the bus connection closed; exiting");
+    Ok(())
+}
