@@ -21,7 +21,7 @@ MANDIR      = $(PREFIX)/share/man
 BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  = $(PREFIX)/share/zsh/$(if $(filter /usr,$(PREFIX)),vendor-completions,site-functions)
 FISHCOMPDIR = $(PREFIX)/share/fish/vendor_completions.d
-# Every page installed: generated from the CLI (one per subcommand) and written by hand.
+# The pages written by hand (the CLI's, one per command, are generated).
 HAND_PAGES  = packaging/man/keyringrs-secret-service.1 packaging/man/pam_keyringrs.8
 
 # Needed to build the .deb: dpkg-dev (dpkg-shlibdeps, dpkg-gencontrol, dpkg-parsechangelog),

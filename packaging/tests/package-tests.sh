@@ -43,7 +43,11 @@ restore_pam_d() {
 }
 fail() { echo "package-tests: FAIL: $*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || fail "must run as root (it installs the package and adds a user)"
+if [ "$(id -u)" != 0 ]; then
+    # As every test here that needs root (README): said loudly, not failed.
+    echo "package-tests: SKIPPED (not root): installs the package, adds a user, changes /etc/pam.d"
+    exit 0
+fi
 [ -f "$deb" ] || fail "no package $deb (make deb)"
 if dpkg-query -W -f='${db:Status-Status}' keyringrs 2>/dev/null | grep -qv '^not-installed$'; then
     fail "the keyringrs package is installed on this machine already: remove it first (apt remove keyringrs)"
