@@ -122,3 +122,56 @@ fn eight_writers_and_four_readers_for_ten_seconds_lose_nothing() {
 fn value_id(w: usize, n: u64) -> u64 {
     ((w as u64) << 48) | n
 }
+
+/// Threads sharing ONE store handle (the daemon, a threaded Python or C program): listings from
+/// several threads at once are each complete (a shared directory offset made them wrong 397
+/// times in 400), and writes exclude each other (a per-open-file flock did not exclude threads,
+/// and one thread's unlock released it for all) — security review, item 5.
+#[test]
+fn threads_sharing_one_store_list_completely_and_write_exclusively() {
+    let dir = TempDir::new("threads");
+    fresh_session();
+    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    for i in 0..3000 {
+        s.set("svc", &format!("user{i}"), b"v").unwrap();
+    }
+    let wrong = AtomicU64::new(0);
+    std::thread::scope(|t| {
+        for _ in 0..4 {
+            t.spawn(|| {
+                for _ in 0..25 {
+                    let listed = s.list().unwrap();
+                    if listed.iter().filter(|(svc, _)| svc == "svc").count() != 3000 {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        // Meanwhile: writers and unlocks through the same handle.
+        t.spawn(|| {
+            for n in 0..200 {
+                s.set("busy", "w", n.to_string().as_bytes()).unwrap();
+                if n % 50 == 0 {
+                    s.unlock(b"pw", &test_opts()).unwrap();
+                }
+            }
+        });
+    });
+    assert_eq!(wrong.load(Ordering::Relaxed), 0, "incomplete listings");
+    assert_eq!(&**s.get("busy", "w").unwrap(), b"199");
+    // Mutual exclusion between threads of one process, on the lock itself.
+    let d = std::fs::File::open(dir.store()).unwrap();
+    let held = libkeyring::sys::fs::flock_exclusive(&d, None).unwrap();
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            let again = libkeyring::sys::fs::flock_exclusive(&d, Some(Duration::from_millis(50)));
+            assert_eq!(
+                again.unwrap_err().kind(),
+                std::io::ErrorKind::WouldBlock,
+                "another thread must not get the lock while it is held"
+            );
+        });
+    });
+    drop(held);
+    assert!(libkeyring::sys::fs::flock_exclusive(&d, Some(Duration::ZERO)).is_ok());
+}

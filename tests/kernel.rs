@@ -209,3 +209,87 @@ fn unlock_lock_cycles_leave_the_key_quota_unchanged() {
         user.uid
     );
 }
+
+/// Another uid that possesses the session keyring (plain `su` without pam_keyinit) and knows the
+/// store id links its own `keyringrs:<id>` key there: the tools refuse it (exit 8) instead of
+/// reporting "unlocked" and sealing new secrets under the planted key; `lock` removes it
+/// (security review, item 6).
+#[test]
+fn a_key_planted_by_another_uid_is_refused_and_lock_removes_it() {
+    require_root!("needs a throwaway user as the other uid");
+    let dir = TempDir::new("planted");
+    fresh_session();
+    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    s.set("svc", "u", b"real").unwrap();
+    s.lock().unwrap();
+    let attacker = ThrowawayUser::new("planter");
+    // The test's session keyring is root's: let the other uid write into it, as a session
+    // keyring shared through su lets it.
+    let mut c = std::process::Command::new("keyctl");
+    c.args(["setperm", "@s", "0x3f3f3f3f"]);
+    assert_exit(&run(c, b""), 0);
+    let mut c = attacker.command("sh");
+    c.args([
+        "-c",
+        &format!(
+            "k=$(printf '%032d' 0 | keyctl padd user keyringrs:{} @s) && keyctl setperm $k 0x3f3f3f3f",
+            s.id()
+        ),
+    ]);
+    assert_exit(&run(c, b""), 0);
+    let o = keyringrs(&dir.store(), &["get", "svc", "u"], b"");
+    assert_exit(&o, 8);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not installed by keyringrs"));
+    assert_exit(&keyringrs(&dir.store(), &["set", "svc", "new"], b"x"), 8);
+    assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
+    assert_exit(&keyringrs(&dir.store(), &["get", "svc", "u"], b""), 3);
+    assert_exit(
+        &keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"pw\n"),
+        0,
+    );
+    assert_eq!(
+        keyringrs(&dir.store(), &["get", "svc", "u"], b"").stdout,
+        b"real"
+    );
+}
+
+/// In a process with no session keyring of its own (the `_uid_ses.N` fallback, as some init
+/// systems, sandboxes and containers start processes), `init` and `unlock` refuse with one line
+/// naming the remedies instead of "succeeding" into a keyring that dies with the command.
+#[test]
+fn init_and_unlock_refuse_without_a_session_keyring_of_their_own() {
+    let dir = TempDir::new("no-session");
+    let uid = libkeyring::sys::euid();
+    let in_fallback = |args: &[&str], stdin: &[u8]| {
+        let mut c = std::process::Command::new("keyctl");
+        c.args(["session", &format!("_uid_ses.{uid}")])
+            .arg(keyringrs_bin())
+            .env("KEYRINGRS_KDF_MEMORY", TEST_KDF_MEMORY.to_string())
+            .env("KEYRINGRS_KDF_TIME", TEST_KDF_TIME.to_string())
+            .arg("--store")
+            .arg(dir.store())
+            .args(args);
+        run(c, stdin)
+    };
+    for args in [
+        &["init", "--password-stdin"][..],
+        &["unlock", "--password-stdin"],
+    ] {
+        let o = in_fallback(args, b"pw\n");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 1, "{args:?}: {err}");
+        let last = err.lines().last().unwrap();
+        for remedy in ["keyctl session -", "PAM", "--scope user"] {
+            assert!(last.contains(remedy), "{last}");
+        }
+    }
+    assert!(
+        !dir.store().join("header").exists(),
+        "init refused before creating"
+    );
+    // With --scope user it works there (readable by all the user's processes, by choice).
+    let o = in_fallback(&["init", "--password-stdin", "--scope", "user"], b"pw\n");
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = in_fallback(&["lock"], b"");
+    assert_eq!(code(&o), 0);
+}

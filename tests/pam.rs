@@ -882,3 +882,599 @@ fn acting_as_the_user_and_back_leaves_root_exactly_as_it_was() {
         });
     });
 }
+
+// ---- Logins that overlap: desktops, the user manager, text logins (docs/PAM.md "Lifetime") ----
+
+/// One login held open by a pam-driver process that takes its steps one at a time, so several
+/// logins of one user can overlap in any order. Killed (with its whole session) on drop.
+struct Live {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    pid: i32,
+}
+
+impl Live {
+    fn start(service: &Service, user: &str) -> Live {
+        let mut child = Command::new(driver())
+            .args([&service.name, user])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start pam-driver");
+        let stdin = child.stdin.take().unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut live = Live {
+            pid: child.id() as i32,
+            child,
+            stdin,
+            out,
+        };
+        live.send("pid");
+        live
+    }
+
+    /// Run one step (or several lines) and return everything it printed.
+    fn step(&mut self, line: &str) -> Transcript {
+        self.send(&format!("{line}\npid"))
+    }
+
+    /// Send lines ending with a `pid` step; read up to its `@@ pid` line.
+    fn send(&mut self, lines: &str) -> Transcript {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{lines}").expect("write to pam-driver");
+        self.stdin.flush().unwrap();
+        let mut out = String::new();
+        loop {
+            let mut l = String::new();
+            let n = self.out.read_line(&mut l).expect("read pam-driver");
+            assert!(n > 0, "pam-driver ended after:\n{out}");
+            if l.starts_with("@@ pid ") {
+                return Transcript { out };
+            }
+            out.push_str(&l);
+        }
+    }
+
+    /// A password login: test KDF for the CLI, then auth and open. `graphical`: the display
+    /// manager's PAM environment says so (XDG_SESSION_TYPE=x11), as gdm, sddm and lightdm do.
+    fn login(&mut self, password: &str, graphical: bool) -> Transcript {
+        let mut steps = format!(
+            "env KEYRINGRS_KDF_MEMORY={TEST_KDF_MEMORY}\nenv KEYRINGRS_KDF_TIME={TEST_KDF_TIME}\n\
+             auth {}",
+            hex(password)
+        );
+        if graphical {
+            steps.push_str("\nputenv XDG_SESSION_TYPE=x11");
+        }
+        steps.push_str("\nopen");
+        let t = self.step(&steps);
+        assert_eq!(t.codes("auth"), [0], "{t}");
+        assert_eq!(t.codes("open"), [0], "{t}");
+        t
+    }
+
+    /// `keyringrs get S U` inside this login: (exit code, value).
+    fn get(&mut self, service: &str, username: &str) -> (i32, String) {
+        let t = self.step(get_step(service, username).trim_end());
+        let value = t
+            .out
+            .lines()
+            .find_map(|l| l.strip_prefix("value="))
+            .unwrap_or("")
+            .to_owned();
+        (*t.codes("run").last().expect("run code"), value)
+    }
+
+    fn close(&mut self) {
+        let t = self.step("close");
+        assert_eq!(t.codes("close"), [0], "{t}");
+    }
+
+    /// SIGKILL the login's whole session (the driver and everything it started), as a crashed
+    /// display manager or a `kill -9` of sshd's session process leaves it: no close runs.
+    fn kill(mut self) {
+        // SAFETY-free: kill(1) on the process group (the driver did setsid).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.pid)])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's `systemd-user` session stack, as the user manager (`systemd --user`) opens it: a
+/// session keyring of its own (`pam_keyinit force revoke`), no pam_keyringrs line. Desktop apps,
+/// terminals and the D-Bus-activated Secret Service run here, not in the display manager's login.
+fn user_manager_service(tag: &str) -> Service {
+    Service::new(
+        tag,
+        "session  optional  pam_keyinit.so force revoke\n\
+         session  required  pam_unix.so\n",
+    )
+}
+
+/// The user manager stand-in, opened (no password: systemd starts it for the user).
+fn user_manager(service: &Service, user: &ThrowawayUser) -> Live {
+    let mut m = Live::start(service, &user.name);
+    let t = m.step(&format!(
+        "env KEYRINGRS_KDF_MEMORY={TEST_KDF_MEMORY}\nenv KEYRINGRS_KDF_TIME={TEST_KDF_TIME}\nopen"
+    ));
+    assert_eq!(t.codes("open"), [0], "{t}");
+    m
+}
+
+/// A fresh session keyring of the user after every login is gone: locked (exit 3).
+fn fresh_user_session_get(user: &ThrowawayUser) -> i32 {
+    let mut c = user.command("keyctl");
+    c.args(["session", "-"])
+        .arg(user.home.join("keyringrs"))
+        .args(["get", "S", "U"]);
+    code(&run(c, b""))
+}
+
+#[test]
+fn a_graphical_login_unlocks_for_the_user_manager_session_until_it_closes() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("gdm", "gdm-pw");
+    let gdm = Service::standard("gdm", "");
+    let um = user_manager_service("gdm-um");
+    let mut m = user_manager(&um, &user);
+    let mut g = Live::start(&gdm, &user.name);
+    g.login("gdm-pw", true);
+    let t = g.step("run printf desk | ./keyringrs set S U");
+    assert_eq!(t.codes("run"), [0], "{t}");
+    // A process of the user manager's session (an app, a terminal, the Secret Service).
+    assert_eq!(m.get("S", "U"), (0, "desk".into()));
+    let t = m.step("run ./keyringrs status");
+    assert!(t.has("held by: graphical login"), "{t}");
+    assert!(t.has("the user keyring (@u)"), "{t}");
+    g.close();
+    assert_eq!(m.get("S", "U").0, 3, "the last graphical logout locks it");
+    assert_eq!(fresh_user_session_get(&user), 3);
+}
+
+#[test]
+fn overlapping_graphical_logins_lock_only_when_the_last_closes_in_either_order() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("overlap", "overlap-pw");
+    let gdm = Service::standard("overlap", "");
+    let um = user_manager_service("overlap-um");
+    let mut m = user_manager(&um, &user);
+    for first_closes_first in [true, false] {
+        let mut a = Live::start(&gdm, &user.name);
+        a.login("overlap-pw", true);
+        assert_eq!(
+            a.step("run printf v | ./keyringrs set S U").codes("run"),
+            [0]
+        );
+        let mut b = Live::start(&gdm, &user.name);
+        b.login("overlap-pw", true);
+        let (first, second) = if first_closes_first {
+            (&mut a, &mut b)
+        } else {
+            (&mut b, &mut a)
+        };
+        first.close();
+        assert_eq!(m.get("S", "U"), (0, "v".into()), "one login still holds it");
+        assert_eq!(second.get("S", "U"), (0, "v".into()));
+        second.close();
+        assert_eq!(m.get("S", "U").0, 3, "the last close locks it");
+    }
+}
+
+#[test]
+fn a_text_login_during_a_desktop_session_reads_and_its_logout_leaves_the_desktop_unlocked() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("mixed", "mixed-pw");
+    let gdm = Service::standard("mixed-g", "");
+    let ssh = Service::standard("mixed-t", "");
+    let um = user_manager_service("mixed-um");
+    let mut m = user_manager(&um, &user);
+    let mut g = Live::start(&gdm, &user.name);
+    g.login("mixed-pw", true);
+    assert_eq!(
+        g.step("run printf v | ./keyringrs set S U").codes("run"),
+        [0]
+    );
+    let mut t = Live::start(&ssh, &user.name);
+    t.login("mixed-pw", false);
+    assert_eq!(t.get("S", "U"), (0, "v".into()));
+    let s = t.step("run ./keyringrs status");
+    assert!(s.has("this login's session keyring (@s)"), "{s}");
+    t.close();
+    assert_eq!(
+        m.get("S", "U"),
+        (0, "v".into()),
+        "the desktop stays unlocked"
+    );
+    // The other order: the text login outlives the desktop and keeps its own key.
+    let mut t = Live::start(&ssh, &user.name);
+    t.login("mixed-pw", false);
+    g.close();
+    assert_eq!(m.get("S", "U").0, 3, "the desktop's close locked @u");
+    assert_eq!(
+        t.get("S", "U"),
+        (0, "v".into()),
+        "the text login has its own key"
+    );
+    t.close();
+    assert_eq!(fresh_user_session_get(&user), 3);
+}
+
+#[test]
+fn a_killed_graphical_login_stops_holding_the_store_at_the_next_logout() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("killed", "killed-pw");
+    let gdm = Service::standard("killed", "");
+    let um = user_manager_service("killed-um");
+    let mut m = user_manager(&um, &user);
+    // Killed while another login holds it too: the other's logout locks.
+    let mut a = Live::start(&gdm, &user.name);
+    a.login("killed-pw", true);
+    assert_eq!(
+        a.step("run printf v | ./keyringrs set S U").codes("run"),
+        [0]
+    );
+    let mut b = Live::start(&gdm, &user.name);
+    b.login("killed-pw", true);
+    a.kill();
+    wait_until_a_holder_is_gone(&mut m);
+    assert_eq!(m.get("S", "U"), (0, "v".into()));
+    b.close();
+    assert_eq!(m.get("S", "U").0, 3, "a dead holder must not keep it open");
+    // Killed alone, the store stays open (nobody closed); the next login's logout locks it.
+    let mut a = Live::start(&gdm, &user.name);
+    a.login("killed-pw", true);
+    a.kill();
+    wait_until_a_holder_is_gone(&mut m);
+    assert_eq!(m.get("S", "U"), (0, "v".into()));
+    let mut c = Live::start(&gdm, &user.name);
+    c.login("killed-pw", true);
+    c.close();
+    assert_eq!(m.get("S", "U").0, 3);
+    assert_eq!(fresh_user_session_get(&user), 3);
+}
+
+/// The kernel reaps a dead login's session keyring once the last reference to it (the exited
+/// processes' credentials, freed after an RCU grace period) is gone: `keyringrs status` then
+/// shows that holder as gone.
+fn wait_until_a_holder_is_gone(m: &mut Live) {
+    for _ in 0..100 {
+        let s = m.step("run ./keyringrs status");
+        if s.has("(gone;") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the killed login's session keyring was never reaped");
+}
+
+#[test]
+fn keyringrs_lock_from_one_session_locks_every_login() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("lockall", "lockall-pw");
+    let gdm = Service::standard("lockall", "");
+    let um = user_manager_service("lockall-um");
+    let mut m = user_manager(&um, &user);
+    let mut a = Live::start(&gdm, &user.name);
+    a.login("lockall-pw", true);
+    assert_eq!(
+        a.step("run printf v | ./keyringrs set S U").codes("run"),
+        [0]
+    );
+    let mut b = Live::start(&gdm, &user.name);
+    b.login("lockall-pw", true);
+    assert_eq!(m.step("run ./keyringrs lock").codes("run"), [0]);
+    assert_eq!(m.get("S", "U").0, 3);
+    assert_eq!(a.get("S", "U").0, 3);
+    assert_eq!(b.get("S", "U").0, 3);
+    let s = m.step("run ./keyringrs status");
+    assert!(!s.has("held by:"), "{s}");
+    a.close();
+    b.close();
+}
+
+/// Debian's lightdm and xdm stacks have no pam_keyinit: a graphical login there gets a session
+/// keyring of its own from the module and still unlocks for the user manager.
+#[test]
+fn a_graphical_login_in_a_stack_without_pam_keyinit_still_unlocks() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("nokeyinit", "nokeyinit-pw");
+    let xdm = Service::new(
+        "nokeyinit",
+        &format!(
+            "auth     requisite pam_unix.so\n\
+             auth     optional  MODULE {TEST_OPTIONS}\n\
+             account  required  pam_unix.so\n\
+             session  required  pam_unix.so\n\
+             session  optional  MODULE {TEST_OPTIONS}\n"
+        ),
+    );
+    let um = user_manager_service("nokeyinit-um");
+    let mut m = user_manager(&um, &user);
+    let mut x = Live::start(&xdm, &user.name);
+    // xdm tells only by PAM_TTY: the X display.
+    assert_eq!(x.step("tty :0").codes("tty"), [0]);
+    x.login("nokeyinit-pw", false);
+    assert_eq!(
+        x.step("run printf v | ./keyringrs set S U").codes("run"),
+        [0]
+    );
+    assert_eq!(m.get("S", "U"), (0, "v".into()));
+    x.close();
+    assert_eq!(m.get("S", "U").0, 3);
+}
+
+/// `secret-tool` from the user manager's session (where desktop apps and the D-Bus-activated
+/// daemon live) finds the secret while the display-manager login is open, nothing after.
+#[test]
+fn secret_tool_in_the_user_manager_session_follows_the_graphical_login() {
+    require_root!("creates users and /etc/pam.d services");
+    let daemon = target_dir().join("keyringrs-secret-service");
+    let user = login_user("dmss", "dmss-pw");
+    std::fs::copy(&daemon, user.home.join("keyringrs-secret-service")).unwrap();
+    let gdm = Service::standard("dmss", "");
+    let um = user_manager_service("dmss-um");
+    let mut m = user_manager(&um, &user);
+    let mut g = Live::start(&gdm, &user.name);
+    g.login("dmss-pw", true);
+    assert_eq!(
+        g.step("run printf tok | ./keyringrs set S U").codes("run"),
+        [0]
+    );
+    let bus = "DBUS_SESSION_BUS_ADDRESS=$(cat bus-addr)";
+    let lookup = format!("{bus} timeout 20 secret-tool lookup service S username U");
+    let t = m.step(&format!(
+        "run dbus-daemon --session --fork --print-address=3 --print-pid=4 3>bus-addr 4>bus-pid \
+         >/dev/null 2>&1 && ({bus} ./keyringrs-secret-service >ss.log 2>&1 &) && \
+         for i in $(seq 100); do {bus} dbus-send --session --print-reply \
+         --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+         org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null \
+         | grep -q true && break; sleep 0.1; done; echo \"open=[$({lookup})]\""
+    ));
+    assert!(t.has("open=[tok]"), "{t}");
+    g.close();
+    let t = m.step(&format!(
+        "run echo \"after=[$({lookup} 2>/dev/null)]\"; kill $(cat bus-pid) 2>/dev/null; \
+         pkill -u $(id -u) keyringrs-secre; true"
+    ));
+    assert!(t.has("after=[]"), "{t}");
+}
+
+// ---- Security review (issue 17) ----
+
+/// Who can get the master key of a text login's session-scope key, read straight from
+/// /proc/keys by serial: the login's own processes, yes; the same user outside the login (a cron
+/// job, another login), no; another uid that holds the login's session keyring (plain `su`
+/// without pam_keyinit), no.
+#[test]
+fn only_the_logins_own_processes_can_read_the_key() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("isolate", "isolate-pw");
+    let other = ThrowawayUser::new("isolate-o");
+    let svc = Service::standard("isolate", "");
+    let mut t = Live::start(&svc, &user.name);
+    t.login("isolate-pw", false);
+    let serial_cmd = "awk '$9 ~ /^keyringrs:/ {print $1}' /proc/keys | head -1";
+    let s = t.step(&format!(
+        "run s=$(printf '%d' 0x$({serial_cmd})); echo serial=$s; keyctl pipe $s | wc -c"
+    ));
+    let serial = s
+        .out
+        .lines()
+        .find_map(|l| l.strip_prefix("serial="))
+        .expect("the login sees its key in /proc/keys")
+        .to_owned();
+    assert!(s.has("32\n"), "the login itself reads 32 bytes: {s}");
+    // The same user, outside the login: sees the key in /proc/keys, cannot read it.
+    let mut c = user.command("keyctl");
+    c.args([
+        "session",
+        "-",
+        "sh",
+        "-c",
+        &format!("grep -c keyringrs: /proc/keys; keyctl pipe {serial}; echo rc=$?"),
+    ]);
+    let o = run(c, b"");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(out.starts_with('1'), "visible in /proc/keys: {out}");
+    assert!(out.contains("rc=1"), "{out}");
+    assert!(err.contains("Permission denied"), "{err}");
+    // Another uid that holds the login's session keyring (runas keeps the driver's keyring).
+    let s = t.step(&format!(
+        "runas {} echo other-read=$(keyctl pipe {serial} 2>/dev/null | wc -c) \
+         other-sees=$(grep -c keyringrs: /proc/keys)",
+        other.name
+    ));
+    assert!(
+        s.has("other-read=0 other-sees=0"),
+        "another uid gets nothing: {s}"
+    );
+    t.close();
+}
+
+/// A user process holding the store's lock (flock -x on the store directory) cannot hang a
+/// login: session open gives up on what needs the lock within its bound, and the login goes on.
+#[test]
+fn a_held_store_lock_never_hangs_a_login() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("held", "held-pw");
+    let svc = Service::standard("held", "");
+    // The first login creates the store.
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!("{}close\nend\n", login("held-pw")),
+    );
+    assert_eq!(t.codes("open"), [0], "{t}");
+    let store = default_store(&user);
+    let mut holder = user.command("flock");
+    holder
+        .args(["-x"])
+        .arg(&store)
+        .args(["sleep", "60"])
+        .stdin(std::process::Stdio::null());
+    let mut holder = holder.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    // kdf_memory=512 (above the store's 256) makes unlock want a KDF upgrade, which needs the lock.
+    let upgrade = Service::standard("held-up", "kdf_memory=512");
+    let t = drive(
+        &upgrade,
+        &user.name,
+        &format!("{}{}close\nend\n", login("held-pw"), get_step("none", "x")),
+    );
+    let took = started.elapsed();
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert_eq!(t.codes("run"), [4], "unlocked, no such entry: {t}");
+    // A first login whose store directory someone holds locked: init gives up, login goes on.
+    let user2 = login_user("held2", "held2-pw");
+    let dir2 = default_store(&user2);
+    let mut mk = user2.command("mkdir");
+    mk.arg("-p").arg(&dir2);
+    assert_exit(&run(mk, b""), 0);
+    let mut holder2 = user2.command("flock");
+    holder2
+        .args(["-x"])
+        .arg(&dir2)
+        .args(["sleep", "60"])
+        .stdin(std::process::Stdio::null());
+    let mut holder2 = holder2.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started2 = std::time::Instant::now();
+    let svc2 = Service::standard("held2", "");
+    let t2 = drive(
+        &svc2,
+        &user2.name,
+        &format!("{}close\nend\n", login("held2-pw")),
+    );
+    let took2 = started2.elapsed();
+    let _ = holder.kill();
+    let _ = holder2.kill();
+    let _ = holder.wait();
+    let _ = holder2.wait();
+    assert_eq!(t2.codes("open"), [0], "{t2}");
+    assert!(
+        took < std::time::Duration::from_secs(10) && took2 < std::time::Duration::from_secs(10),
+        "logins took {took:?} and {took2:?} with the store lock held"
+    );
+    assert!(!dir2.join("header").exists(), "init gave up while busy");
+}
+
+/// Programs that only authenticate (sudo, polkit, screen lockers: common-auth, no session with
+/// the module) keep no copy of the password in their memory after pam_authenticate.
+#[test]
+fn an_application_that_only_authenticates_keeps_no_copy_of_the_password() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("sudo", "sudo-secret-pw");
+    let sudo = Service::new(
+        "sudo",
+        &format!(
+            "auth     requisite pam_unix.so\n\
+             auth     optional  MODULE {TEST_OPTIONS}\n\
+             account  required  pam_unix.so\n\
+             session  required  pam_unix.so\n"
+        ),
+    );
+    let t = drive(
+        &sudo,
+        &user.name,
+        &format!(
+            "auth {}\nscan {}\nend\n",
+            hex("sudo-secret-pw"),
+            hex("sudo-secret-pw")
+        ),
+    );
+    assert_eq!(t.codes("auth"), [0], "{t}");
+    assert!(t.has("@@ scan 0 copies"), "{t}");
+}
+
+/// OpenSSH's keyboard-interactive method runs pam_authenticate in a forked child; only the
+/// result reaches the process that opens the session. The password still unlocks the store.
+#[test]
+fn an_auth_in_a_forked_child_still_unlocks_the_store_at_session_open() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("kbdint", "kbdint-pw");
+    let svc = Service::standard("kbdint", "");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "env KEYRINGRS_KDF_MEMORY={TEST_KDF_MEMORY}\nenv KEYRINGRS_KDF_TIME={TEST_KDF_TIME}\n\
+             forkauth {}\nopen\nrun printf v | ./keyringrs set S U\n{}close\nend\n",
+            hex("kbdint-pw"),
+            get_step("S", "U")
+        ),
+    );
+    assert_eq!(t.codes("forkauth"), [0], "{t}");
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert!(t.has("value=v"), "{t}");
+    assert!(default_store(&user).join("header").exists());
+}
+
+/// While Argon2id runs (the long part of session open), the process keeps root's real uid, so
+/// the user cannot stop or kill the login daemon (kill -0 as the user: EPERM).
+#[test]
+fn the_user_cannot_signal_the_login_process_during_the_key_derivation() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("signal", "signal-pw");
+    // The default Argon2id (64 MiB, t=3): a window of a few hundred milliseconds.
+    let svc = Service::standard("signal", "kdf_memory=65536 kdf_time=3");
+    let mut l = Live::start(&svc, &user.name);
+    let pid = l.pid;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let stop = Arc::clone(&stop);
+        let mut c = user.command("python3");
+        c.args([
+            "-c",
+            &format!(
+                "import os,sys\nok=tot=0\nwhile not os.path.exists('/proc/{pid}/stop-probe') and tot<3000000:\n \
+                 tot+=1\n try:\n  os.kill({pid},0); ok+=1\n except PermissionError: pass\n \
+                 if sys.stdin in __import__('select').select([sys.stdin],[],[],0)[0]: break\nprint(ok,tot)"
+            ),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+        let child = c.spawn().unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            child
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    l.login("signal-pw", false);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut child = probe.join().unwrap();
+    {
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(b"x\n");
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let nums: Vec<u64> = out
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(nums.len(), 2, "{out}");
+    let (ok, total) = (nums[0], nums[1]);
+    assert!(total > 1000, "the probe ran: {out}");
+    // The real uid is the user's only around a few keyring calls (microseconds).
+    assert!(
+        ok * 100 < total,
+        "the user could signal the login process {ok} times in {total} tries"
+    );
+    l.close();
+}

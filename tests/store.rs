@@ -557,3 +557,97 @@ fn an_older_generation_of_an_entry_restored_reads_as_that_generation() {
     std::fs::write(&f, &old).unwrap();
     assert_eq!(&**s.get("svc", "u").unwrap(), b"generation 1");
 }
+
+fn header_of(dir: &TempDir) -> libkeyring::format::Header {
+    let bytes = std::fs::read(dir.store().join("header")).unwrap();
+    libkeyring::format::Header::decode(&bytes).unwrap().0
+}
+
+/// A KDF "upgrade" takes the larger of each parameter: a 512 KiB/t=1 slot unlocked with the
+/// configured 256 KiB/t=3 becomes 512 KiB/t=3, never 256 KiB/t=3 (security review, item 8).
+#[test]
+fn a_kdf_upgrade_never_lowers_a_parameter() {
+    let dir = TempDir::new("kdf-max");
+    fresh_session();
+    let mut strong_memory = test_opts();
+    strong_memory.kdf = libkeyring::KdfParams::new(512, 1, 1).unwrap();
+    let s = Store::init(dir.store(), b"pw", &strong_memory).unwrap();
+    s.lock().unwrap();
+    let mut more_passes = test_opts();
+    more_passes.kdf = libkeyring::KdfParams::new(256, 3, 1).unwrap();
+    assert!(s.unlock(b"pw", &more_passes).unwrap().kdf_upgraded);
+    let kdf = header_of(&dir).slots[0].kdf;
+    assert_eq!((kdf.memory_kib(), kdf.time()), (512, 3));
+    // A password change keeps the stronger parameters too.
+    s.passwd(
+        b"pw",
+        b"pw2",
+        libkeyring::KdfParams::new(256, 1, 1).unwrap(),
+    )
+    .unwrap();
+    let kdf = header_of(&dir).slots[0].kdf;
+    assert_eq!((kdf.memory_kib(), kdf.time()), (512, 3));
+}
+
+/// A header with keyslots whose Argon2id costs add up beyond one unlock's budget is refused
+/// before any derivation (it used to cost 8 × the per-slot cap: 25.7 s and 1 GiB in PAM).
+#[test]
+fn a_header_whose_kdf_costs_exceed_the_budget_is_refused_before_deriving() {
+    use libkeyring::KdfParams;
+    let dir = TempDir::new("kdf-budget");
+    let s = new_store(&dir);
+    s.lock().unwrap();
+    let mut h = header_of(&dir);
+    let mut costly = h.slots[0].clone();
+    costly.kdf = KdfParams::new(KdfParams::MAX_MEMORY_KIB, 4, 1).unwrap();
+    h.slots = vec![costly; 8];
+    let anyone = libkeyring::crypto::MasterKey::generate().unwrap();
+    std::fs::write(dir.store().join("header"), h.encode(&anyone)).unwrap();
+    let started = std::time::Instant::now();
+    let e = s.unlock(b"pw", &test_opts()).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("more than the"), "{e}");
+}
+
+/// A keyslot whose salt was altered and its (unkeyed) checksum recomputed looks like a wrong
+/// password; the message says both (security review, item 9).
+#[test]
+fn an_altered_keyslot_with_a_recomputed_checksum_reports_both_causes() {
+    let dir = TempDir::new("slot-salt");
+    let s = new_store(&dir);
+    s.lock().unwrap();
+    let mut h = header_of(&dir);
+    h.slots[0].salt[0] ^= 1;
+    let anyone = libkeyring::crypto::MasterKey::generate().unwrap();
+    std::fs::write(dir.store().join("header"), h.encode(&anyone)).unwrap();
+    let e = s.unlock(b"pw", &test_opts()).unwrap_err();
+    assert!(matches!(e, Error::WrongPassword), "{e}");
+    assert!(
+        e.to_string().contains("or the store's header was altered"),
+        "{e}"
+    );
+    let o = keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"pw\n");
+    assert_exit(&o, 5);
+}
+
+/// One damaged entry never hides the others: listing skips it and names it; the CLI prints the
+/// rest, names the file and exits 7 (security review, item 6).
+#[test]
+fn listing_skips_and_reports_an_entry_that_does_not_open() {
+    let dir = TempDir::new("list-skip");
+    let s = new_store(&dir);
+    s.set("a", "1", b"x").unwrap();
+    s.set("b", "2", b"y").unwrap();
+    let bad = dir.store().join("entries").join("ab".repeat(32));
+    std::fs::write(&bad, vec![7u8; 200]).unwrap();
+    let (good, problems) = s.list_report().unwrap();
+    assert_eq!(good, [("a".into(), "1".into()), ("b".into(), "2".into())]);
+    assert_eq!(problems.len(), 1);
+    assert_eq!(corrupt_path(&problems[0]), bad.display().to_string());
+    let o = keyringrs(&dir.store(), &["list"], b"");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "a\t1\nb\t2\n");
+    assert_eq!(code(&o), 7);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+}

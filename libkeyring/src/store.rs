@@ -718,19 +718,18 @@ impl Store {
         password: &[u8],
     ) -> Result<(usize, MasterKey)> {
         let prefix = header.prefix();
-        let mut spent = 0u64;
+        // Refused before any derivation: a header someone else wrote costs nothing then.
+        let total: u64 = header.slots.iter().map(|s| s.kdf.cost()).sum();
+        if total > UNLOCK_KDF_BUDGET {
+            return Err(Error::corrupt(
+                &self.path.join(HEADER),
+                format!(
+                    "the keyslots' key derivations add up to {total} KiB × passes, more than the \
+                     {UNLOCK_KDF_BUDGET} one unlock may spend"
+                ),
+            ));
+        }
         for (i, slot) in header.slots.iter().enumerate() {
-            spent += slot.kdf.cost();
-            if spent > UNLOCK_KDF_BUDGET {
-                return Err(Error::corrupt(
-                    &self.path.join(HEADER),
-                    format!(
-                        "the keyslots' key-derivation costs add up to more than {} KiB × passes \
-                         per unlock; refusing to try slot {i} and later ones",
-                        UNLOCK_KDF_BUDGET
-                    ),
-                ));
-            }
             if let Some(master) = slot.unwrap(&prefix, i, password)? {
                 if !header.verify_mac(&master, mac) {
                     return Err(Error::corrupt(

@@ -2,7 +2,8 @@
  *
  *   pam-driver SERVICE USER < steps
  *
- * It first joins a fresh root-owned session keyring (as a login daemon started by init has one
+ * It first starts a session of its own (setsid, as login daemons do per login) and joins a fresh
+ * root-owned session keyring (as a login daemon started by init has one
  * that is not the user's), then runs one step per line of stdin. Secrets on step lines are hex,
  * and stdin is read unbuffered into a buffer that is wiped, so the `scan` step can tell whether
  * anything else in this process still holds a password.
@@ -11,6 +12,10 @@
  *   putenv K=V            pam_putenv and setenv (environment the module must ignore)
  *   env K=V               extra environment for the commands of `run`
  *   auth HEXPASS          pam_authenticate; every echo-off prompt is answered with HEXPASS
+ *   forkauth HEXPASS      the same in a forked child that exits after it, as OpenSSH's
+ *                         keyboard-interactive method does; only the result comes back
+ *   tty VALUE             pam_set_item PAM_TTY (":0" for an X display)
+ *   pid                   print "@@ pid N" (this process, its session and process group)
  *   open / close          pam_setcred + pam_open_session / pam_close_session + pam_setcred
  *   chauthtok HEXOLD HEXNEW   pam_chauthtok answering old, new, new
  *   run CMD               /bin/sh -c CMD as USER (initgroups, setgid, setuid) in this session
@@ -199,6 +204,7 @@ int main(int argc, char **argv) {
     }
     service = argv[1];
     user = argv[2];
+    (void)setsid();
     if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0) {
         perror("pam-driver: join session keyring");
         return 1;
@@ -236,6 +242,26 @@ int main(int argc, char **argv) {
             int rc = pam_authenticate(pamh, 0);
             if (rc == PAM_SUCCESS) rc = pam_acct_mgmt(pamh, 0);
             report("auth", rc);
+        } else if (!strcmp(step, "forkauth") && nw == 2) {
+            ensure_started();
+            set_answers(1, &words[1]);
+            fflush(stdout);
+            pid_t child = fork();
+            if (child == 0) {
+                int rc = pam_authenticate(pamh, 0);
+                if (rc == PAM_SUCCESS) rc = pam_acct_mgmt(pamh, 0);
+                fflush(stdout);
+                _exit(rc);
+            }
+            int status = 0;
+            waitpid(child, &status, 0);
+            report("forkauth", WIFEXITED(status) ? WEXITSTATUS(status) : PAM_SYSTEM_ERR);
+        } else if (!strcmp(step, "tty") && nw == 2) {
+            ensure_started();
+            report("tty", pam_set_item(pamh, PAM_TTY, words[1]));
+        } else if (!strcmp(step, "pid")) {
+            printf("@@ pid %d\n", (int)getpid());
+            fflush(stdout);
         } else if (!strcmp(step, "open")) {
             ensure_started();
             long long t0 = now_ns();

@@ -325,6 +325,14 @@ impl Drop for ThrowawayUser {
         let _ = Command::new("pkill")
             .args(["-KILL", "-u", &self.name])
             .status();
+        // The uid's user keyring `@u` outlives the user while the kernel keeps its user_struct,
+        // and the next throwaway user may get the same uid: empty it.
+        let _ = self
+            .command("keyctl")
+            .args(["clear", "@u"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = Command::new("userdel")
             .args(["-r", "-f", &self.name])
             .stderr(Stdio::null())
