@@ -29,6 +29,10 @@ SYSTEM_PACKAGES += python3 python3-pip python3-venv
 TEST_PACKAGES   = keyutils python3-nacl
 # The Secret Service tests: a private bus, libsecret's secret-tool, a venv for secretstorage/keyring.
 TEST_PACKAGES  += dbus-daemon libsecret-tools python3-venv
+# tests/sshd.rs runs an OpenSSH sshd of its own, driven by sshpass; installed by sshd-test-deps so
+# that the package never starts (or enables) the machine's own sshd.
+SSHD_TEST_PACKAGES = openssh-server sshpass
+TEST_PACKAGES  += $(SSHD_TEST_PACKAGES)
 # Needed only by `make bench` (and its quick mode in `make test`): the peers it measures
 # (gnome-keyring over D-Bus, keyctl, secret-tool), libdbus for the in-process D-Bus client, GNU time.
 BENCH_PACKAGES  = keyutils gnome-keyring dbus-daemon dbus-x11 libsecret-tools libdbus-1-dev pkg-config time
@@ -58,8 +62,21 @@ all: build
 deps:
 	$(call apt_install,$(SYSTEM_PACKAGES))
 
-test-deps: deps
+test-deps: deps sshd-test-deps
 	$(call apt_install,$(TEST_PACKAGES))
+
+# Installs SSHD_TEST_PACKAGES with a policy-rc.d that forbids starting services (exit 101), removed
+# afterwards on every path, and only if this target created it (Docker images ship their own).
+sshd-test-deps: deps
+	@missing=""; for p in $(SSHD_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing (services not started)"; created=""; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && created=1; \
+	  fi; \
+	  trap 'if [ -n "$$created" ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 build:
 	$(CARGO) build --release --workspace --locked
@@ -80,6 +97,7 @@ install: deps build
 	  | install -D -m 0644 /dev/stdin $(DESTDIR)$(PREFIX)/share/dbus-1/services/org.freedesktop.secrets.service
 	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' etc/systemd/user/keyringrs-secret-service.service \
 	  | install -D -m 0644 /dev/stdin $(DESTDIR)$(PREFIX)/lib/systemd/user/keyringrs-secret-service.service
+	$(MAKE) --no-print-directory install-extras
 	@echo "PAM module installed; enable it with: sudo pam-auth-update --enable keyringrs (docs/PAM.md)"
 
 lint:

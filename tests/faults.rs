@@ -231,3 +231,122 @@ fn a_full_disk_is_quota_and_keeps_the_old_value() {
         "temp file removed"
     );
 }
+
+/// `passwd --rotate` killed at random points (security review, item 7): afterwards exactly one
+/// of the old and the new password opens the store, the next unlock finishes or undoes the
+/// interrupted rotation, and every entry is there with its value, no leftovers.
+#[test]
+fn kill_9_during_a_master_key_rotation_never_loses_an_entry() {
+    let dir = TempDir::new("rotate-kill");
+    fresh_session();
+    let s = Store::init(dir.store(), b"pw0", &test_opts()).unwrap();
+    let want: Vec<(String, Vec<u8>)> = (0..30)
+        .map(|i| (format!("svc{i}"), format!("secret-{i}").into_bytes()))
+        .collect();
+    for (svc, v) in &want {
+        s.set(svc, "u", v).unwrap();
+    }
+    let mut current = 0usize;
+    let mut killed = 0;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..40 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let next = current + 1;
+        let mut c = cli(&dir.store());
+        c.args(["passwd", "--rotate", "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            writeln!(stdin, "pw{current}\npw{next}").unwrap();
+        }
+        std::thread::sleep(Duration::from_micros(rng % 60_000));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if status.code().is_none() {
+            killed += 1;
+        }
+        let s = Store::open(dir.store()).unwrap();
+        let opens = |pw: usize| s.unlock(format!("pw{pw}").as_bytes(), &test_opts()).is_ok();
+        match (opens(current), opens(next)) {
+            (true, false) => {}
+            (false, true) => current = next,
+            other => panic!("round {round}: old/new password open {other:?}"),
+        }
+        let (listed, bad) = s.list_report().unwrap();
+        assert!(bad.is_empty(), "round {round}: {bad:?}");
+        assert_eq!(listed.len(), want.len(), "round {round}");
+        for (svc, v) in &want {
+            assert_eq!(&**s.get(svc, "u").unwrap(), v.as_slice(), "round {round}");
+        }
+        assert!(!dir.store().join("rotating").exists(), "round {round}");
+        let names = std::fs::read_dir(dir.store().join("entries"))
+            .unwrap()
+            .count();
+        assert_eq!(names, want.len(), "round {round}: leftover entry files");
+    }
+    eprintln!("rotations killed midway: {killed} of 40");
+    assert!(
+        killed > 0,
+        "no run was interrupted: the test proves nothing"
+    );
+}
+
+/// After a rotation, an old header with the old password (a backup, a stolen image) opens the
+/// old master key only, which opens nothing written since; another login's old key counts as
+/// locked (reads and writes), until it unlocks with the new password.
+#[test]
+fn after_a_rotation_the_old_key_and_an_old_header_open_nothing_new() {
+    let dir = TempDir::new("rotate-old");
+    fresh_session();
+    let s = Store::init(dir.store(), b"old", &test_opts()).unwrap();
+    s.set("svc", "u", b"before").unwrap();
+    let old_header = std::fs::read(dir.store().join("header")).unwrap();
+    // Another login with the key as it was.
+    let other = std::thread::scope(|t| {
+        t.spawn(|| {
+            fresh_session();
+            let o = Store::open(dir.store()).unwrap();
+            o.unlock(b"old", &test_opts()).unwrap();
+            o
+        })
+        .join()
+        .unwrap()
+    });
+    drop(other);
+    let o = keyringrs(
+        &dir.store(),
+        &["passwd", "--rotate", "--password-stdin"],
+        b"old\nnew\n",
+    );
+    assert_exit(&o, 0);
+    s.set("svc", "after", b"written-after").unwrap();
+    assert_eq!(&**s.get("svc", "u").unwrap(), b"before");
+    // The old login's key: locked for reads and writes (not corrupt, not missing).
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            fresh_session();
+            let o = Store::open(dir.store()).unwrap();
+            o.unlock(b"old", &test_opts()).unwrap_err();
+        });
+    });
+    // An old header with the old password: opens, but nothing written under the new key.
+    let copy = TempDir::new("rotate-copy");
+    let dst = copy.store();
+    std::fs::create_dir_all(dst.join("entries")).unwrap();
+    for e in std::fs::read_dir(dir.store().join("entries")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join("entries").join(e.file_name())).unwrap();
+    }
+    std::fs::write(dst.join("header"), &old_header).unwrap();
+    let c = Store::open(&dst).unwrap();
+    c.unlock(b"old", &test_opts()).unwrap();
+    let (good, _bad) = c.list_report().unwrap();
+    assert!(good.is_empty(), "the old key opened {good:?}");
+    assert!(c.get("svc", "after").is_err());
+}

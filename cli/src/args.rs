@@ -77,6 +77,10 @@ pub enum Command {
         /// Read old and new password as two lines from stdin
         #[arg(long)]
         password_stdin: bool,
+        /// Also replace the master key and reseal every entry (after a leak of the key, an
+        /// old password or a header backup; other logins must unlock again)
+        #[arg(long)]
+        rotate: bool,
     },
 }
 

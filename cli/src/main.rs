@@ -222,7 +222,10 @@ fn run(cli: Cli) -> Outcome {
                 )),
             }
         }
-        Command::Passwd { password_stdin } => {
+        Command::Passwd {
+            password_stdin,
+            rotate,
+        } => {
             let store = Store::open(&path)?;
             let (old, new) = if password_stdin {
                 let mut lines = read_stdin_lines(2)?;
@@ -237,7 +240,17 @@ fn run(cli: Cli) -> Outcome {
             if new.is_empty() {
                 return Err(fail("refusing an empty password"));
             }
-            store.passwd(&old, &new, kdf)?;
+            if rotate {
+                let scope = store.find_key().map_or(Scope::Session, |k| k.scope);
+                let opts = UnlockOptions {
+                    kdf,
+                    scope,
+                    ..Default::default()
+                };
+                store.rotate(&old, &new, &opts)?;
+            } else {
+                store.passwd(&old, &new, kdf)?;
+            }
             Ok(())
         }
     }

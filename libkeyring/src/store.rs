@@ -19,6 +19,10 @@ use crate::sys::{self, fs};
 const HEADER: &str = "header";
 const ENTRIES: &str = "entries";
 const TMP_PREFIX: &str = ".tmp-";
+/// The journal of a master-key rotation in progress (docs/FORMAT.md "Rotation").
+const ROTATING: &str = "rotating";
+/// The journal is bounded when read: a MAC line and one 64-hex-digit line per entry.
+const MAX_JOURNAL_LEN: u64 = 64 << 20;
 
 /// Where the unlocked key goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -634,6 +638,7 @@ impl Store {
                 ))
             }
         }
+        self.recover_rotation(&opened.master);
         self.remove_stale_temp_files();
         Ok(report)
     }
@@ -834,6 +839,165 @@ impl Store {
         Ok(any)
     }
 
+    /// Before a write (under the writer lock): the key from the kernel must be the one the header
+    /// is authenticated with. A key left from before a rotation (another login's) or any other
+    /// key would seal entries nobody can open later: such a session counts as locked.
+    fn check_master(&self, master: &MasterKey) -> Result<()> {
+        let (header, mac) = Self::read_header(&self.dir, &self.path, self.owner)?;
+        if header.id != self.id {
+            return Err(Error::corrupt(
+                &self.path.join(HEADER),
+                "store id changed while open",
+            ));
+        }
+        if header.verify_mac(master, &mac) {
+            Ok(())
+        } else {
+            Err(Error::Locked)
+        }
+    }
+
+    /// Change the password and replace the master key: every entry is resealed under a new
+    /// master key, so an old header with an old password (a backup, a stolen disk image), or a
+    /// master key read earlier, opens nothing written from now on. Crash-safe: the journal
+    /// `rotating` lists the entries under the old key and the old header's MAC; the new header
+    /// replacing the old one (one rename) is the commit; whatever a crash leaves is finished or
+    /// undone by the next rotation or unlock (`recover_rotation`). Only the password's own
+    /// keyslot survives: other keyslots cannot be rewrapped without their secrets. Every entry
+    /// must open (else nothing changes). This session's key is replaced; other logins holding
+    /// the old key count as locked until they unlock again.
+    pub fn rotate(&self, old: &[u8], new: &[u8], opts: &UnlockOptions) -> Result<()> {
+        let opened = self.open_with_password(old)?;
+        let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
+        let (header, mac) = Self::read_header(&self.dir, &self.path, self.owner)?;
+        if header != opened.header {
+            return Err(Error::InvalidInput(
+                "the header changed meanwhile; not rotating".into(),
+            ));
+        }
+        self.recover_rotation_locked(&opened.master)?;
+        let [old_name, old_seal] = self.entry_keys(&opened.master);
+        let ids = self.entry_names()?;
+        let mut entries = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let Some(e) = self.load_entry(&old_seal, id)? else {
+                continue;
+            };
+            if format::entry_id(&old_name, &e.service, &e.username) != *id {
+                return Err(Error::corrupt(
+                    &self.entry_path(&format::hex(id)),
+                    "entry identity does not match its name; not rotating",
+                ));
+            }
+            entries.push(e);
+        }
+        let mut journal = format::hex(&mac);
+        for id in &ids {
+            journal.push('\n');
+            journal.push_str(&format::hex(id));
+        }
+        write_atomic(
+            &self.dir,
+            &self.dir,
+            ROTATING,
+            journal.as_bytes(),
+            &self.path.join(ROTATING),
+        )?;
+        let master = MasterKey::generate()?;
+        let [new_name, new_seal] = self.entry_keys(&master);
+        for e in &entries {
+            let id = format::entry_id(&new_name, &e.service, &e.username);
+            let name = format::hex(&id);
+            let bytes = format::seal_entry(&new_seal, &self.id, &id, e)?;
+            write_atomic(
+                &self.dir,
+                &self.entries,
+                &name,
+                &bytes,
+                &self.entry_path(&name),
+            )?;
+        }
+        let kdf = opened.header.slots[opened.index].kdf.max_with(&opts.kdf);
+        let mut next = Header {
+            id: self.id,
+            slots: vec![],
+        };
+        next.slots
+            .push(Keyslot::wrap(&next.prefix(), 0, &master, new, kdf)?);
+        // The commit.
+        write_atomic(
+            &self.dir,
+            &self.dir,
+            HEADER,
+            &next.encode(&master),
+            &self.path.join(HEADER),
+        )?;
+        self.recover_rotation_locked(&master)?;
+        // This session reads with the new key from now on (the old one opens nothing). The
+        // rotation has committed whatever happens here: a failure leaves the store locked.
+        let _ = self.install_opened(
+            &Opened {
+                header: next,
+                index: 0,
+                master,
+            },
+            opts,
+        );
+        Ok(())
+    }
+
+    /// Finish or undo a rotation a crash interrupted, with the master key the current header
+    /// opens; nothing to do without a journal. Called under the writer lock.
+    fn recover_rotation_locked(&self, master: &MasterKey) -> Result<()> {
+        let display = || self.path.join(ROTATING);
+        let Some(journal) = read_checked(
+            &self.dir,
+            Path::new(ROTATING),
+            &display,
+            self.owner,
+            MAX_JOURNAL_LEN,
+        )?
+        else {
+            return Ok(());
+        };
+        let text = String::from_utf8(journal)
+            .map_err(|_| Error::corrupt(&display(), "rotation journal is not text"))?;
+        let mut lines = text.lines();
+        let old_mac = lines.next().unwrap_or("");
+        let listed: std::collections::HashSet<&str> = lines.collect();
+        let (_, mac) = Self::read_header(&self.dir, &self.path, self.owner)?;
+        // The header still carries the MAC the journal recorded: the rotation did not commit,
+        // the new entries are the leftovers. Otherwise it did: the listed ones are.
+        let committed = format::hex(&mac) != old_mac;
+        let [_, seal] = self.entry_keys(master);
+        for id in self.entry_names()? {
+            let name = format::hex(&id);
+            if listed.contains(name.as_str()) != committed {
+                continue;
+            }
+            // Only what does not open under the current key goes: an entry another login
+            // wrote meanwhile opens and stays.
+            if matches!(self.load_entry(&seal, &id), Err(Error::Corrupt { .. })) {
+                let _ = fs::unlink(&self.entries, Path::new(&name));
+            }
+        }
+        self.entries
+            .sync_all()
+            .map_err(|e| Error::from_io("sync", &self.path.join(ENTRIES), e))?;
+        fs::unlink(&self.dir, Path::new(ROTATING))
+            .map_err(|e| Error::from_io("remove", &display(), e))?;
+        self.dir
+            .sync_all()
+            .map_err(|e| Error::from_io("sync", &self.path, e))
+    }
+
+    /// After an unlock: finish or undo an interrupted rotation, if the writer lock is free now.
+    fn recover_rotation(&self, master: &MasterKey) {
+        if let Ok(_guard) = fs::flock_exclusive(&self.dir, Some(std::time::Duration::ZERO)) {
+            let _ = self.recover_rotation_locked(master);
+        }
+    }
+
     fn entry_path(&self, name: &str) -> PathBuf {
         self.path.join(ENTRIES).join(name)
     }
@@ -884,12 +1048,26 @@ impl Store {
 
     /// The whole entry for (service, username).
     pub fn entry(&self, service: &str, username: &str) -> Result<EntryData> {
-        let [name_key, seal] = self.entry_keys(&self.master()?);
+        let master = self.master()?;
+        let [name_key, seal] = self.entry_keys(&master);
         let id = format::entry_id(&name_key, service, username);
-        let data = self.load_entry(&seal, &id)?.ok_or_else(|| Error::NoEntry {
-            service: service.into(),
-            username: username.into(),
-        })?;
+        let data = match self.load_entry(&seal, &id) {
+            Ok(Some(data)) => data,
+            // A key from before a rotation finds no entry and opens none: such a session is
+            // locked, not missing entries or corrupt (one header read, off the hot path).
+            Ok(None) => {
+                self.check_master(&master)?;
+                return Err(Error::NoEntry {
+                    service: service.into(),
+                    username: username.into(),
+                });
+            }
+            Err(e @ Error::Corrupt { .. }) => {
+                self.check_master(&master)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         if data.service != service || data.username != username {
             return Err(Error::corrupt(
                 &self.entry_path(&format::hex(&id)),
@@ -928,10 +1106,12 @@ impl Store {
             attributes.unwrap_or(&empty),
             secret,
         )?;
-        let [name_key, seal] = self.entry_keys(&self.master()?);
+        let master = self.master()?;
+        let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
+        self.check_master(&master)?;
+        let [name_key, seal] = self.entry_keys(&master);
         let id = format::entry_id(&name_key, service, username);
         let name = format::hex(&id);
-        let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
         let old = self.load_entry(&seal, &id)?;
         let t = now();
         let data = EntryData {
@@ -964,6 +1144,7 @@ impl Store {
         let master = self.master()?;
         let name = format::hex(&self.entry_id(&master, service, username));
         let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
+        self.check_master(&master)?;
         match fs::unlink(&self.entries, Path::new(&name)) {
             Ok(()) => self
                 .entries
