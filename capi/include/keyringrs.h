@@ -216,7 +216,8 @@ keyringrs_status keyringrs_delete(const keyringrs_store *store,
 
 /**
  * Snapshot the (service, username) pairs into `*out`; walk with keyringrs_list_next, free with
- * keyringrs_list_free.
+ * keyringrs_list_free. A pair that cannot be a C string (a NUL byte in a name) and an entry
+ * that does not open are left out, never failing the whole list; the CLI's `list` names them.
  *
  * # Safety
  * `store` a live handle; `out` valid for a write.

@@ -488,7 +488,8 @@ pub unsafe extern "C" fn keyringrs_delete(
 }
 
 /// Snapshot the (service, username) pairs into `*out`; walk with keyringrs_list_next, free with
-/// keyringrs_list_free.
+/// keyringrs_list_free. A pair that cannot be a C string (a NUL byte in a name) and an entry
+/// that does not open are left out, never failing the whole list; the CLI's `list` names them.
 ///
 /// # Safety
 /// `store` a live handle; `out` valid for a write.
@@ -503,11 +504,8 @@ pub unsafe extern "C" fn keyringrs_list_open(
         let items = s
             .list()?
             .into_iter()
-            .map(|(a, b)| {
-                let c = |x: String| CString::new(x).map_err(|_| invalid("a name contains NUL"));
-                Ok((c(a)?, c(b)?))
-            })
-            .collect::<Result<Vec<_>, Fail>>()?;
+            .filter_map(|(a, b)| Some((CString::new(a).ok()?, CString::new(b).ok()?)))
+            .collect::<Vec<_>>();
         // SAFETY: the caller's contract above.
         unsafe { hand_out(out, keyringrs_list { items, next: 0 }, "out") }
     })

@@ -129,6 +129,12 @@ fn set_get_both_ways_list_delete() {
     assert_eq!((st, len), (KEYRINGRS_OK, 256));
     assert_eq!(&big[..len], &binary[..]);
 
+    // An entry that C cannot name (a NUL in its service, set through the Rust API) is left out
+    // of the list; it used to make the whole listing fail.
+    libkeyring::Store::open(f.path.to_str().unwrap())
+        .unwrap()
+        .set("nul\0name", "x", b"v")
+        .unwrap();
     let mut list = null_mut();
     // SAFETY: live handle, valid out-pointer.
     let st = unsafe { keyringrs_list_open(f.store, &mut list) };
