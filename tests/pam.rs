@@ -6,226 +6,11 @@
 //! from /dev/log when no system logger owns it.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 
+use keyringrs_tests::pam::*;
 use keyringrs_tests::*;
-
-fn module() -> PathBuf {
-    let p = target_dir().join("libpam_keyringrs.so");
-    assert!(
-        p.exists(),
-        "{} missing: cargo build --workspace first",
-        p.display()
-    );
-    p
-}
-
-/// tests/pam/pam-driver.c, built once per test run.
-fn driver() -> &'static Path {
-    static DRIVER: OnceLock<PathBuf> = OnceLock::new();
-    DRIVER.get_or_init(|| {
-        // Built under a private name, then renamed: a concurrent run never sees half a file.
-        let tmp = target_dir().join(format!("pam-driver.{}", std::process::id()));
-        build_c(
-            "pam/pam-driver.c",
-            &tmp,
-            &["-O1", "-Wall", "-Werror", "-lpam"],
-        );
-        let out = target_dir().join("pam-driver");
-        std::fs::rename(&tmp, &out).expect("install pam-driver");
-        out
-    })
-}
-
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A throwaway /etc/pam.d service, removed on drop.
-struct Service {
-    name: String,
-}
-
-/// The module's options in every test service: small Argon2id through the options users have.
-const TEST_OPTIONS: &str = "debug kdf_memory=256 kdf_time=1";
-
-impl Service {
-    fn new(tag: &str, text: &str) -> Service {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("krt-{tag}-{}-{n}", std::process::id());
-        let text = text.replace("MODULE", &module().display().to_string());
-        std::fs::write(Path::new("/etc/pam.d").join(&name), text).expect("write /etc/pam.d file");
-        Service { name }
-    }
-
-    /// A stack like Debian's common-* files with the module where docs/PAM.md puts it.
-    fn standard(tag: &str, session_options: &str) -> Service {
-        Service::new(
-            tag,
-            &format!(
-                "auth     requisite pam_unix.so\n\
-                 auth     optional  MODULE {TEST_OPTIONS}\n\
-                 account  required  pam_unix.so\n\
-                 password requisite pam_unix.so\n\
-                 password optional  MODULE {TEST_OPTIONS}\n\
-                 session  optional  pam_keyinit.so force revoke\n\
-                 session  required  pam_unix.so\n\
-                 session  optional  MODULE {TEST_OPTIONS} {session_options}\n"
-            ),
-        )
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(Path::new("/etc/pam.d").join(&self.name));
-    }
-}
-
-/// A throwaway user with a login password and a copy of `keyringrs` in their home.
-fn login_user(tag: &str, password: &str) -> ThrowawayUser {
-    let user = ThrowawayUser::new(tag);
-    set_password(&user, password);
-    let _ = user.keyringrs();
-    user
-}
-
-/// What an administrator's `chpasswd` does.
-fn set_password(user: &ThrowawayUser, password: &str) {
-    let o = run(
-        Command::new("chpasswd"),
-        format!("{}:{password}\n", user.name).as_bytes(),
-    );
-    assert_exit(&o, 0);
-}
-
-/// The driver's transcript.
-struct Transcript {
-    out: String,
-}
-
-impl Transcript {
-    /// Return codes of every `@@ STEP rc` line of `step`, in order.
-    fn codes(&self, step: &str) -> Vec<i32> {
-        let prefix = format!("@@ {step} ");
-        self.out
-            .lines()
-            .filter_map(|l| l.find(&prefix).map(|i| &l[i + prefix.len()..]))
-            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
-            .collect()
-    }
-    fn has(&self, text: &str) -> bool {
-        self.out.contains(text)
-    }
-}
-
-impl std::fmt::Display for Transcript {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.out)
-    }
-}
-
-/// Run the driver for `service` and `user` with `steps` (one per line).
-fn drive(service: &Service, user: &str, steps: &str) -> Transcript {
-    let mut c = Command::new(driver());
-    c.args([&service.name, user])
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-    let o = run(c, steps.as_bytes());
-    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "pam-driver failed:\n{out}");
-    Transcript { out }
-}
-
-/// Steps of a login: environment for the commands (small Argon2id for `keyringrs` too), auth,
-/// open.
-fn login(password: &str) -> String {
-    format!(
-        "env KEYRINGRS_KDF_MEMORY={TEST_KDF_MEMORY}\nenv KEYRINGRS_KDF_TIME={TEST_KDF_TIME}\n\
-         auth {}\nopen\n",
-        hex(password)
-    )
-}
-
-/// A `run` step printing `value=<secret>` of (service, username) and exiting with get's code.
-fn get_step(service: &str, username: &str) -> String {
-    format!("run v=$(./keyringrs get {service} {username}); rc=$?; echo \"value=$v\"; exit $rc\n")
-}
-
-/// The store's key id, `keyringrs:<id>`, seen from inside a session (by `keyringrs status`).
-const KEY_ID: &str = "keyringrs:$(./keyringrs status | sed -n 's/^id: *//p')";
-
-fn default_store(user: &ThrowawayUser) -> PathBuf {
-    user.home.join(".local/share/keyringrs")
-}
-
-/// Syslog lines received on /dev/log while the returned guard lives (shared by the tests of
-/// this binary; the socket is removed when the last guard goes). None: a system logger owns
-/// /dev/log, so log assertions are skipped (said loudly).
-fn syslog() -> Option<Arc<Syslog>> {
-    static SHARED: Mutex<std::sync::Weak<Syslog>> = Mutex::new(std::sync::Weak::new());
-    let mut shared = SHARED.lock().unwrap();
-    if let Some(s) = shared.upgrade() {
-        return Some(s);
-    }
-    let path = Path::new("/dev/log");
-    if path.exists() {
-        eprintln!("NOTE: /dev/log belongs to a system logger here; log assertions skipped");
-        return None;
-    }
-    let sock = UnixDatagram::bind(path).expect("bind /dev/log");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&lines);
-    let reader = sock.try_clone().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        while let Ok(n) = reader.recv(&mut buf) {
-            sink.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    });
-    let s = Arc::new(Syslog { lines, sock });
-    *shared = Arc::downgrade(&s);
-    Some(s)
-}
-
-struct Syslog {
-    lines: Arc<Mutex<Vec<String>>>,
-    sock: UnixDatagram,
-}
-
-impl Syslog {
-    /// The lines pam_keyringrs logged for `service`.
-    fn lines(&self, service: &Service) -> Vec<String> {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let tag = format!("pam_keyringrs({}:", service.name);
-        let all = self.lines.lock().unwrap();
-        all.iter().filter(|l| l.contains(&tag)).cloned().collect()
-    }
-}
-
-impl Drop for Syslog {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file("/dev/log");
-        let _ = self.sock.shutdown(std::net::Shutdown::Both);
-    }
-}
-
-fn assert_logged(log: &Option<Arc<Syslog>>, service: &Service, text: &str) {
-    if let Some(log) = log {
-        let lines = log.lines(service);
-        assert!(
-            lines.iter().any(|l| l.contains(text)),
-            "no log line with {text:?}; got {lines:#?}"
-        );
-    }
-}
 
 /// Every file under the store is the user's; the directories 0700, the files 0600.
 fn assert_owned_private(dir: &Path, user: &ThrowawayUser) {
@@ -849,7 +634,12 @@ fn acting_as_the_user_and_back_leaves_root_exactly_as_it_was() {
                     .map(str::to_owned)
                     .collect()
             };
+            // An application that runs without CAP_DAC_OVERRIDE (dropped from its effective set,
+            // still permitted) must get it back no more than it had: the kernel raises the
+            // permitted file capabilities again when the fsuid returns to 0.
+            drop_effective_cap(CAP_DAC_OVERRIDE);
             let before = status();
+            assert!(!cap_eff_has(&before, CAP_DAC_OVERRIDE), "{before:?}");
             let account = creds::account(&user.name).unwrap();
             assert_eq!(
                 (account.uid, account.home.clone()),
@@ -875,7 +665,12 @@ fn acting_as_the_user_and_back_leaves_root_exactly_as_it_was() {
                 let denied = std::fs::write(dir.path().join("as-user"), b"x").unwrap_err();
                 assert_eq!(denied.kind(), std::io::ErrorKind::PermissionDenied);
             }
-            assert_eq!(status(), before, "credentials not restored");
+            let after = status();
+            assert_eq!(after, before, "credentials not restored");
+            assert!(
+                !cap_eff_has(&after, CAP_DAC_OVERRIDE),
+                "CAP_DAC_OVERRIDE raised again: {after:?}"
+            );
             let f = dir.path().join("as-root");
             std::fs::write(&f, b"x").unwrap();
             std::os::unix::fs::chown(&f, Some(user.uid), None).expect("CAP_CHOWN is back");
@@ -883,143 +678,131 @@ fn acting_as_the_user_and_back_leaves_root_exactly_as_it_was() {
     });
 }
 
-// ---- Logins that overlap: desktops, the user manager, text logins (docs/PAM.md "Lifetime") ----
+const CAP_DAC_OVERRIDE: u32 = 1;
 
-/// One login held open by a pam-driver process that takes its steps one at a time, so several
-/// logins of one user can overlap in any order. Killed (with its whole session) on drop.
-struct Live {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    out: std::io::BufReader<std::process::ChildStdout>,
-    pid: i32,
+/// Remove `cap` from the calling thread's effective set (capget/capset, version 3, pid 0: this
+/// thread only); it stays permitted.
+fn drop_effective_cap(cap: u32) {
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = [VERSION_3, 0u32];
+    // Two __user_cap_data_struct: (effective, permitted, inheritable) x (caps 0-31, 32-63).
+    let mut data = [[0u32; 3]; 2];
+    #[allow(unsafe_code)]
+    // SAFETY: header and data have the layout capget/capset of version 3 read and write.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, header.as_mut_ptr(), data.as_mut_ptr()) };
+    assert_eq!(rc, 0, "capget: {}", std::io::Error::last_os_error());
+    data[(cap / 32) as usize][0] &= !(1 << (cap % 32));
+    #[allow(unsafe_code)]
+    // SAFETY: as above; capset only reads data and changes the calling thread.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, header.as_mut_ptr(), data.as_ptr()) };
+    assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
 }
 
-impl Live {
-    fn start(service: &Service, user: &str) -> Live {
-        let mut child = Command::new(driver())
-            .args([&service.name, user])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start pam-driver");
-        let stdin = child.stdin.take().unwrap();
-        let out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut live = Live {
-            pid: child.id() as i32,
-            child,
-            stdin,
-            out,
-        };
-        live.send("pid");
-        live
-    }
-
-    /// Run one step (or several lines) and return everything it printed.
-    fn step(&mut self, line: &str) -> Transcript {
-        self.send(&format!("{line}\npid"))
-    }
-
-    /// Send lines ending with a `pid` step; read up to its `@@ pid` line.
-    fn send(&mut self, lines: &str) -> Transcript {
-        use std::io::{BufRead, Write};
-        writeln!(self.stdin, "{lines}").expect("write to pam-driver");
-        self.stdin.flush().unwrap();
-        let mut out = String::new();
-        loop {
-            let mut l = String::new();
-            let n = self.out.read_line(&mut l).expect("read pam-driver");
-            assert!(n > 0, "pam-driver ended after:\n{out}");
-            if l.starts_with("@@ pid ") {
-                return Transcript { out };
-            }
-            out.push_str(&l);
-        }
-    }
-
-    /// A password login: test KDF for the CLI, then auth and open. `graphical`: the display
-    /// manager's PAM environment says so (XDG_SESSION_TYPE=x11), as gdm, sddm and lightdm do.
-    fn login(&mut self, password: &str, graphical: bool) -> Transcript {
-        let mut steps = format!(
-            "env KEYRINGRS_KDF_MEMORY={TEST_KDF_MEMORY}\nenv KEYRINGRS_KDF_TIME={TEST_KDF_TIME}\n\
-             auth {}",
-            hex(password)
-        );
-        if graphical {
-            steps.push_str("\nputenv XDG_SESSION_TYPE=x11");
-        }
-        steps.push_str("\nopen");
-        let t = self.step(&steps);
-        assert_eq!(t.codes("auth"), [0], "{t}");
-        assert_eq!(t.codes("open"), [0], "{t}");
-        t
-    }
-
-    /// `keyringrs get S U` inside this login: (exit code, value).
-    fn get(&mut self, service: &str, username: &str) -> (i32, String) {
-        let t = self.step(get_step(service, username).trim_end());
-        let value = t
-            .out
-            .lines()
-            .find_map(|l| l.strip_prefix("value="))
-            .unwrap_or("")
-            .to_owned();
-        (*t.codes("run").last().expect("run code"), value)
-    }
-
-    fn close(&mut self) {
-        let t = self.step("close");
-        assert_eq!(t.codes("close"), [0], "{t}");
-    }
-
-    /// SIGKILL the login's whole session (the driver and everything it started), as a crashed
-    /// display manager or a `kill -9` of sshd's session process leaves it: no close runs.
-    fn kill(mut self) {
-        // SAFETY-free: kill(1) on the process group (the driver did setsid).
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.pid)])
-            .status();
-        let _ = self.child.wait();
-    }
+/// Whether the CapEff line among `status` lines has `cap`.
+fn cap_eff_has(status: &[String], cap: u32) -> bool {
+    let hex = status
+        .iter()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .expect("CapEff line")
+        .trim();
+    u64::from_str_radix(hex, 16).expect("CapEff hex") & (1 << cap) != 0
 }
 
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Debian's `systemd-user` session stack, as the user manager (`systemd --user`) opens it: a
-/// session keyring of its own (`pam_keyinit force revoke`), no pam_keyringrs line. Desktop apps,
-/// terminals and the D-Bus-activated Secret Service run here, not in the display manager's login.
-fn user_manager_service(tag: &str) -> Service {
-    Service::new(
-        tag,
-        "session  optional  pam_keyinit.so force revoke\n\
-         session  required  pam_unix.so\n",
-    )
-}
-
-/// The user manager stand-in, opened (no password: systemd starts it for the user).
-fn user_manager(service: &Service, user: &ThrowawayUser) -> Live {
-    let mut m = Live::start(service, &user.name);
-    let t = m.step(&format!(
-        "env KEYRINGRS_KDF_MEMORY={TEST_KDF_MEMORY}\nenv KEYRINGRS_KDF_TIME={TEST_KDF_TIME}\nopen"
-    ));
+/// A user whose passwd entry names a relative home (a broken or hand-edited /etc/passwd; usermod
+/// refuses it, so the line is edited here under lckpwdf) still logs in; the module creates no
+/// store anywhere and says why.
+#[test]
+fn a_user_with_a_relative_home_logs_in_and_no_store_is_created() {
+    require_root!("creates users and /etc/pam.d services");
+    let log = syslog();
+    let user = login_user("relhome", "relhome-pw");
+    // Dropped before the user: userdel must see the absolute home again.
+    let _home = PasswdHome::set(&user, "relative/home");
+    let svc = Service::standard("relhome", "");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!("{}{}close\nend\n", login("relhome-pw"), get_step("S", "U")),
+    );
+    assert_eq!(t.codes("auth"), [0], "{t}");
     assert_eq!(t.codes("open"), [0], "{t}");
-    m
+    assert_eq!(t.codes("close"), [0], "{t}");
+    // The driver runs in the test's directory; its commands fall back to / (no home).
+    let cwd = std::env::current_dir().unwrap();
+    for base in [cwd.as_path(), Path::new("/"), user.home.as_path()] {
+        assert!(!base.join("relative").exists(), "{}", base.display());
+    }
+    assert!(!default_store(&user).exists());
+    assert!(!user.home.join(".local").exists());
+    assert_logged(&log, &svc, "no absolute home directory");
 }
 
-/// A fresh session keyring of the user after every login is gone: locked (exit 3).
-fn fresh_user_session_get(user: &ThrowawayUser) -> i32 {
-    let mut c = user.command("keyctl");
-    c.args(["session", "-"])
-        .arg(user.home.join("keyringrs"))
-        .args(["get", "S", "U"]);
-    code(&run(c, b""))
+/// The home field of a user's /etc/passwd line, set to something useradd/usermod refuse and put
+/// back on drop.
+struct PasswdHome {
+    name: String,
+    home: String,
 }
+
+impl PasswdHome {
+    fn set(user: &ThrowawayUser, home: &str) -> PasswdHome {
+        edit_passwd_home(&user.name, home);
+        PasswdHome {
+            name: user.name.clone(),
+            home: user.home.display().to_string(),
+        }
+    }
+}
+
+impl Drop for PasswdHome {
+    fn drop(&mut self) {
+        edit_passwd_home(&self.name, &self.home);
+    }
+}
+
+/// Rewrite the home field of `name`'s /etc/passwd line, holding the lock useradd, userdel and
+/// chpasswd take (lckpwdf), through a new file renamed over the old one.
+fn edit_passwd_home(name: &str, home: &str) {
+    #[allow(unsafe_code)]
+    mod shadow {
+        extern "C" {
+            pub fn lckpwdf() -> libc::c_int;
+            pub fn ulckpwdf() -> libc::c_int;
+        }
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: glibc's lckpwdf takes no arguments; it waits up to 15 s for /etc/.pwd.lock.
+    let locked = unsafe { shadow::lckpwdf() } == 0;
+    assert!(locked, "lckpwdf: {}", std::io::Error::last_os_error());
+    let text = std::fs::read_to_string("/etc/passwd").unwrap();
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(':').collect();
+            if f.len() == 7 && f[0] == name {
+                found = true;
+                f[5] = home;
+                f.join(":")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    let tmp = Path::new("/etc/passwd.krt-tmp");
+    let written = std::fs::write(tmp, lines.join("\n") + "\n")
+        .and_then(|()| std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o644)))
+        .and_then(|()| std::fs::rename(tmp, "/etc/passwd"));
+    #[allow(unsafe_code)]
+    // SAFETY: releases the lock taken above.
+    unsafe {
+        shadow::ulckpwdf();
+    }
+    written.expect("rewrite /etc/passwd");
+    assert!(found, "{name} not in /etc/passwd");
+}
+
+// ---- Logins that overlap: desktops, the user manager, text logins (docs/PAM.md "Lifetime") ----
 
 #[test]
 fn a_graphical_login_unlocks_for_the_user_manager_session_until_it_closes() {

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use libkeyring::{KdfParams, UnlockOptions};
 
+pub mod pam;
+
 /// Small Argon2id parameters for tests, passed through the same options users have
 /// (`KEYRINGRS_KDF_MEMORY` / `KEYRINGRS_KDF_TIME`, `UnlockOptions::kdf`).
 pub const TEST_KDF_MEMORY: u32 = 256;
