@@ -178,8 +178,7 @@ fn an_admin_password_reset_keeps_the_login_and_tells_the_user_how_to_resync() {
         &svc,
         &user.name,
         &format!(
-            "{}{}run printf 'before-reset\\n' | ./keyringrs unlock --password-stdin\n{}\
-             run printf 'before-reset\\nafter-reset\\n' | ./keyringrs passwd --password-stdin\n\
+            "{}{}run printf 'before-reset\\nafter-reset\\n' | ./keyringrs resync --password-stdin\n{}\
              close\nend\n",
             login("after-reset"),
             get_step("s", "u"),
@@ -189,12 +188,10 @@ fn an_admin_password_reset_keeps_the_login_and_tells_the_user_how_to_resync() {
     assert_eq!(t.codes("auth"), [0], "{t}");
     assert_eq!(t.codes("open"), [0], "login must proceed: {t}");
     assert!(t.has("@@ info: Your keyringrs secrets stay locked"), "{t}");
-    assert!(
-        t.has("`keyringrs unlock` with your previous password"),
-        "{t}"
-    );
-    // Locked until the user unlocks with the old password, then resyncs it.
-    assert_eq!(t.codes("run"), [3, 0, 0, 0], "{t}");
+    assert!(t.has("Run `keyringrs resync`"), "{t}");
+    // Locked until the user resyncs: one command, unlocked at once.
+    assert_eq!(t.codes("run"), [3, 0, 0], "{t}");
+    assert!(t.has("value=kept"), "{t}");
     assert_logged(&log, &svc, "wrong password");
     let t = drive(
         &svc,

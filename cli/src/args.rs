@@ -82,6 +82,13 @@ pub enum Command {
         #[arg(long)]
         rotate: bool,
     },
+    /// After an admin reset of the login password: the store's previous password, then the
+    /// current login password (asked once); rewraps the store to it and unlocks this session
+    Resync {
+        /// Read previous and current password as two lines from stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

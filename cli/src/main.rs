@@ -222,6 +222,34 @@ fn run(cli: Cli) -> Outcome {
                 )),
             }
         }
+        Command::Resync { password_stdin } => {
+            let store = Store::open(&path)?;
+            let (old, login) = if password_stdin {
+                let mut lines = read_stdin_lines(2)?;
+                let login = lines.remove(1);
+                (lines.remove(0), login)
+            } else {
+                (
+                    prompt("Previous password (the one that still opens the store): ")?,
+                    prompt("Current login password: ")?,
+                )
+            };
+            if login.is_empty() {
+                return Err(fail("refusing an empty password"));
+            }
+            store.passwd(&old, &login, kdf)?;
+            // Unlocked here too, where that outlives the command (else the next login does it).
+            if require_own_session().is_ok() {
+                let opts = UnlockOptions {
+                    kdf,
+                    ..Default::default()
+                };
+                store.unlock(&login, &opts)?;
+            } else {
+                warn("resynced; not unlocked here (no session keyring of its own): the next login unlocks it");
+            }
+            Ok(())
+        }
         Command::Passwd {
             password_stdin,
             rotate,
