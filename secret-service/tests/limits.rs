@@ -634,11 +634,18 @@ fn parallel_clients_on_500_items_see_every_item_and_no_spurious_deletions() {
     let list = String::from_utf8_lossy(&o.stdout).into_owned();
     let synthetic_entries = list.matches("org.freedesktop.Secret.Item:").count();
     let keyed_entries = list.matches("par.example\t").count();
-    let all_items: HashSet<OwnedObjectPath> = c
-        .get::<Vec<OwnedObjectPath>>(COLLECTION, I_COLLECTION, "Items")
-        .unwrap()
-        .into_iter()
-        .collect();
+    // (Bounded: the Items getter used to deadlock the daemon when it had to serve an item.)
+    let address = env.bus.address.clone();
+    let all_items: Option<HashSet<OwnedObjectPath>> = within(Duration::from_secs(10), move || {
+        let conn = zbus::blocking::connection::Builder::address(address.as_str())
+            .unwrap()
+            .build()
+            .unwrap();
+        Client { conn }
+            .get::<Vec<OwnedObjectPath>>(COLLECTION, I_COLLECTION, "Items")
+            .unwrap()
+    })
+    .map(|v| v.into_iter().collect());
 
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(
@@ -656,7 +663,10 @@ fn parallel_clients_on_500_items_see_every_item_and_no_spurious_deletions() {
         synthetic_entries, PAR_SYNTHETIC,
         "duplicates after replace=true: {list}"
     );
-    assert_eq!(all_items, expected);
+    assert_eq!(
+        all_items.expect("Items did not answer within 10 s"),
+        expected
+    );
     for p in keyed.iter().chain(synthetic.iter()).step_by(50) {
         assert!(c.serves(p.as_str(), I_ITEM), "{p}");
     }
