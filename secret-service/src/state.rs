@@ -7,8 +7,8 @@
 //! - the item registry (`State::registry`, an async mutex) is held while item objects are added
 //!   to or removed from the object server; a property getter must never wait for it (getters
 //!   spawn what needs it instead);
-//! - `State::create` serializes `CreateItem`'s look-up-then-write; it is taken before `registry`,
-//!   never after.
+//! - `State::create` serializes `CreateItem`'s look-up-then-write, `State::refresh` the following
+//!   of the lock state; each is taken before `registry`, never after, and never together.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -165,6 +165,8 @@ pub struct State {
     items: Mutex<HashMap<String, Identity>>,
     /// Held while item objects are added to or removed from the object server.
     registry: tokio::sync::Mutex<()>,
+    /// Serializes following the lock state (so a stale look can never undo a newer one).
+    refresh: tokio::sync::Mutex<()>,
     /// Serializes CreateItem (a look-up of the item to replace, then the write).
     pub(crate) create: tokio::sync::Mutex<()>,
     /// One askpass dialog at a time.
@@ -189,6 +191,7 @@ impl State {
             prompts: Mutex::new(HashMap::new()),
             items: Mutex::new(HashMap::new()),
             registry: tokio::sync::Mutex::new(()),
+            refresh: tokio::sync::Mutex::new(()),
             create: tokio::sync::Mutex::new(()),
             askpass: Mutex::new(()),
             counter: AtomicU64::new(1),
@@ -572,6 +575,7 @@ pub(crate) fn refresh_soon(st: &Arc<State>) {
 /// Follow the kernel key: while the store is locked no item object is on the bus; when it
 /// comes or goes, emit the changes (and serve the items again on unlock).
 pub async fn refresh_lock_state(st: &Arc<State>) {
+    let _one_at_a_time = st.refresh.lock().await;
     let locked = st.is_locked();
     if locked {
         hide_items(st).await;
