@@ -388,6 +388,13 @@ pub(crate) async fn close_session(st: &Arc<State>, p: &str) {
 /// locked by now (the read that found them raced with a lock). Never call this from a property
 /// getter (see the module's locking rules).
 pub(crate) async fn serve_items(st: &Arc<State>, items: &[(String, Identity)]) {
+    // The usual case (every lookup): all served already.
+    {
+        let served = lock(&st.items);
+        if items.iter().all(|(name, _)| served.contains_key(name)) {
+            return;
+        }
+    }
     let _registry = st.registry.lock().await;
     if st.is_locked() {
         return;
