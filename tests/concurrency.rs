@@ -175,3 +175,55 @@ fn threads_sharing_one_store_list_completely_and_write_exclusively() {
     drop(held);
     assert!(libkeyring::sys::fs::flock_exclusive(&d, Some(Duration::ZERO)).is_ok());
 }
+
+/// A long-lived handle remembers its key's serial and the sealed entries it read (the fast
+/// path): a get after a set that finished in another process returns the new value, every time
+/// (the writers' generation counter), and a lock elsewhere is seen at the next get.
+#[test]
+fn a_get_after_a_set_in_another_process_returns_the_new_value() {
+    let dir = TempDir::new("fastpath");
+    fresh_session();
+    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    s.set("svc", "u", b"v0").unwrap();
+    for i in 1..=100 {
+        assert_eq!(
+            &**s.get("svc", "u").unwrap(),
+            format!("v{}", i - 1).as_bytes()
+        );
+        let o = keyringrs(
+            &dir.store(),
+            &["set", "--raw", "svc", "u"],
+            format!("v{i}").as_bytes(),
+        );
+        assert_exit(&o, 0);
+        assert_eq!(
+            &**s.get("svc", "u").unwrap(),
+            format!("v{i}").as_bytes(),
+            "round {i}: a stale value after a finished set"
+        );
+    }
+    assert_exit(&keyringrs(&dir.store(), &["delete", "svc", "u"], b""), 0);
+    assert!(matches!(
+        s.get("svc", "u"),
+        Err(libkeyring::Error::NoEntry { .. })
+    ));
+    assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
+    assert!(matches!(s.get("svc", "u"), Err(libkeyring::Error::Locked)));
+}
+
+/// A remembered serial that now names another key (the kernel reuses serials) never decrypts
+/// anything with that key: the handle searches again and reads its own.
+#[test]
+fn a_remembered_serial_of_another_key_fails_closed_and_is_searched_again() {
+    let (da, db) = (TempDir::new("serial-a"), TempDir::new("serial-b"));
+    fresh_session();
+    let a = Store::init(da.store(), b"pw", &test_opts()).unwrap();
+    let b = Store::init(db.store(), b"pw", &test_opts()).unwrap();
+    a.set("svc", "u", b"from-a").unwrap();
+    b.set("svc", "u", b"from-b").unwrap();
+    a.remember_key_serial(b.find_key().unwrap().serial);
+    assert_eq!(&**a.get("svc", "u").unwrap(), b"from-a");
+    // A dead serial: searched again too.
+    a.remember_key_serial(libkeyring::keyring::KeySerial(1));
+    assert_eq!(&**a.get("svc", "u").unwrap(), b"from-a");
+}

@@ -14,6 +14,7 @@
 //! # Ok::<(), libkeyring::Error>(())
 //! ```
 
+mod cache;
 #[cfg(feature = "keyring-core")]
 pub mod credential_store;
 pub mod crypto;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
+use crate::cache::{EntryCache, KeyCache};
 use crate::crypto::{self, KdfParams, MasterKey, Purpose, SubKey};
 use crate::error::{Error, Result};
 use crate::format::{self, EntryData, EntryError, Header, HeaderError, Keyslot, StoreId};
@@ -17,6 +18,8 @@ use crate::keyring::{perm, KeySerial, Keyring};
 use crate::sys::{self, fs};
 
 const HEADER: &str = "header";
+/// The generation counter every writer bumps (crate::cache).
+const GENERATION: &str = "generation";
 const ENTRIES: &str = "entries";
 const TMP_PREFIX: &str = ".tmp-";
 /// The journal of a master-key rotation in progress (docs/FORMAT.md "Rotation").
@@ -132,6 +135,8 @@ pub struct Store {
     description: String,
     owner: u32,
     wait: fs::Wait,
+    key_cache: KeyCache,
+    entry_cache: Option<EntryCache>,
 }
 
 /// The total Argon2id cost (KiB × passes, summed over the keyslots tried) one unlock may spend:
@@ -331,6 +336,44 @@ fn parse_entry_name(name: &[u8]) -> Option<[u8; 32]> {
     Some(id)
 }
 
+/// The generation counter's file, if it is a regular file of `owner` of at least 8 bytes.
+fn generation_file(dir: &File, owner: u32, create: bool) -> std::io::Result<File> {
+    let f = if create {
+        fs::open_rw_create(dir, Path::new(GENERATION), 0o600)?
+    } else {
+        fs::open_read(Some(dir), Path::new(GENERATION))?
+    };
+    let m = f.metadata()?;
+    if !m.file_type().is_file() || m.uid() != owner || m.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(
+            "not a regular file of the store's owner",
+        ));
+    }
+    Ok(f)
+}
+
+/// Bump the generation counter (under the writer lock, after a change is in place).
+fn bump_generation(dir: &File, owner: u32) -> std::io::Result<()> {
+    let f = generation_file(dir, owner, true)?;
+    let mut now = [0u8; 8];
+    let n = std::os::unix::fs::FileExt::read_at(&f, &mut now, 0)?;
+    let current = if n == 8 { u64::from_le_bytes(now) } else { 0 };
+    fs::write_counter(&f, current.wrapping_add(1))
+}
+
+/// The entry cache of a store on a local filesystem with a generation counter (else None:
+/// entries are read from disk every time).
+fn entry_cache(dir: &File, owner: u32) -> Option<EntryCache> {
+    if !fs::is_local_filesystem(dir) {
+        return None;
+    }
+    let f = generation_file(dir, owner, false).ok()?;
+    if f.metadata().ok()?.len() < 8 {
+        return None;
+    }
+    fs::Counter::map(&f).ok().map(EntryCache::new)
+}
+
 impl Store {
     /// Open the store at `path` (it must exist: otherwise `NoStore`). Files must belong to the
     /// calling thread's filesystem uid.
@@ -351,6 +394,7 @@ impl Store {
         check_dir(&dir, &path, owner)?;
         let header = Self::read_header(&dir, &path, owner)?;
         let entries = open_dir_checked(Some(&dir), Path::new(ENTRIES), &path.join(ENTRIES), owner)?;
+        let entry_cache = entry_cache(&dir, owner);
         Ok(Store {
             description: key_description(&header.0.id),
             id: header.0.id,
@@ -359,6 +403,8 @@ impl Store {
             entries,
             owner,
             wait: None,
+            key_cache: KeyCache::default(),
+            entry_cache,
         })
     }
 
@@ -448,7 +494,10 @@ impl Store {
             &header.encode(&master),
             &path.join(HEADER),
         )?;
+        bump_generation(&dir, owner)
+            .map_err(|e| Error::from_io("write", &path.join(GENERATION), e))?;
         drop(guard);
+        let entry_cache = entry_cache(&dir, owner);
         let store = Store {
             description: key_description(&header.id),
             id: header.id,
@@ -457,6 +506,8 @@ impl Store {
             entries,
             owner,
             wait: opts.lock_wait,
+            key_cache: KeyCache::default(),
+            entry_cache,
         };
         Ok((
             store,
@@ -555,9 +606,36 @@ impl Store {
         }
     }
 
-    /// Read the master key from the kernel (Locked if absent). Dropped (wiped) by the caller.
+    /// Read the master key from the kernel (Locked if absent), through the remembered serial
+    /// if there is one (crate::cache); `.1` says so, for callers that retry with a search when
+    /// the key opens nothing. Dropped (wiped) by the caller.
+    fn master_fast(&self) -> Result<(MasterKey, bool)> {
+        if let Some(serial) = self.key_cache.get() {
+            let mut payload = Zeroizing::new([0u8; 2 * crypto::KEY_LEN]);
+            match serial.read_into(&mut payload[..]) {
+                Ok(n) if n == crypto::KEY_LEN => {
+                    if let Some(m) = MasterKey::from_slice(&payload[..n]) {
+                        return Ok((m, true));
+                    }
+                }
+                _ => {}
+            }
+            self.key_cache.forget();
+        }
+        self.master().map(|m| (m, false))
+    }
+
+    /// Make this handle remember `serial` as its key's, as if a search had found it: for tests
+    /// of what happens when a remembered serial dies or is reused by another key.
+    #[doc(hidden)]
+    pub fn remember_key_serial(&self, serial: KeySerial) {
+        self.key_cache.set(serial)
+    }
+
+    /// Read the master key from the kernel by searching for it (Locked if absent).
     fn master(&self) -> Result<MasterKey> {
         let key = self.find_key()?;
+        self.key_cache.set(key.serial);
         // Into a wiped stack buffer, as the MasterKey itself lives: no allocation per operation.
         let mut payload = Zeroizing::new([0u8; 2 * crypto::KEY_LEN]);
         let n = key.serial.read_into(&mut payload[..])?;
@@ -805,6 +883,7 @@ impl Store {
     }
 
     fn lock_in(&self, keyrings: &[Keyring]) -> Result<bool> {
+        self.key_cache.forget();
         let mut any = false;
         let description = &self.description;
         for &keyring in keyrings {
@@ -932,6 +1011,8 @@ impl Store {
             &next.encode(&master),
             &self.path.join(HEADER),
         )?;
+        self.bump_generation()?;
+        self.key_cache.forget();
         self.recover_rotation_locked(&master)?;
         // This session reads with the new key from now on (the old one opens nothing). The
         // rotation has committed whatever happens here: a failure leaves the store locked.
@@ -984,6 +1065,7 @@ impl Store {
         self.entries
             .sync_all()
             .map_err(|e| Error::from_io("sync", &self.path.join(ENTRIES), e))?;
+        self.bump_generation()?;
         fs::unlink(&self.dir, Path::new(ROTATING))
             .map_err(|e| Error::from_io("remove", &display(), e))?;
         self.dir
@@ -1010,14 +1092,20 @@ impl Store {
     fn load_entry(&self, seal: &SubKey, id: &[u8; 32]) -> Result<Option<EntryData>> {
         let name = format::hex(id);
         let display = || self.entry_path(&name);
-        let Some(bytes) = read_checked(
-            &self.entries,
-            Path::new(&name),
-            &display,
-            self.owner,
-            format::MAX_ENTRY_LEN,
-        )?
-        else {
+        let load = || {
+            read_checked(
+                &self.entries,
+                Path::new(&name),
+                &display,
+                self.owner,
+                format::MAX_ENTRY_LEN,
+            )
+        };
+        let bytes = match &self.entry_cache {
+            Some(cache) => cache.get(id, load)?,
+            None => load()?.map(std::sync::Arc::new),
+        };
+        let Some(bytes) = bytes else {
             return Ok(None);
         };
         format::open_entry(seal, &self.id, id, &bytes)
@@ -1048,22 +1136,35 @@ impl Store {
 
     /// The whole entry for (service, username).
     pub fn entry(&self, service: &str, username: &str) -> Result<EntryData> {
-        let master = self.master()?;
-        let [name_key, seal] = self.entry_keys(&master);
+        let (master, remembered) = self.master_fast()?;
+        match self.entry_with(&master, service, username) {
+            // The remembered serial may now be another key: search, and try once more.
+            Err(Error::Locked) | Err(Error::NoEntry { .. }) | Err(Error::Corrupt { .. })
+                if remembered =>
+            {
+                self.key_cache.forget();
+                self.entry_with(&self.master()?, service, username)
+            }
+            r => r,
+        }
+    }
+
+    fn entry_with(&self, master: &MasterKey, service: &str, username: &str) -> Result<EntryData> {
+        let [name_key, seal] = self.entry_keys(master);
         let id = format::entry_id(&name_key, service, username);
         let data = match self.load_entry(&seal, &id) {
             Ok(Some(data)) => data,
             // A key from before a rotation finds no entry and opens none: such a session is
             // locked, not missing entries or corrupt (one header read, off the hot path).
             Ok(None) => {
-                self.check_master(&master)?;
+                self.check_master(master)?;
                 return Err(Error::NoEntry {
                     service: service.into(),
                     username: username.into(),
                 });
             }
             Err(e @ Error::Corrupt { .. }) => {
-                self.check_master(&master)?;
+                self.check_master(master)?;
                 return Err(e);
             }
             Err(e) => return Err(e),
@@ -1136,7 +1237,15 @@ impl Store {
             &name,
             &bytes,
             &self.entry_path(&name),
-        )
+        )?;
+        self.bump_generation()
+    }
+
+    /// Tell every open store handle (any process) that entries changed: after the change is in
+    /// place, under the writer lock.
+    fn bump_generation(&self) -> Result<()> {
+        bump_generation(&self.dir, self.owner)
+            .map_err(|e| Error::from_io("write", &self.path.join(GENERATION), e))
     }
 
     /// Delete (service, username); `NoEntry` if it does not exist.
@@ -1146,10 +1255,12 @@ impl Store {
         let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
         self.check_master(&master)?;
         match fs::unlink(&self.entries, Path::new(&name)) {
-            Ok(()) => self
-                .entries
-                .sync_all()
-                .map_err(|e| Error::from_io("sync", &self.path.join(ENTRIES), e)),
+            Ok(()) => {
+                self.entries
+                    .sync_all()
+                    .map_err(|e| Error::from_io("sync", &self.path.join(ENTRIES), e))?;
+                self.bump_generation()
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoEntry {
                 service: service.into(),
                 username: username.into(),

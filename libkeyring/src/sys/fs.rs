@@ -193,3 +193,98 @@ pub fn list(dir: &File) -> io::Result<Vec<OsString>> {
     unsafe { libc::closedir(stream) };
     result.map(|()| names)
 }
+
+/// Is the filesystem of `file` a local one, where every writer of the store runs on this
+/// machine (so a shared mapping sees every write)? NFS, CIFS/SMB, FUSE (sshfs) and 9p are not:
+/// two workstations may write one store there, and nothing may rely on local state.
+pub fn is_local_filesystem(file: &File) -> bool {
+    // SAFETY: statfs is plain data; all-zero is a valid value.
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor is live and `s` is a valid out-pointer.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut s) } != 0 {
+        return false;
+    }
+    const LOCAL: [i64; 7] = [
+        0xEF53,      // ext2/3/4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0xF2F5_2010, // f2fs
+        0x2FC1_2FC1, // zfs
+        0x794C_7630, // overlayfs
+    ];
+    LOCAL.contains(&(s.f_type as i64))
+}
+
+/// A read-only shared mapping of the first 8 bytes of a file: a counter that writers in any
+/// process change with [`write_counter`], seen here without a system call.
+#[derive(Debug)]
+pub struct Counter {
+    ptr: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
+}
+
+// SAFETY: the mapping is read through an AtomicU64 only; it lives until Drop unmaps it.
+unsafe impl Send for Counter {}
+// SAFETY: as above: shared reads of an atomic.
+unsafe impl Sync for Counter {}
+
+impl Counter {
+    /// Map `file` (at least 8 bytes long) read-only and shared.
+    pub fn map(file: &File) -> io::Result<Counter> {
+        // SAFETY: a fresh mapping of 8 bytes of a live descriptor; the kernel picks the
+        // (page-aligned, so AtomicU64-aligned) address.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                8,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        std::ptr::NonNull::new(p.cast())
+            .map(|ptr| Counter { ptr })
+            .ok_or_else(|| io::Error::other("mmap returned NULL"))
+    }
+
+    /// The counter's current value (little-endian on disk; an acquire load).
+    pub fn get(&self) -> u64 {
+        // SAFETY: ptr is a live, aligned 8-byte mapping (see `map`).
+        u64::from_le(unsafe { self.ptr.as_ref() }.load(std::sync::atomic::Ordering::Acquire))
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `map`, once.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), 8) };
+    }
+}
+
+/// Set the counter in `file` to `value` (pwrite of 8 bytes at offset 0: mappings of the file in
+/// every process see it at once, through the page cache).
+pub fn write_counter(file: &File, value: u64) -> io::Result<()> {
+    let bytes = value.to_le_bytes();
+    // SAFETY: 8 readable bytes at a live descriptor.
+    let n = unsafe { libc::pwrite(file.as_raw_fd(), bytes.as_ptr().cast(), 8, 0) };
+    match n {
+        8 => Ok(()),
+        n if n < 0 => Err(io::Error::last_os_error()),
+        _ => Err(io::Error::other("short write of the generation counter")),
+    }
+}
+
+/// Open a file for reading and writing without following a symlink, creating it (mode) if
+/// missing.
+pub fn open_rw_create(dir: &File, name: &Path, mode: u32) -> io::Result<File> {
+    openat(
+        Some(dir),
+        name,
+        libc::O_RDWR | libc::O_CREAT,
+        mode as libc::mode_t,
+    )
+}

@@ -1,0 +1,103 @@
+//! What a long-lived [`Store`](crate::Store) (the daemon, a Python or C program) remembers
+//! between calls so that a `get` does not repeat work whose result cannot have changed — and
+//! nothing secret: no master key, no derived key, no plaintext (docs/PERFORMANCE.md).
+//!
+//! - [`KeySerial`] of the store's kernel key, found by the last search: read directly next time.
+//!   A serial that died (lock, logout, timeout) fails the read and the caller searches again; a
+//!   serial reused by another key yields a master key that opens nothing (every entry is
+//!   authenticated, every write checks the key against the header MAC), and the caller forgets
+//!   the serial and searches again: never a wrong plaintext.
+//! - The sealed bytes of entry files, valid while the store's *generation counter* is unchanged:
+//!   a file `generation` in the store directory that every writer bumps under the writer lock
+//!   after its change, mapped shared and read-only here, so checking it costs no system call.
+//!   Only on local filesystems: on NFS, SMB or sshfs another machine's write would not show in
+//!   our mapping, so those stores read the files every time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::keyring::KeySerial;
+use crate::sys::fs::Counter;
+
+/// The remembered serial of the store's kernel key (0: none).
+#[derive(Debug, Default)]
+pub struct KeyCache(AtomicI32);
+
+impl KeyCache {
+    pub fn get(&self) -> Option<KeySerial> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            s => Some(KeySerial(s)),
+        }
+    }
+    pub fn set(&self, key: KeySerial) {
+        self.0.store(key.0, Ordering::Relaxed)
+    }
+    pub fn forget(&self) {
+        self.0.store(0, Ordering::Relaxed)
+    }
+}
+
+/// Entries larger than this are read from disk every time.
+const MAX_CACHED_ENTRY: usize = 64 << 10;
+/// At most this many bytes of sealed entries are kept.
+const MAX_CACHED_TOTAL: usize = 16 << 20;
+
+#[derive(Debug, Default)]
+struct Entries {
+    generation: u64,
+    bytes: usize,
+    sealed: HashMap<[u8; 32], Arc<Vec<u8>>>,
+}
+
+/// Sealed entry files by id, for the current generation of the store.
+#[derive(Debug)]
+pub struct EntryCache {
+    counter: Counter,
+    entries: Mutex<Entries>,
+}
+
+impl EntryCache {
+    pub fn new(counter: Counter) -> EntryCache {
+        EntryCache {
+            counter,
+            entries: Mutex::new(Entries::default()),
+        }
+    }
+
+    /// The sealed bytes of entry `id`: remembered ones if no writer changed the store since,
+    /// else `load`'s (remembered for next time when small). `load` runs after the generation is
+    /// read, so bytes read during a concurrent write are filed under the older generation and
+    /// never outlive it.
+    pub fn get<E>(
+        &self,
+        id: &[u8; 32],
+        load: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
+    ) -> Result<Option<Arc<Vec<u8>>>, E> {
+        let generation = self.counter.get();
+        {
+            let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if e.generation != generation {
+                *e = Entries {
+                    generation,
+                    ..Entries::default()
+                };
+            } else if let Some(hit) = e.sealed.get(id) {
+                return Ok(Some(Arc::clone(hit)));
+            }
+        }
+        let Some(bytes) = load()? else {
+            return Ok(None);
+        };
+        let bytes = Arc::new(bytes);
+        if bytes.len() <= MAX_CACHED_ENTRY {
+            let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if e.generation == generation && e.bytes + bytes.len() <= MAX_CACHED_TOTAL {
+                e.bytes += bytes.len();
+                e.sealed.insert(*id, Arc::clone(&bytes));
+            }
+        }
+        Ok(Some(bytes))
+    }
+}
