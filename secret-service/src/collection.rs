@@ -1,4 +1,4 @@
-//! org.freedesktop.Secret.Collection: the one collection, `login`, at
+//! org.freedesktop.Secret.Collection: the store's collection, `login`, at
 //! `/org/freedesktop/secrets/collection/login` and `/org/freedesktop/secrets/aliases/default`.
 
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 use zeroize::Zeroize;
 
 use crate::error::Error;
+use crate::labels;
 use crate::mapping::{self, Identity};
 use crate::state::{
     all_items, item_path, items_changed, list_entries, log, reconcile, refresh_soon, root,
@@ -20,6 +21,8 @@ use crate::state::{
 
 const LABEL_PROP: &str = "org.freedesktop.Secret.Item.Label";
 const ATTRIBUTES_PROP: &str = "org.freedesktop.Secret.Item.Attributes";
+/// What the collection is called until its label is set.
+pub const DEFAULT_LABEL: &str = "Login";
 
 #[derive(Debug)]
 pub struct Collection {
@@ -178,16 +181,15 @@ impl Collection {
         }
     }
 
+    /// Stored in clear in the daemon's own file (labels.rs): collection labels are not secret.
     #[zbus(property)]
     async fn label(&self) -> String {
-        "Login".into()
+        labels::get("login", DEFAULT_LABEL)
     }
 
     #[zbus(property)]
-    async fn set_label(&self, _label: String) -> zbus::fdo::Result<()> {
-        Err(zbus::fdo::Error::NotSupported(
-            "the login collection's label cannot be changed".into(),
-        ))
+    async fn set_label(&self, label: String) -> zbus::fdo::Result<()> {
+        Ok(labels::set("login", &label)?)
     }
 
     #[zbus(property)]

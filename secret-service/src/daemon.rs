@@ -12,6 +12,7 @@ use zbus::Connection;
 use crate::collection::Collection;
 use crate::prompt::expire_prompts;
 use crate::service::Service;
+use crate::session_collection::{SessionCollection, SESSION_ALIAS_PATH, SESSION_COLLECTION_PATH};
 use crate::state::{
     all_items, drop_client, log, refresh_lock_state, State, ALIAS_PATH, BUS_NAME, COLLECTION_PATH,
     OWNER_SWEEP, SERVICE_PATH,
@@ -57,7 +58,9 @@ pub async fn run(store_path: PathBuf) -> Result<(), String> {
         .and_then(|b| {
             b.serve_at(SERVICE_PATH, Service::new(st.clone()))?
                 .serve_at(COLLECTION_PATH, Collection::new(st.clone()))?
-                .serve_at(ALIAS_PATH, Collection::new(st.clone()))
+                .serve_at(ALIAS_PATH, Collection::new(st.clone()))?
+                .serve_at(SESSION_COLLECTION_PATH, SessionCollection::new(st.clone()))?
+                .serve_at(SESSION_ALIAS_PATH, SessionCollection::new(st.clone()))
         })
         .map_err(|e| format!("cannot connect to the session bus: {e}"))?
         .build()

@@ -98,6 +98,7 @@ impl From<libkeyring::Error> for Error {
             E::NoEntry { .. } => Error::NoSuchObject("no such item".into()),
             E::InvalidInput(m) => Error::InvalidArgs(m),
             E::AccessDenied(m) => Error::AccessDenied(m),
+            E::Quota(m) => Error::LimitsExceeded(format!("the kernel's key quota: {m}")),
             other => Error::Failed(other.to_string()),
         }
     }

@@ -26,11 +26,16 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 
 use crate::crypto::{self, SessionKey};
 use crate::error::Error;
+use crate::kernel_items;
 use crate::prompt::new_prompt;
 use crate::session::SessionObject;
+use crate::session_collection::{
+    is_session_collection, is_session_object, search_session, session_item_id,
+    SESSION_COLLECTION_PATH,
+};
 use crate::state::{
-    encode, is_collection, known_objects, lock, path, refresh_lock_state, refresh_soon, root,
-    search_unlocked, sender, SecretOut, State, COLLECTION_PATH,
+    encode, encode_typed, is_collection, known_objects, lock, path, refresh_lock_state,
+    refresh_soon, root, search_unlocked, sender, SecretOut, State, COLLECTION_PATH,
 };
 
 pub use crate::state::{ALIAS_PATH, BUS_NAME, SERVICE_PATH};
@@ -106,8 +111,9 @@ impl Service {
     ) -> Result<(OwnedObjectPath, OwnedObjectPath), Error> {
         match alias {
             "default" | "login" => Ok((path(COLLECTION_PATH), root())),
+            "session" => Ok((path(SESSION_COLLECTION_PATH), root())),
             _ => Err(Error::NotSupported(
-                "keyringrs serves one collection, `login` (alias `default`); it cannot create others"
+                "keyringrs serves two collections, `login` (alias `default`) and `session`; it cannot create others"
                     .into(),
             )),
         }
@@ -118,8 +124,11 @@ impl Service {
         &self,
         attributes: HashMap<String, String>,
     ) -> Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>), Error> {
-        // Locked: nothing is readable, not even which items exist.
-        Ok((search_unlocked(&self.st, &attributes).await?, vec![]))
+        // Locked: nothing of the store is readable, not even which items exist. Session items
+        // are never locked.
+        let mut found = search_unlocked(&self.st, &attributes).await?;
+        found.extend(search_session(&self.st, &attributes).await);
+        Ok((found, vec![]))
     }
 
     #[zbus(out_args("unlocked", "prompt"))]
@@ -128,15 +137,28 @@ impl Service {
         objects: Vec<OwnedObjectPath>,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(Vec<OwnedObjectPath>, OwnedObjectPath), Error> {
+        // The session collection and its items are never locked.
+        let (session, objects): (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) =
+            objects.into_iter().partition(|p| {
+                is_session_collection(p.as_str()) || session_item_id(p.as_str()).is_some()
+            });
+        let mut unlocked: Vec<OwnedObjectPath> = session
+            .into_iter()
+            .filter(|p| is_session_object(p.as_str()))
+            .collect();
         if !self.st.is_locked() {
             // Unlocked behind the daemon's back (keyringrs unlock): serve the items first.
             if self.st.lock_state_differs(false) {
                 refresh_lock_state(&self.st).await;
             }
-            return Ok((known_objects(&self.st, &objects), root()));
+            unlocked.extend(known_objects(&self.st, &objects));
+            return Ok((unlocked, root()));
+        }
+        if objects.is_empty() {
+            return Ok((unlocked, root()));
         }
         let p = new_prompt(&self.st, &sender(&hdr)?, objects).await?;
-        Ok((vec![], p))
+        Ok((unlocked, p))
     }
 
     #[zbus(out_args("locked", "Prompt"))]
@@ -161,13 +183,27 @@ impl Service {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<HashMap<OwnedObjectPath, SecretOut>, Error> {
         let key = self.st.session_key(session.as_str(), &sender(&hdr)?)?;
+        let mut out = HashMap::new();
+        // Session items first: they are never locked.
+        let (session_items, items): (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) = items
+            .into_iter()
+            .partition(|p| session_item_id(p.as_str()).is_some());
+        for p in session_items {
+            let Some(item) = session_item_id(p.as_str()).and_then(kernel_items::read) else {
+                continue;
+            };
+            let secret = encode_typed(&key, session.as_str(), &item.secret, &item.content_type);
+            out.insert(p, secret);
+        }
+        if items.is_empty() {
+            return Ok(out);
+        }
         let store = self.st.store()?;
         // Locked: no item is served, but the answer is IsLocked, not an empty map.
         if store.is_locked()? {
             refresh_soon(&self.st);
             return Err(Error::locked());
         }
-        let mut out = HashMap::new();
         for p in items {
             // Unknown paths are skipped, as other providers do.
             let Some(id) = self.st.item_identity(p.as_str()) else {
@@ -188,22 +224,46 @@ impl Service {
     async fn read_alias(&self, name: &str) -> OwnedObjectPath {
         match name {
             "default" | "login" => path(COLLECTION_PATH),
+            "session" => path(SESSION_COLLECTION_PATH),
             _ => root(),
         }
     }
 
+    /// The aliases are fixed: `default` and `login` name the login collection (the store),
+    /// `session` the session collection. Setting one to what it names already succeeds.
     async fn set_alias(&self, name: &str, collection: ObjectPath<'_>) -> Result<(), Error> {
-        if name == "default" && is_collection(collection.as_str()) {
+        let c = collection.as_str();
+        let ok = match name {
+            "default" | "login" => is_collection(c),
+            "session" => is_session_collection(c),
+            _ => {
+                return Err(Error::NotSupported(format!(
+                    "keyringrs has the aliases `default`, `login` and `session` only, not {name:?}"
+                )))
+            }
+        };
+        if ok {
             return Ok(());
         }
-        Err(Error::NotSupported(
-            "the only alias is `default`, for the `login` collection".into(),
-        ))
+        let known = is_collection(c) || is_session_collection(c);
+        Err(Error::NotSupported(format!(
+            "the alias {name:?} names the {} collection and cannot be moved{}",
+            if name == "session" {
+                "session"
+            } else {
+                "login"
+            },
+            if known {
+                String::new()
+            } else {
+                format!(" (and {c} is no collection of ours)")
+            }
+        )))
     }
 
     #[zbus(property)]
     async fn collections(&self) -> Vec<OwnedObjectPath> {
-        vec![path(COLLECTION_PATH)]
+        vec![path(COLLECTION_PATH), path(SESSION_COLLECTION_PATH)]
     }
 
     #[zbus(signal)]

@@ -118,12 +118,22 @@ pub(crate) fn is_collection(p: &str) -> bool {
 }
 
 pub(crate) fn encode(key: &SessionKey, session: &str, secret: &[u8]) -> SecretOut {
+    encode_typed(key, session, secret, CONTENT_TYPE)
+}
+
+/// `encode` with the item's content type.
+pub(crate) fn encode_typed(
+    key: &SessionKey,
+    session: &str,
+    secret: &[u8],
+    content_type: &str,
+) -> SecretOut {
     let (params, value) = key.encrypt(secret);
     (
         path(session),
         params,
         WipedBytes(Zeroizing::new(value)),
-        CONTENT_TYPE.into(),
+        content_type.into(),
     )
 }
 
@@ -163,8 +173,10 @@ pub struct State {
     pub(crate) prompts: Mutex<HashMap<String, PromptInfo>>,
     /// Item objects on the bus: entry name (hex) → identity. Empty while locked.
     items: Mutex<HashMap<String, Identity>>,
+    /// Session items (kernel_items.rs) on the bus, by id.
+    pub(crate) session_items: Mutex<HashSet<String>>,
     /// Held while item objects are added to or removed from the object server.
-    registry: tokio::sync::Mutex<()>,
+    pub(crate) registry: tokio::sync::Mutex<()>,
     /// Serializes following the lock state (so a stale look can never undo a newer one).
     refresh: tokio::sync::Mutex<()>,
     /// Serializes CreateItem (a look-up of the item to replace, then the write).
@@ -174,6 +186,8 @@ pub struct State {
     counter: AtomicU64,
     last_locked: Mutex<Option<bool>>,
     pub(crate) prompt_timeout: Duration,
+    /// When the daemon started (the session collection's `Created`).
+    pub(crate) started: u64,
     conn: OnceLock<Connection>,
 }
 
@@ -190,6 +204,7 @@ impl State {
             sessions: Mutex::new(HashMap::new()),
             prompts: Mutex::new(HashMap::new()),
             items: Mutex::new(HashMap::new()),
+            session_items: Mutex::new(HashSet::new()),
             registry: tokio::sync::Mutex::new(()),
             refresh: tokio::sync::Mutex::new(()),
             create: tokio::sync::Mutex::new(()),
@@ -197,6 +212,7 @@ impl State {
             counter: AtomicU64::new(1),
             last_locked: Mutex::new(None),
             prompt_timeout,
+            started: crate::kernel_items::now(),
             conn: OnceLock::new(),
         })
     }
