@@ -149,10 +149,11 @@ secret-service-tests: test-deps $(SS_VENV)/bin/pytest
 # gnome-keyring-daemon and against keyringrs-secret-service (debug build), each on a private bus
 # in a session keyring of its own; fails when ours does not pass what gnome-keyring passes (but
 # secret-service/tests/upstream/known-failures.txt, which may only shrink). gnome-keyring is
-# installed without its Recommends (libpam-gnome-keyring would change /etc/pam.d).
+# installed without its Recommends (libpam-gnome-keyring would change /etc/pam.d), with dbus-x11
+# for its session-bus dependency (dbus-user-session would bring libpam-systemd).
 UPSTREAM          = $(TARGET)/upstream
 UPSTREAM_SDISTS   = SecretStorage==3.5.0 keyring==25.7.0
-UPSTREAM_PACKAGES = gnome-keyring
+UPSTREAM_PACKAGES = dbus-x11 gnome-keyring
 UPSTREAM_SCRIPT   = secret-service/tests/upstream/upstream.py
 .PHONY: upstream-secret-service-tests upstream-gnome-keyring
 $(UPSTREAM)/ready: | test-deps

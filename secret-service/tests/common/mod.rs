@@ -247,7 +247,7 @@ impl Env {
         }
         let c = self.client();
         let v: Vec<OwnedObjectPath> = c.get(SERVICE, I_SERVICE, "Collections").unwrap();
-        assert_eq!(v.len(), 1);
+        assert_eq!(v.len(), 2, "login and session: {v:?}");
     }
 }
 
