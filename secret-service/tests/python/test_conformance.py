@@ -62,7 +62,8 @@ def test_secretstorage_dh_session_binary_secrets_labels_attributes(ss_env):
         found = list(secretstorage.search_items(conn, {"service": "ss", "username": "two"}))
         assert [i.get_secret() for i in found] == [b"t"]
         assert {c.collection_path for c in secretstorage.get_all_collections(conn)} == {
-            "/org/freedesktop/secrets/collection/login"
+            "/org/freedesktop/secrets/collection/login",
+            "/org/freedesktop/secrets/collection/session",
         }
         assert secretstorage.get_collection_by_alias(conn, "default").get_label() == "Login"
         for i in coll.search_items({"kind": "x"}):
