@@ -21,7 +21,9 @@ pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod holders;
+pub mod import;
 pub mod keyring;
+pub mod mapping;
 pub mod store;
 pub mod sys;
 
