@@ -39,12 +39,13 @@ BENCH_PACKAGES  = keyutils gnome-keyring dbus-daemon dbus-x11 libsecret-tools li
 # The in-process gnome-keyring client is built only where libdbus-1-dev is installed.
 BENCH_FEATURES  = $(shell pkg-config --exists dbus-1 2>/dev/null && echo --features keyringrs-bench/secret-service)
 
-# Install the packages of $(1) that are missing (apt-get update only when something is).
+# Install the packages of $(1) that are missing (apt-get update only when something is), never
+# their Recommends: gnome-keyring's would bring libpam-gnome-keyring into /etc/pam.d.
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 endef
 
@@ -75,7 +76,7 @@ sshd-test-deps: deps
 	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && created=1; \
 	  fi; \
 	  trap 'if [ -n "$$created" ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 build:

@@ -537,38 +537,50 @@ fn a_symlink_swapped_in_during_logins_never_makes_the_module_write_outside() {
     );
 }
 
-/// Issue 8's promise, end to end: a user who logs in through the PAM module can read with
-/// `secret-tool` (over keyringrs-secret-service on the session's D-Bus) what `keyringrs set`
-/// stored, and gets nothing after logout.
-#[test]
-fn secret_tool_reads_the_login_unlocked_store_and_nothing_after_logout() {
-    require_root!("creates users and /etc/pam.d services");
+/// Shell for a `run` step in a login: start a session bus and keyringrs-secret-service (a copy
+/// in the user's home, see `copy_secret_service`), wait until it owns org.freedesktop.secrets.
+const START_SECRET_SERVICE: &str = "dbus-daemon --session --fork --print-address=3 \
+    --print-pid=4 3>bus-addr 4>bus-pid >/dev/null 2>&1 && \
+    (DBUS_SESSION_BUS_ADDRESS=$(cat bus-addr) ./keyringrs-secret-service >ss.log 2>&1 &) && \
+    for i in $(seq 100); do DBUS_SESSION_BUS_ADDRESS=$(cat bus-addr) dbus-send --session \
+    --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+    org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null \
+    | grep -q true && break; sleep 0.1; done";
+
+/// `secret-tool lookup service S username U` on that bus, in `$(...)`.
+const LOOKUP: &str =
+    "DBUS_SESSION_BUS_ADDRESS=$(cat bus-addr) timeout 20 secret-tool lookup service S username U";
+
+/// ... and stop that bus and daemon.
+const STOP_SECRET_SERVICE: &str =
+    "kill $(cat bus-pid) 2>/dev/null; pkill -u $(id -u) keyringrs-secre; true";
+
+fn copy_secret_service(user: &ThrowawayUser) {
     let daemon = target_dir().join("keyringrs-secret-service");
     assert!(
         daemon.exists(),
         "{} missing: cargo build --workspace",
         daemon.display()
     );
-    let user = login_user("sstool", "sstool-pw");
     std::fs::copy(&daemon, user.home.join("keyringrs-secret-service")).unwrap();
+}
+
+/// Issue 8's promise, end to end: a user who logs in through the PAM module can read with
+/// `secret-tool` (over keyringrs-secret-service on the session's D-Bus) what `keyringrs set`
+/// stored, and gets nothing after logout.
+#[test]
+fn secret_tool_reads_the_login_unlocked_store_and_nothing_after_logout() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("sstool", "sstool-pw");
+    copy_secret_service(&user);
     let svc = Service::standard("sstool", "");
-    // Inside the session: store a secret with the CLI, start a session bus and the provider
-    // (waiting until it owns org.freedesktop.secrets), look the secret up with secret-tool.
-    let bus = "DBUS_SESSION_BUS_ADDRESS=$(cat bus-addr)";
-    let lookup = format!("{bus} timeout 20 secret-tool lookup service S username U");
     let t = drive(
         &svc,
         &user.name,
         &format!(
-            "{}run printf tok-from-cli | ./keyringrs set S U && \
-             dbus-daemon --session --fork --print-address=3 --print-pid=4 3>bus-addr 4>bus-pid \
-             >/dev/null 2>&1 && ({bus} ./keyringrs-secret-service >ss.log 2>&1 &) && \
-             for i in $(seq 100); do {bus} dbus-send --session --print-reply \
-             --dest=org.freedesktop.DBus /org/freedesktop/DBus \
-             org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null \
-             | grep -q true && break; sleep 0.1; done; echo \"in-session=[$({lookup})]\"\n\
-             close\nrun echo \"after-logout=[$({lookup} 2>/dev/null)]\"; \
-             kill $(cat bus-pid) 2>/dev/null; pkill -u $(id -u) keyringrs-secre; true\nend\n",
+            "{}run printf tok-from-cli | ./keyringrs set S U && {START_SECRET_SERVICE} && \
+             echo \"in-session=[$({LOOKUP})]\"\n\
+             close\nrun echo \"after-logout=[$({LOOKUP} 2>/dev/null)]\"; {STOP_SECRET_SERVICE}\nend\n",
             login("sstool-pw"),
         ),
     );
@@ -801,127 +813,141 @@ fn edit_passwd_home(name: &str, home: &str) {
 
 // ---- Logins that overlap: desktops, the user manager, text logins (docs/PAM.md "Lifetime") ----
 
+/// A user with a display-manager-like service and the user manager's session opened: the
+/// setting of every desktop test.
+struct Desktop {
+    user: ThrowawayUser,
+    password: String,
+    gdm: Service,
+    _um: Service,
+    /// A process of the user manager's session (an app, a terminal, the Secret Service).
+    m: Live,
+}
+
+impl Desktop {
+    fn new(tag: &str) -> Desktop {
+        let password = format!("{tag}-pw");
+        let user = login_user(tag, &password);
+        let gdm = Service::standard(tag, "");
+        let um = user_manager_service(&format!("{tag}-um"));
+        let m = user_manager(&um, &user);
+        Desktop {
+            user,
+            password,
+            gdm,
+            _um: um,
+            m,
+        }
+    }
+
+    /// A graphical login of the user, open.
+    fn login(&self) -> Live {
+        let mut g = Live::start(&self.gdm, &self.user.name);
+        g.login(&self.password, true);
+        g
+    }
+
+    /// A graphical login that stores `value` for (S, U).
+    fn login_and_set(&self, value: &str) -> Live {
+        let mut g = self.login();
+        let t = g.step(&format!("run printf {value} | ./keyringrs set S U"));
+        assert_eq!(t.codes("run"), [0], "{t}");
+        g
+    }
+}
+
 #[test]
 fn a_graphical_login_unlocks_for_the_user_manager_session_until_it_closes() {
     require_root!("creates users and /etc/pam.d services");
-    let user = login_user("gdm", "gdm-pw");
-    let gdm = Service::standard("gdm", "");
-    let um = user_manager_service("gdm-um");
-    let mut m = user_manager(&um, &user);
-    let mut g = Live::start(&gdm, &user.name);
-    g.login("gdm-pw", true);
-    let t = g.step("run printf desk | ./keyringrs set S U");
-    assert_eq!(t.codes("run"), [0], "{t}");
-    // A process of the user manager's session (an app, a terminal, the Secret Service).
-    assert_eq!(m.get("S", "U"), (0, "desk".into()));
-    let t = m.step("run ./keyringrs status");
+    let mut d = Desktop::new("gdm");
+    let mut g = d.login_and_set("desk");
+    assert_eq!(d.m.get("S", "U"), (0, "desk".into()));
+    let t = d.m.step("run ./keyringrs status");
     assert!(t.has("held by: graphical login"), "{t}");
     assert!(t.has("the user keyring (@u)"), "{t}");
     g.close();
-    assert_eq!(m.get("S", "U").0, 3, "the last graphical logout locks it");
-    assert_eq!(fresh_user_session_get(&user), 3);
+    assert_eq!(d.m.get("S", "U").0, 3, "the last graphical logout locks it");
+    assert_eq!(fresh_user_session_get(&d.user), 3);
 }
 
 #[test]
 fn overlapping_graphical_logins_lock_only_when_the_last_closes_in_either_order() {
     require_root!("creates users and /etc/pam.d services");
-    let user = login_user("overlap", "overlap-pw");
-    let gdm = Service::standard("overlap", "");
-    let um = user_manager_service("overlap-um");
-    let mut m = user_manager(&um, &user);
+    let mut d = Desktop::new("overlap");
     for first_closes_first in [true, false] {
-        let mut a = Live::start(&gdm, &user.name);
-        a.login("overlap-pw", true);
-        assert_eq!(
-            a.step("run printf v | ./keyringrs set S U").codes("run"),
-            [0]
-        );
-        let mut b = Live::start(&gdm, &user.name);
-        b.login("overlap-pw", true);
+        let mut a = d.login_and_set("v");
+        let mut b = d.login();
         let (first, second) = if first_closes_first {
             (&mut a, &mut b)
         } else {
             (&mut b, &mut a)
         };
         first.close();
-        assert_eq!(m.get("S", "U"), (0, "v".into()), "one login still holds it");
+        assert_eq!(
+            d.m.get("S", "U"),
+            (0, "v".into()),
+            "one login still holds it"
+        );
         assert_eq!(second.get("S", "U"), (0, "v".into()));
         second.close();
-        assert_eq!(m.get("S", "U").0, 3, "the last close locks it");
+        assert_eq!(d.m.get("S", "U").0, 3, "the last close locks it");
     }
 }
 
 #[test]
 fn a_text_login_during_a_desktop_session_reads_and_its_logout_leaves_the_desktop_unlocked() {
     require_root!("creates users and /etc/pam.d services");
-    let user = login_user("mixed", "mixed-pw");
-    let gdm = Service::standard("mixed-g", "");
+    let mut d = Desktop::new("mixed");
     let ssh = Service::standard("mixed-t", "");
-    let um = user_manager_service("mixed-um");
-    let mut m = user_manager(&um, &user);
-    let mut g = Live::start(&gdm, &user.name);
-    g.login("mixed-pw", true);
-    assert_eq!(
-        g.step("run printf v | ./keyringrs set S U").codes("run"),
-        [0]
-    );
-    let mut t = Live::start(&ssh, &user.name);
-    t.login("mixed-pw", false);
+    let mut g = d.login_and_set("v");
+    let mut t = Live::start(&ssh, &d.user.name);
+    t.login(&d.password, false);
     assert_eq!(t.get("S", "U"), (0, "v".into()));
     let s = t.step("run ./keyringrs status");
     assert!(s.has("this login's session keyring (@s)"), "{s}");
     t.close();
     assert_eq!(
-        m.get("S", "U"),
+        d.m.get("S", "U"),
         (0, "v".into()),
         "the desktop stays unlocked"
     );
     // The other order: the text login outlives the desktop and keeps its own key.
-    let mut t = Live::start(&ssh, &user.name);
-    t.login("mixed-pw", false);
+    let mut t = Live::start(&ssh, &d.user.name);
+    t.login(&d.password, false);
     g.close();
-    assert_eq!(m.get("S", "U").0, 3, "the desktop's close locked @u");
+    assert_eq!(d.m.get("S", "U").0, 3, "the desktop's close locked @u");
     assert_eq!(
         t.get("S", "U"),
         (0, "v".into()),
         "the text login has its own key"
     );
     t.close();
-    assert_eq!(fresh_user_session_get(&user), 3);
+    assert_eq!(fresh_user_session_get(&d.user), 3);
 }
 
 #[test]
 fn a_killed_graphical_login_stops_holding_the_store_at_the_next_logout() {
     require_root!("creates users and /etc/pam.d services");
-    let user = login_user("killed", "killed-pw");
-    let gdm = Service::standard("killed", "");
-    let um = user_manager_service("killed-um");
-    let mut m = user_manager(&um, &user);
+    let mut d = Desktop::new("killed");
     // Killed while another login holds it too: the other's logout locks.
-    let mut a = Live::start(&gdm, &user.name);
-    a.login("killed-pw", true);
-    assert_eq!(
-        a.step("run printf v | ./keyringrs set S U").codes("run"),
-        [0]
-    );
-    let mut b = Live::start(&gdm, &user.name);
-    b.login("killed-pw", true);
+    let a = d.login_and_set("v");
+    let mut b = d.login();
     a.kill();
-    wait_until_a_holder_is_gone(&mut m);
-    assert_eq!(m.get("S", "U"), (0, "v".into()));
+    wait_until_a_holder_is_gone(&mut d.m);
+    assert_eq!(d.m.get("S", "U"), (0, "v".into()));
     b.close();
-    assert_eq!(m.get("S", "U").0, 3, "a dead holder must not keep it open");
+    assert_eq!(
+        d.m.get("S", "U").0,
+        3,
+        "a dead holder must not keep it open"
+    );
     // Killed alone, the store stays open (nobody closed); the next login's logout locks it.
-    let mut a = Live::start(&gdm, &user.name);
-    a.login("killed-pw", true);
-    a.kill();
-    wait_until_a_holder_is_gone(&mut m);
-    assert_eq!(m.get("S", "U"), (0, "v".into()));
-    let mut c = Live::start(&gdm, &user.name);
-    c.login("killed-pw", true);
-    c.close();
-    assert_eq!(m.get("S", "U").0, 3);
-    assert_eq!(fresh_user_session_get(&user), 3);
+    d.login().kill();
+    wait_until_a_holder_is_gone(&mut d.m);
+    assert_eq!(d.m.get("S", "U"), (0, "v".into()));
+    d.login().close();
+    assert_eq!(d.m.get("S", "U").0, 3);
+    assert_eq!(fresh_user_session_get(&d.user), 3);
 }
 
 /// The kernel reaps a dead login's session keyring once the last reference to it (the exited
@@ -941,23 +967,14 @@ fn wait_until_a_holder_is_gone(m: &mut Live) {
 #[test]
 fn keyringrs_lock_from_one_session_locks_every_login() {
     require_root!("creates users and /etc/pam.d services");
-    let user = login_user("lockall", "lockall-pw");
-    let gdm = Service::standard("lockall", "");
-    let um = user_manager_service("lockall-um");
-    let mut m = user_manager(&um, &user);
-    let mut a = Live::start(&gdm, &user.name);
-    a.login("lockall-pw", true);
-    assert_eq!(
-        a.step("run printf v | ./keyringrs set S U").codes("run"),
-        [0]
-    );
-    let mut b = Live::start(&gdm, &user.name);
-    b.login("lockall-pw", true);
-    assert_eq!(m.step("run ./keyringrs lock").codes("run"), [0]);
-    assert_eq!(m.get("S", "U").0, 3);
+    let mut d = Desktop::new("lockall");
+    let mut a = d.login_and_set("v");
+    let mut b = d.login();
+    assert_eq!(d.m.step("run ./keyringrs lock").codes("run"), [0]);
+    assert_eq!(d.m.get("S", "U").0, 3);
     assert_eq!(a.get("S", "U").0, 3);
     assert_eq!(b.get("S", "U").0, 3);
-    let s = m.step("run ./keyringrs status");
+    let s = d.m.step("run ./keyringrs status");
     assert!(!s.has("held by:"), "{s}");
     a.close();
     b.close();
@@ -999,33 +1016,16 @@ fn a_graphical_login_in_a_stack_without_pam_keyinit_still_unlocks() {
 #[test]
 fn secret_tool_in_the_user_manager_session_follows_the_graphical_login() {
     require_root!("creates users and /etc/pam.d services");
-    let daemon = target_dir().join("keyringrs-secret-service");
-    let user = login_user("dmss", "dmss-pw");
-    std::fs::copy(&daemon, user.home.join("keyringrs-secret-service")).unwrap();
-    let gdm = Service::standard("dmss", "");
-    let um = user_manager_service("dmss-um");
-    let mut m = user_manager(&um, &user);
-    let mut g = Live::start(&gdm, &user.name);
-    g.login("dmss-pw", true);
-    assert_eq!(
-        g.step("run printf tok | ./keyringrs set S U").codes("run"),
-        [0]
-    );
-    let bus = "DBUS_SESSION_BUS_ADDRESS=$(cat bus-addr)";
-    let lookup = format!("{bus} timeout 20 secret-tool lookup service S username U");
-    let t = m.step(&format!(
-        "run dbus-daemon --session --fork --print-address=3 --print-pid=4 3>bus-addr 4>bus-pid \
-         >/dev/null 2>&1 && ({bus} ./keyringrs-secret-service >ss.log 2>&1 &) && \
-         for i in $(seq 100); do {bus} dbus-send --session --print-reply \
-         --dest=org.freedesktop.DBus /org/freedesktop/DBus \
-         org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null \
-         | grep -q true && break; sleep 0.1; done; echo \"open=[$({lookup})]\""
+    let mut d = Desktop::new("dmss");
+    copy_secret_service(&d.user);
+    let mut g = d.login_and_set("tok");
+    let t = d.m.step(&format!(
+        "run {START_SECRET_SERVICE}; echo \"open=[$({LOOKUP})]\""
     ));
     assert!(t.has("open=[tok]"), "{t}");
     g.close();
-    let t = m.step(&format!(
-        "run echo \"after=[$({lookup} 2>/dev/null)]\"; kill $(cat bus-pid) 2>/dev/null; \
-         pkill -u $(id -u) keyringrs-secre; true"
+    let t = d.m.step(&format!(
+        "run echo \"after=[$({LOOKUP} 2>/dev/null)]\"; {STOP_SECRET_SERVICE}"
     ));
     assert!(t.has("after=[]"), "{t}");
 }

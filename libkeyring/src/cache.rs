@@ -66,38 +66,36 @@ impl EntryCache {
         }
     }
 
-    /// The sealed bytes of entry `id`: remembered ones if no writer changed the store since,
-    /// else `load`'s (remembered for next time when small). `load` runs after the generation is
-    /// read, so bytes read during a concurrent write are filed under the older generation and
-    /// never outlive it.
-    pub fn get<E>(
-        &self,
-        id: &[u8; 32],
-        load: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
-    ) -> Result<Option<Arc<Vec<u8>>>, E> {
-        let generation = self.counter.get();
-        {
-            let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if e.generation != generation {
-                *e = Entries {
-                    generation,
-                    ..Entries::default()
-                };
-            } else if let Some(hit) = e.sealed.get(id) {
-                return Ok(Some(Arc::clone(hit)));
-            }
+    /// The current generation, read before anything is loaded from disk (so bytes read during
+    /// a concurrent write are filed under the older generation and never outlive it).
+    pub fn generation(&self) -> u64 {
+        self.counter.get()
+    }
+
+    /// The remembered sealed bytes of entry `id`, if no writer changed the store since
+    /// `generation` (else everything remembered is dropped).
+    pub fn lookup(&self, generation: u64, id: &[u8; 32]) -> Option<Arc<Vec<u8>>> {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if e.generation != generation {
+            *e = Entries {
+                generation,
+                ..Entries::default()
+            };
+            return None;
         }
-        let Some(bytes) = load()? else {
-            return Ok(None);
-        };
-        let bytes = Arc::new(bytes);
-        if bytes.len() <= MAX_CACHED_ENTRY {
-            let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if e.generation == generation && e.bytes + bytes.len() <= MAX_CACHED_TOTAL {
-                e.bytes += bytes.len();
-                e.sealed.insert(*id, Arc::clone(&bytes));
-            }
+        e.sealed.get(id).map(Arc::clone)
+    }
+
+    /// Remember the sealed bytes of entry `id`, read at `generation` and authenticated (never
+    /// bytes that failed to open), when small enough.
+    pub fn insert(&self, generation: u64, id: &[u8; 32], bytes: &Arc<Vec<u8>>) {
+        if bytes.len() > MAX_CACHED_ENTRY {
+            return;
         }
-        Ok(Some(bytes))
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if e.generation == generation && e.bytes + bytes.len() <= MAX_CACHED_TOTAL {
+            e.bytes += bytes.len();
+            e.sealed.insert(*id, Arc::clone(bytes));
+        }
     }
 }

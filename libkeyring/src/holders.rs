@@ -53,22 +53,6 @@ fn find(store: &Store) -> Result<Option<KeySerial>> {
     }
 }
 
-/// Stage a new key or keyring in the thread keyring (possessed by nobody else), give it its
-/// final permissions and link it into `target`.
-fn place(new: KeySerial, mask: u32, target: Keyring) -> Result<KeySerial> {
-    let placed = (|| -> Result<()> {
-        new.set_perm(mask | perm::USR_LINK | perm::USR_SETATTR)?;
-        new.link(target)?;
-        new.set_perm(mask)
-    })();
-    let unlinked = new.unlink(Keyring::Thread);
-    if let Err(e) = placed.and(unlinked) {
-        let _ = new.invalidate();
-        return Err(e);
-    }
-    Ok(new)
-}
-
 /// Is `serial` still a session keyring of `owner`? (Reaped, revoked, or reused by another key
 /// or another user: no.)
 fn alive(serial: i32, owner: u32) -> bool {
@@ -79,10 +63,10 @@ fn alive(serial: i32, owner: u32) -> bool {
 pub fn register(store: &Store, session: KeySerial, kind: &str) -> Result<()> {
     let keyring = match find(store)? {
         Some(k) => k,
-        None => place(
-            Keyring::Thread.add_keyring(&description(store))?,
+        None => Keyring::Thread.add_keyring(&description(store))?.place(
             perm::HOLDERS_KEYRING,
             Keyring::User,
+            None,
         )?,
     };
     let since = std::time::SystemTime::now()
@@ -92,7 +76,9 @@ pub fn register(store: &Store, session: KeySerial, kind: &str) -> Result<()> {
         &format!("holder:{}", session.0),
         format!("{kind} {since}").as_bytes(),
     )?;
-    place(record, perm::HOLDER, Keyring::Id(keyring)).map(drop)
+    record
+        .place(perm::HOLDER, Keyring::Id(keyring), None)
+        .map(drop)
 }
 
 /// Every holder of `store` recorded in `@u` (dead ones included, marked).

@@ -184,6 +184,27 @@ impl KeySerial {
             .map(|c| KeySerial(i32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
             .collect())
     }
+    /// Move a key staged in the thread keyring (which no other process possesses, so nobody can
+    /// see it before its permissions are final) into `target`: set the timeout (needs setattr,
+    /// so first), restrict to `mask` plus owner link/setattr, link it into `target`, drop the
+    /// extra bits, unlink it from the thread keyring. On any failure it is invalidated.
+    /// (KEYCTL_UPDATE is never used on our keys: it clears the timeout.)
+    pub fn place(self, mask: u32, target: Keyring, timeout: Option<u32>) -> Result<KeySerial> {
+        let placed = (|| -> Result<()> {
+            if let Some(t) = timeout {
+                self.set_timeout(t)?;
+            }
+            self.set_perm(mask | perm::USR_LINK | perm::USR_SETATTR)?;
+            self.link(target)?;
+            self.set_perm(mask)
+        })();
+        let unlinked = self.unlink(Keyring::Thread);
+        if let Err(e) = placed.and(unlinked) {
+            let _ = self.invalidate();
+            return Err(e);
+        }
+        Ok(self)
+    }
     pub fn link(self, into: Keyring) -> Result<()> {
         keyctl::link(self.0, into.raw())
     }

@@ -655,48 +655,16 @@ impl Store {
         }
     }
 
-    /// Put one key into `target` with its final permissions. It is staged in the thread keyring,
-    /// which no other process possesses, so nobody can see it before its permissions are final:
-    /// add there, set the timeout (needs setattr, so first), restrict to `mask` plus owner
-    /// link/setattr, link into the target keyring, drop the extra bits, unlink from the thread
-    /// keyring. (KEYCTL_UPDATE is never used: it clears the timeout.)
-    fn place(
-        description: &str,
-        payload: &[u8],
-        mask: u32,
-        target: Keyring,
-        timeout: Option<u32>,
-    ) -> Result<KeySerial> {
-        let key = Keyring::Thread.add(description, payload)?;
-        let placed = (|| -> Result<()> {
-            if let Some(t) = timeout {
-                key.set_timeout(t)?;
-            }
-            key.set_perm(mask | perm::USR_LINK | perm::USR_SETATTR)?;
-            key.link(target)?;
-            key.set_perm(mask)
-        })();
-        let unlinked = key.unlink(Keyring::Thread);
-        if let Err(e) = placed.and(unlinked) {
-            let _ = key.invalidate();
-            return Err(e);
-        }
-        Ok(key)
-    }
-
     /// Put the master key into the kernel with the permissions of its scope.
     fn install(&self, master: &MasterKey, opts: &UnlockOptions) -> Result<KeyRef> {
         let mask = match opts.scope {
             Scope::Session => perm::SESSION_KEY,
             Scope::User => perm::USER_KEY,
         };
-        let serial = Self::place(
-            &self.description,
-            master.as_bytes(),
-            mask,
-            opts.scope.keyring(),
-            opts.timeout,
-        )?;
+        // Staged in the thread keyring: see KeySerial::place.
+        let serial = Keyring::Thread
+            .add(&self.description, master.as_bytes())?
+            .place(mask, opts.scope.keyring(), opts.timeout)?;
         Ok(KeyRef {
             serial,
             scope: opts.scope,
@@ -986,15 +954,7 @@ impl Store {
         let [new_name, new_seal] = self.entry_keys(&master);
         for e in &entries {
             let id = format::entry_id(&new_name, &e.service, &e.username);
-            let name = format::hex(&id);
-            let bytes = format::seal_entry(&new_seal, &self.id, &id, e)?;
-            write_atomic(
-                &self.dir,
-                &self.entries,
-                &name,
-                &bytes,
-                &self.entry_path(&name),
-            )?;
+            self.write_entry(&new_seal, &id, e)?;
         }
         let kdf = opened.header.slots[opened.index].kdf.max_with(&opts.kdf);
         let mut next = Header {
@@ -1092,30 +1052,34 @@ impl Store {
     fn load_entry(&self, seal: &SubKey, id: &[u8; 32]) -> Result<Option<EntryData>> {
         let name = format::hex(id);
         let display = || self.entry_path(&name);
-        let load = || {
-            read_checked(
+        let generation = self.entry_cache.as_ref().map(EntryCache::generation);
+        let cached = match (&self.entry_cache, generation) {
+            (Some(cache), Some(g)) => cache.lookup(g, id),
+            _ => None,
+        };
+        let (bytes, fresh) = match cached {
+            Some(b) => (b, false),
+            None => match read_checked(
                 &self.entries,
                 Path::new(&name),
                 &display,
                 self.owner,
                 format::MAX_ENTRY_LEN,
-            )
+            )? {
+                Some(b) => (std::sync::Arc::new(b), true),
+                None => return Ok(None),
+            },
         };
-        let bytes = match &self.entry_cache {
-            Some(cache) => cache.get(id, load)?,
-            None => load()?.map(std::sync::Arc::new),
-        };
-        let Some(bytes) = bytes else {
-            return Ok(None);
-        };
-        format::open_entry(seal, &self.id, id, &bytes)
-            .map(Some)
-            .map_err(|e| match e {
-                EntryError::UnknownVersion(v) => {
-                    Error::corrupt(&display(), format!("unknown entry format version {v}"))
-                }
-                EntryError::Malformed(why) => Error::corrupt(&display(), why),
-            })
+        let data = format::open_entry(seal, &self.id, id, &bytes).map_err(|e| match e {
+            EntryError::UnknownVersion(v) => {
+                Error::corrupt(&display(), format!("unknown entry format version {v}"))
+            }
+            EntryError::Malformed(why) => Error::corrupt(&display(), why),
+        })?;
+        if let (true, Some(cache), Some(g)) = (fresh, &self.entry_cache, generation) {
+            cache.insert(g, id, &bytes);
+        }
+        Ok(Some(data))
     }
 
     fn entry_id(&self, master: &MasterKey, service: &str, username: &str) -> [u8; 32] {
@@ -1212,7 +1176,6 @@ impl Store {
         self.check_master(&master)?;
         let [name_key, seal] = self.entry_keys(&master);
         let id = format::entry_id(&name_key, service, username);
-        let name = format::hex(&id);
         let old = self.load_entry(&seal, &id)?;
         let t = now();
         let data = EntryData {
@@ -1230,15 +1193,21 @@ impl Store {
             modified: t,
             secret: Zeroizing::new(secret.to_vec()),
         };
-        let bytes = format::seal_entry(&seal, &self.id, &id, &data)?;
+        self.write_entry(&seal, &id, &data)?;
+        self.bump_generation()
+    }
+
+    /// Seal `data` as entry `id` and write it atomically and durably (under the writer lock).
+    fn write_entry(&self, seal: &SubKey, id: &[u8; 32], data: &EntryData) -> Result<()> {
+        let name = format::hex(id);
+        let bytes = format::seal_entry(seal, &self.id, id, data)?;
         write_atomic(
             &self.dir,
             &self.entries,
             &name,
             &bytes,
             &self.entry_path(&name),
-        )?;
-        self.bump_generation()
+        )
     }
 
     /// Tell every open store handle (any process) that entries changed: after the change is in

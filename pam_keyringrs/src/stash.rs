@@ -51,19 +51,10 @@ impl Drop for Holding {
 /// Put `password` for `user` into the kernel (replacing an earlier one of this login).
 pub fn put(user: &str, password: &[u8]) -> Result<()> {
     let holding = Holding::get()?;
-    let key = Keyring::Thread.add(&description(user), password)?;
-    let placed = (|| -> Result<()> {
-        key.set_timeout(TTL)?;
-        key.set_perm(MASK | perm::POS_LINK | perm::POS_SETATTR)?;
-        key.link(Keyring::Id(holding.0))?;
-        key.set_perm(MASK)
-    })();
-    let unlinked = key.unlink(Keyring::Thread);
-    if let Err(e) = placed.and(unlinked) {
-        let _ = key.invalidate();
-        return Err(e);
-    }
-    Ok(())
+    Keyring::Thread
+        .add(&description(user), password)?
+        .place(MASK, Keyring::Id(holding.0), Some(TTL))
+        .map(drop)
 }
 
 /// Take the password stashed for `user` by this login: read once, then invalidated.
