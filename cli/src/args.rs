@@ -89,10 +89,49 @@ pub enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Import secrets from another store (docs/IMPORT.md); the store must be unlocked
+    ///
+    /// The source is never changed; importing it again adds nothing (an item equal in label,
+    /// attributes and secret to an entry is skipped); an item whose place is taken by other
+    /// content is kept as a separate entry, never overwriting; all or nothing per run. Reports
+    /// `N new, M already there, K conflicting`. Exits 5 for a wrong keyring password, 7 for a
+    /// damaged source.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum ScopeArg {
     Session,
     User,
+}
+
+/// Where `keyringrs import` reads from.
+#[derive(Subcommand, Debug)]
+pub enum ImportSource {
+    /// A gnome-keyring keyring file: binary (asks the keyring password) or textual (a
+    /// blank-password keyring: asks nothing)
+    #[command(name = "gnome-keyring")]
+    GnomeKeyring {
+        /// The keyring file [default: ~/.local/share/keyrings/login.keyring]
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Read the keyring password as one line from stdin
+        #[arg(long)]
+        password_stdin: bool,
+        /// List what would be imported (labels and attribute names, never secrets); write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// python-keyring-keyutils' plaintext `user` keys `SERVICE:USERNAME` in @s and @u
+    Keyutils {
+        /// After a successful import, invalidate the imported plaintext keys
+        #[arg(long)]
+        remove: bool,
+        /// List what would be imported (never secrets); write and remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
