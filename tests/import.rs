@@ -1,0 +1,553 @@
+//! `keyringrs import` on real sources (docs/IMPORT.md): login keyrings written by the real
+//! gnome-keyring-daemon (binary with a password, and textual after gnome-keyring's own
+//! ChangeWithMasterPassword to a blank password), and python-keyring-keyutils-style plaintext
+//! `user` keys in a fresh session keyring. gnome-keyring-daemon, secret-tool, dbus-daemon,
+//! dbus-send and python3-dbus come with `make test` (the bench packages); without them the
+//! gnome-keyring tests fail saying what is missing.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keyringrs_tests::*;
+use libkeyring::mapping::{self, Identity};
+use libkeyring::{EntryData, Store};
+
+const GK_PASSWORD: &str = "gk-login-pw";
+
+fn need(program: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).exists()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{program} is not installed: `make test` installs gnome-keyring, libsecret-tools, \
+         dbus and python3-dbus (the bench packages)"
+    );
+}
+
+/// A private session bus and gnome-keyring-daemon with a throwaway HOME, unlocked with
+/// `password` on stdin; both killed on drop.
+struct GnomeKeyring {
+    dbus: Child,
+    daemon: Option<Child>,
+    address: String,
+    home: PathBuf,
+}
+
+impl Drop for GnomeKeyring {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = self.dbus.kill();
+        let _ = self.dbus.wait();
+    }
+}
+
+impl GnomeKeyring {
+    fn start(dir: &Path, password: &str) -> GnomeKeyring {
+        for p in [
+            "dbus-daemon",
+            "dbus-send",
+            "gnome-keyring-daemon",
+            "secret-tool",
+        ] {
+            need(p);
+        }
+        let home = dir.join("home");
+        let run = dir.join("run");
+        std::fs::create_dir_all(home.join(".local/share")).unwrap();
+        std::fs::create_dir_all(&run).unwrap();
+        let mut dbus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon");
+        let mut address = String::new();
+        BufReader::new(dbus.stdout.take().unwrap())
+            .read_line(&mut address)
+            .expect("dbus-daemon address");
+        let address = address.trim().to_string();
+        assert!(!address.is_empty(), "dbus-daemon printed no address");
+        let mut daemon = Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("XDG_RUNTIME_DIR", &run)
+            .env_remove("DISPLAY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gnome-keyring-daemon");
+        daemon
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(password.as_bytes())
+            .unwrap();
+        let gk = GnomeKeyring {
+            dbus,
+            daemon: Some(daemon),
+            address,
+            home,
+        };
+        // Wait until our daemon owns the name (asking earlier would activate another one).
+        let start = Instant::now();
+        loop {
+            let o = Command::new("dbus-send")
+                .env("DBUS_SESSION_BUS_ADDRESS", &gk.address)
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.secrets",
+                ])
+                .output()
+                .expect("dbus-send");
+            if String::from_utf8_lossy(&o.stdout).contains("boolean true") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "gnome-keyring-daemon did not take org.freedesktop.secrets"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        gk
+    }
+
+    fn keyring_file(&self) -> PathBuf {
+        self.home.join(".local/share/keyrings/login.keyring")
+    }
+
+    fn store(&self, label: &str, attrs: &[(&str, &str)], secret: &[u8]) {
+        let mut c = Command::new("secret-tool");
+        c.env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .arg("store")
+            .arg(format!("--label={label}"));
+        for (k, v) in attrs {
+            c.args([k, v]);
+        }
+        let o = run(c, secret);
+        assert!(
+            o.status.success(),
+            "secret-tool store {label}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// gnome-keyring's own password change (its internal D-Bus interface, with a `plain`
+    /// Secret Service session for the two passwords), as its prompts do.
+    fn change_password(&self, old: &str, new: &str) {
+        need("python3");
+        let script = r#"
+import sys, dbus
+bus = dbus.SessionBus()
+svc = bus.get_object('org.freedesktop.secrets', '/org/freedesktop/secrets')
+_, session = svc.OpenSession('plain', dbus.String('', variant_level=1),
+                             dbus_interface='org.freedesktop.Secret.Service')
+def secret(pw):
+    return dbus.Struct((session, dbus.ByteArray(b''), dbus.ByteArray(pw.encode()), 'text/plain'),
+                       signature='oayays')
+iface = dbus.Interface(svc, 'org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface')
+iface.ChangeWithMasterPassword(dbus.ObjectPath('/org/freedesktop/secrets/collection/login'),
+                               secret(sys.argv[1]), secret(sys.argv[2]))
+"#;
+        let o = Command::new("/usr/bin/python3")
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .args(["-c", script, old, new])
+            .output()
+            .expect("run /usr/bin/python3 (python3-dbus)");
+        assert!(
+            o.status.success(),
+            "ChangeWithMasterPassword: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+}
+
+fn sha(path: &Path) -> [u8; 32] {
+    libkeyring::crypto::sha256(&[&std::fs::read(path).unwrap()])
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The four items of the tests: label, attributes, secret.
+fn sample() -> Vec<(&'static str, Vec<(&'static str, &'static str)>, Vec<u8>)> {
+    vec![
+        (
+            "Non-ASCII sécret",
+            vec![("app", "ünïcode"), ("kind", "note")],
+            "pässwörd ✓ 秘密".as_bytes().to_vec(),
+        ),
+        (
+            "Several attributes",
+            vec![
+                ("host", "h.example"),
+                ("port", "22"),
+                ("protocol", "ssh"),
+                ("user", "bob"),
+            ],
+            b"multi attr secret".to_vec(),
+        ),
+        (
+            "With schema",
+            vec![("xdg:schema", "org.example.Password"), ("id", "42")],
+            b"schema secret".to_vec(),
+        ),
+        (
+            "Python keyring item",
+            vec![("service", "svc.example"), ("username", "alice")],
+            b"alice's token".to_vec(),
+        ),
+    ]
+}
+
+/// A login keyring written by gnome-keyring with the sample items; the daemon is stopped.
+fn make_keyring(dir: &TempDir) -> GnomeKeyring {
+    let mut gk = GnomeKeyring::start(dir.path(), GK_PASSWORD);
+    for (label, a, secret) in sample() {
+        gk.store(label, &a, &secret);
+    }
+    gk.stop();
+    assert!(
+        gk.keyring_file().exists(),
+        "gnome-keyring wrote no login.keyring"
+    );
+    gk
+}
+
+fn open_store(dir: &TempDir) -> Store {
+    fresh_session();
+    let o = keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n");
+    assert_exit(&o, 0);
+    Store::open(dir.store()).unwrap()
+}
+
+/// Every sample item is an entry with its label, attributes and exact secret, mapped as
+/// libkeyring::mapping says.
+fn check_entries(store: &Store) {
+    let entries = store.entries().unwrap();
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    for (label, a, secret) in sample() {
+        let a = attrs(&a);
+        let e: &EntryData = entries
+            .iter()
+            .find(|e| e.label == label)
+            .unwrap_or_else(|| panic!("no entry labelled {label:?}: {entries:?}"));
+        assert_eq!(e.attributes, a, "{label}");
+        assert_eq!(mapping::item_attributes(e), a, "{label}");
+        assert_eq!(&e.secret[..], &secret[..], "{label}");
+        match Identity::from_attributes(&a) {
+            Some(id) => assert_eq!(Identity::of(e), id),
+            None => {
+                let schema = a.get("xdg:schema").map_or("", String::as_str);
+                assert_eq!(e.service, format!("{}{schema}", mapping::SYNTHETIC_PREFIX));
+                assert!(Identity::of(e).is_synthetic());
+                assert_eq!(e.username.len(), 36, "a UUID: {}", e.username);
+            }
+        }
+    }
+    assert_eq!(
+        &store.get("svc.example", "alice").unwrap()[..],
+        b"alice's token"
+    );
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn binary_login_keyring_from_gnome_keyring_imports_exactly_once() {
+    let dir = TempDir::new("imp-bin");
+    let gk = make_keyring(&dir);
+    let file = gk.keyring_file();
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(
+        bytes.starts_with(b"GnomeKeyring\n\r\0\n"),
+        "gnome-keyring wrote a binary keyring"
+    );
+    let before = sha(&file);
+    let f = file.to_str().unwrap();
+    let store = open_store(&dir);
+    let pw = format!("{GK_PASSWORD}\n");
+
+    // A wrong password: exit 5, nothing imported.
+    let o = keyringrs(
+        &dir.store(),
+        &["import", "gnome-keyring", f, "--password-stdin"],
+        b"not-the-password\n",
+    );
+    assert_exit(&o, 5);
+    assert!(store.entries().unwrap().is_empty());
+
+    // A dry run lists labels and attribute names, never secrets, and writes nothing.
+    let o = keyringrs(
+        &dir.store(),
+        &[
+            "import",
+            "gnome-keyring",
+            f,
+            "--password-stdin",
+            "--dry-run",
+        ],
+        pw.as_bytes(),
+    );
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("Several attributes") && out.contains("xdg:schema"),
+        "{out}"
+    );
+    assert!(
+        out.contains("4 new, 0 already there, 0 conflicting"),
+        "{out}"
+    );
+    for (_, _, secret) in sample() {
+        assert!(!out.contains(&*String::from_utf8_lossy(&secret)), "{out}");
+    }
+    assert!(store.entries().unwrap().is_empty());
+
+    let o = keyringrs(
+        &dir.store(),
+        &["import", "gnome-keyring", f, "--password-stdin"],
+        pw.as_bytes(),
+    );
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("4 new, 0 already there, 0 conflicting"),
+        "{}",
+        stdout(&o)
+    );
+    check_entries(&store);
+
+    // Again: nothing added.
+    let o = keyringrs(
+        &dir.store(),
+        &["import", "gnome-keyring", f, "--password-stdin"],
+        pw.as_bytes(),
+    );
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("0 new, 4 already there"),
+        "{}",
+        stdout(&o)
+    );
+    check_entries(&store);
+    assert_eq!(sha(&file), before, "the source was modified");
+
+    // The same items read through the library parser, times included.
+    let k = libkeyring::import::gnome::parse(&file, &bytes, Some(GK_PASSWORD.as_bytes())).unwrap();
+    assert_eq!(k.items.len(), 4);
+    assert!(k
+        .items
+        .iter()
+        .all(|i| i.created > 1_600_000_000 && i.modified >= i.created));
+
+    // A conflicting item (same attributes, other secret) is kept apart, never overwriting.
+    store.set("svc.example", "alice", b"changed").unwrap();
+    let o = keyringrs(
+        &dir.store(),
+        &["import", "gnome-keyring", f, "--password-stdin"],
+        pw.as_bytes(),
+    );
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("0 new, 3 already there, 1 conflicting"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(&store.get("svc.example", "alice").unwrap()[..], b"changed");
+    let copies: Vec<_> = store
+        .entries()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.label == "Python keyring item" && Identity::of(e).is_synthetic())
+        .collect();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(&copies[0].secret[..], b"alice's token");
+
+    // A truncated file: exit 7 naming it, nothing imported.
+    let cut = dir.path().join("truncated.keyring");
+    std::fs::write(&cut, &bytes[..bytes.len() - 40]).unwrap();
+    let n = store.entries().unwrap().len();
+    let o = keyringrs(
+        &dir.store(),
+        &[
+            "import",
+            "gnome-keyring",
+            cut.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        pw.as_bytes(),
+    );
+    assert_exit(&o, 7);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("truncated.keyring"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(store.entries().unwrap().len(), n);
+}
+
+#[test]
+fn textual_keyring_after_a_blank_password_imports_asking_nothing() {
+    let dir = TempDir::new("imp-txt");
+    let mut gk = GnomeKeyring::start(dir.path(), GK_PASSWORD);
+    for (label, a, secret) in sample() {
+        gk.store(label, &a, &secret);
+    }
+    gk.change_password(GK_PASSWORD, "");
+    gk.stop();
+    let file = gk.keyring_file();
+    let text = std::fs::read(&file).unwrap();
+    assert!(
+        text.starts_with(b"[keyring]"),
+        "gnome-keyring wrote a textual keyring for the blank password"
+    );
+    let before = sha(&file);
+    let store = open_store(&dir);
+    // No password is read: stdin is empty and not a tty.
+    let f = file.to_str().unwrap();
+    let o = keyringrs(&dir.store(), &["import", "gnome-keyring", f], b"");
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("4 new, 0 already there, 0 conflicting"),
+        "{}",
+        stdout(&o)
+    );
+    check_entries(&store);
+    let o = keyringrs(&dir.store(), &["import", "gnome-keyring", f], b"");
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("0 new, 4 already there"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(sha(&file), before, "the source was modified");
+
+    // The default FILE is ~/.local/share/keyrings/login.keyring.
+    let mut c = cli(&dir.store());
+    c.env("HOME", &gk.home)
+        .args(["import", "gnome-keyring", "--dry-run"]);
+    let o = run(c, b"");
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("0 new, 4 already there"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A damaged textual file: exit 7 naming it.
+    let bad = dir.path().join("bad.keyring");
+    let mut broken = text.clone();
+    broken.extend_from_slice(b"\n[1:attribute9]\nname=x\ntype=float\nvalue=1\n");
+    std::fs::write(&bad, broken).unwrap();
+    let o = keyringrs(
+        &dir.store(),
+        &["import", "gnome-keyring", bad.to_str().unwrap()],
+        b"",
+    );
+    assert_exit(&o, 7);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.keyring"));
+}
+
+#[test]
+fn import_needs_an_unlocked_store() {
+    let dir = TempDir::new("imp-locked");
+    let store = open_store(&dir);
+    store.lock().unwrap();
+    let o = keyringrs(&dir.store(), &["import", "keyutils"], b"");
+    assert_exit(&o, 3);
+    let o = keyringrs(
+        &dir.store(),
+        &["import", "gnome-keyring", "/nonexistent/login.keyring"],
+        b"",
+    );
+    assert_exit(&o, 3);
+}
+
+fn keyctl(args: &[&str]) -> String {
+    let o = Command::new("keyctl").args(args).output().expect("keyctl");
+    assert!(o.status.success(), "keyctl {args:?}: {o:?}");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn keyutils_plaintext_keys_import_and_remove_only_those() {
+    let dir = TempDir::new("imp-keyutils");
+    let store = open_store(&dir);
+    let a = keyctl(&["add", "user", "svc A:user X", "secret A", "@s"]);
+    let ring = keyctl(&["newring", "python-keyring-keyutils", "@s"]);
+    let b = keyctl(&["add", "user", "https://h:8443:bob", "secret B", &ring]);
+    let foreign = keyctl(&["add", "user", "_other:thing", "not ours", "@s"]);
+    let nocolon = keyctl(&["add", "user", "plainname", "not ours", "@s"]);
+
+    let o = keyringrs(&dir.store(), &["import", "keyutils", "--dry-run"], b"");
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("2 new, 0 already there"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stdout(&o).contains("secret A"));
+    assert!(store.entries().unwrap().is_empty());
+
+    let o = keyringrs(&dir.store(), &["import", "keyutils", "--remove"], b"");
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("2 new, 0 already there, 0 conflicting"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(&store.get("svc A", "user X").unwrap()[..], b"secret A");
+    assert_eq!(
+        &store.get("https://h:8443", "bob").unwrap()[..],
+        b"secret B"
+    );
+    assert_eq!(store.entries().unwrap().len(), 2);
+    // The imported keys are gone; the others are untouched.
+    for k in [&a, &b] {
+        assert!(
+            !Command::new("keyctl")
+                .args(["print", k])
+                .output()
+                .unwrap()
+                .status
+                .success(),
+            "key {k} still readable"
+        );
+    }
+    assert_eq!(keyctl(&["print", &foreign]), "not ours");
+    assert_eq!(keyctl(&["print", &nocolon]), "not ours");
+
+    // Importing again finds nothing new.
+    keyctl(&["add", "user", "svc A:user X", "secret A", "@s"]);
+    let o = keyringrs(&dir.store(), &["import", "keyutils"], b"");
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("0 new, 1 already there"),
+        "{}",
+        stdout(&o)
+    );
+}
