@@ -191,8 +191,11 @@ fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The four items of the tests: label, attributes, secret.
-fn sample() -> Vec<(&'static str, Vec<(&'static str, &'static str)>, Vec<u8>)> {
+/// label, attributes, secret.
+type SampleItem = (&'static str, Vec<(&'static str, &'static str)>, Vec<u8>);
+
+/// The four items of the tests.
+fn sample() -> Vec<SampleItem> {
     vec![
         (
             "Non-ASCII sécret",

@@ -100,12 +100,14 @@ impl Plan {
     }
 }
 
+/// (label, secret) of an entry or planned item.
+type LabelSecret = (String, Zeroizing<Vec<u8>>);
+
 /// Decide what to do with every item, given the store's current entries. Checks every item
 /// that would be written against the store's limits (`InvalidInput` naming the item).
 pub fn plan(existing: &[EntryData], items: &[Item]) -> Result<Plan> {
     // (item attributes) → [(label, secret)] of the entries and of the items planned so far.
-    let mut by_attrs: HashMap<BTreeMap<String, String>, Vec<(String, Zeroizing<Vec<u8>>)>> =
-        HashMap::new();
+    let mut by_attrs: HashMap<BTreeMap<String, String>, Vec<LabelSecret>> = HashMap::new();
     let mut taken: HashSet<Identity> = HashSet::new();
     for e in existing {
         by_attrs
