@@ -224,19 +224,12 @@ fn run(cli: Cli) -> Outcome {
         }
         Command::Resync { password_stdin } => {
             let store = Store::open(&path)?;
-            let (old, login) = if password_stdin {
-                let mut lines = read_stdin_lines(2)?;
-                let login = lines.remove(1);
-                (lines.remove(0), login)
-            } else {
-                (
+            let (old, login) = old_and_new(password_stdin, || {
+                Ok((
                     prompt("Previous password (the one that still opens the store): ")?,
                     prompt("Current login password: ")?,
-                )
-            };
-            if login.is_empty() {
-                return Err(fail("refusing an empty password"));
-            }
+                ))
+            })?;
             store.passwd(&old, &login, kdf)?;
             // Unlocked here too, where that outlives the command (else the next login does it).
             if require_own_session().is_ok() {
@@ -256,19 +249,12 @@ fn run(cli: Cli) -> Outcome {
             rotate,
         } => {
             let store = Store::open(&path)?;
-            let (old, new) = if password_stdin {
-                let mut lines = read_stdin_lines(2)?;
-                let new = lines.remove(1);
-                (lines.remove(0), new)
-            } else {
-                (
+            let (old, new) = old_and_new(password_stdin, || {
+                Ok((
                     prompt("Current store password: ")?,
                     prompt_new("New store password: ")?,
-                )
-            };
-            if new.is_empty() {
-                return Err(fail("refusing an empty password"));
-            }
+                ))
+            })?;
             if rotate {
                 let scope = store.find_key().map_or(Scope::Session, |k| k.scope);
                 let opts = UnlockOptions {
@@ -485,6 +471,28 @@ fn read_stdin_lines(n: usize) -> Result<Vec<Zeroizing<Vec<u8>>>, Failure> {
         )));
     }
     Ok(lines)
+}
+
+/// A password, wiped on drop.
+type Password = Zeroizing<Vec<u8>>;
+
+/// A password that opens the store and the one to set: two lines of stdin, or `ask` on the tty.
+/// The new one may not be empty.
+fn old_and_new(
+    password_stdin: bool,
+    ask: impl FnOnce() -> Result<(Password, Password), Failure>,
+) -> Result<(Password, Password), Failure> {
+    let (old, new) = if password_stdin {
+        let mut lines = read_stdin_lines(2)?;
+        let new = lines.remove(1);
+        (lines.remove(0), new)
+    } else {
+        ask()?
+    };
+    if new.is_empty() {
+        return Err(fail("refusing an empty password"));
+    }
+    Ok((old, new))
 }
 
 fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
