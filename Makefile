@@ -29,6 +29,10 @@ SYSTEM_PACKAGES += python3 python3-pip python3-venv
 TEST_PACKAGES   = keyutils python3-nacl
 # The Secret Service tests: a private bus, libsecret's secret-tool, a venv for secretstorage/keyring.
 TEST_PACKAGES  += dbus-daemon libsecret-tools python3-venv
+# The import tests and the PAM first-login import: a real gnome-keyring-daemon writes the login
+# keyrings (dbus-x11 first, so apt does not take dbus-user-session and libpam-systemd for its
+# session bus), python3-dbus drives its ChangeWithMasterPassword.
+TEST_PACKAGES  += dbus-x11 gnome-keyring python3-dbus
 # tests/sshd.rs runs an OpenSSH sshd of its own, driven by sshpass; installed by sshd-test-deps so
 # that the package never starts (or enables) the machine's own sshd.
 SSHD_TEST_PACKAGES = openssh-server sshpass

@@ -1258,3 +1258,58 @@ fn the_user_cannot_signal_the_login_process_during_the_key_derivation() {
     );
     l.close();
 }
+
+/// The first login of a user who has a gnome-keyring login keyring that opens with the login
+/// password brings its items over in the same session open; a keyring with another password is
+/// left alone (the login goes on, the user is told how to import it).
+#[test]
+fn the_first_login_imports_the_gnome_keyring_login_keyring() {
+    use keyringrs_tests::gnome::{make_keyring, GK_PASSWORD};
+    require_root!("creates users and /etc/pam.d services");
+    let gk_dir = TempDir::new("pam-gk");
+    let gk = make_keyring(&gk_dir);
+    let svc = Service::standard("gkimport", "");
+    for (tag, login_password, imported) in [
+        ("gkimp", GK_PASSWORD, true),
+        ("gkother", "another-login-pw", false),
+    ] {
+        let user = login_user(tag, login_password);
+        let keyrings = user.home.join(".local/share/keyrings");
+        std::fs::create_dir_all(&keyrings).unwrap();
+        let file = keyrings.join("login.keyring");
+        std::fs::copy(gk.keyring_file(), &file).unwrap();
+        let before = std::fs::read(&file).unwrap();
+        let o = std::process::Command::new("chown")
+            .args(["-R", &format!("{0}:{0}", user.name)])
+            .arg(user.home.join(".local"))
+            .status()
+            .unwrap();
+        assert!(o.success());
+        let t = drive(
+            &svc,
+            &user.name,
+            &format!(
+                "{}{}run ./keyringrs list | wc -l\nclose\nend\n",
+                login(login_password),
+                get_step("svc.example", "alice")
+            ),
+        );
+        assert_eq!(t.codes("open"), [0], "{t}");
+        if imported {
+            assert!(t.has("value=alice's token"), "{t}");
+            assert!(t.has("\n4\n"), "every item came over: {t}");
+            assert!(!t.has("@@ info:"), "{t}");
+        } else {
+            assert_eq!(t.codes("run")[0], 4, "nothing imported: {t}");
+            assert!(
+                t.has("@@ info: Your gnome-keyring login keyring does not open"),
+                "{t}"
+            );
+        }
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            before,
+            "the source is never modified"
+        );
+    }
+}

@@ -371,7 +371,7 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
             }
         };
     };
-    let Some((store, opened, _created)) = open_store(&log, opts, &how, &account, &stash.password)
+    let Some((store, opened, created)) = open_store(&log, opts, &how, &account, &stash.password)
     else {
         own(pam);
         return Outcome::Skipped;
@@ -391,6 +391,9 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
             return Outcome::Skipped;
         }
     };
+    if created {
+        import_login_keyring(&log, &account, &store, &stash.password);
+    }
     // After the keys are in: the upgrade (another Argon2id) and its write never wait.
     match store.upgrade_kdf(&opened, &stash.password, opts.kdf) {
         Ok(true) => log.debug("upgraded the key derivation parameters of the login keyslot"),
@@ -441,6 +444,64 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
     record(pam, done);
     Outcome::Done
 }
+
+/// At the first login (the store was just created): bring over the items of the user's
+/// gnome-keyring login keyring if it opens with the login password (or has none: the textual
+/// format), as the user, into the unlocked store. Bounded (the reader caps size, counts and
+/// iterations; writes wait at most LOCK_WAIT), and never fails the login: a keyring that does
+/// not open is left for `keyringrs import gnome-keyring`, with a message.
+fn import_login_keyring<P: Pam>(log: &Log<P>, account: &Account, store: &Store, password: &[u8]) {
+    use libkeyring::import::{self, gnome};
+    let user = &account.name;
+    // From the passwd home, never from XDG_DATA_HOME: the environment is not the user's here.
+    let path = account.home.join(".local/share/keyrings/login.keyring");
+    if std::fs::symlink_metadata(&path).is_err() {
+        log.debug(&format!(
+            "no gnome-keyring login keyring for {user}: nothing to import"
+        ));
+        return;
+    }
+    let result = gnome::read_file(&path)
+        .and_then(|bytes| gnome::parse(&path, &bytes, Some(password)))
+        .and_then(|keyring| {
+            let items: Vec<import::Item> = keyring.items.into_iter().map(Into::into).collect();
+            let plan = import::plan_for(store, &items)?;
+            import::apply(store, &items, &plan)?;
+            Ok(plan.summary())
+        });
+    match result {
+        Ok(summary) => log.at(
+            Level::Info,
+            &format!(
+                "imported the gnome-keyring login keyring {} of {user}: {summary}",
+                path.display()
+            ),
+        ),
+        Err(Error::WrongPassword) => {
+            log.at(
+                Level::Notice,
+                &format!(
+                    "the gnome-keyring login keyring {} of {user} does not open with the login \
+                     password: not imported",
+                    path.display()
+                ),
+            );
+            log.pam.info(IMPORT_MESSAGE);
+        }
+        Err(e) => log.error(
+            &format!(
+                "importing the gnome-keyring login keyring {} of {user}",
+                path.display()
+            ),
+            &e,
+        ),
+    }
+}
+
+/// Shown when the gnome-keyring login keyring could not be imported at the first login.
+pub const IMPORT_MESSAGE: &str = "Your gnome-keyring login keyring does not open with your login \
+password, so its secrets were not brought over to keyringrs. Run `keyringrs import \
+gnome-keyring` and give its password.";
 
 fn record(pam: &mut impl Pam, what: Installed) {
     pam.record_key(what);

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use libkeyring::{KdfParams, UnlockOptions};
 
+pub mod gnome;
 pub mod pam;
 
 /// Small Argon2id parameters for tests, passed through the same options users have

@@ -106,13 +106,20 @@ pub fn default_path() -> Option<std::path::PathBuf> {
 }
 
 /// Read a keyring file: a regular file (symlinks are followed, as for any file the user names),
-/// at most [`MAX_FILE_LEN`] bytes. Opened read-only: the source is never modified.
+/// at most [`MAX_FILE_LEN`] bytes. Opened read-only (the source is never modified) and without
+/// blocking: a FIFO in its place is refused at once, never waited on (the PAM module reads the
+/// user's login keyring during a login).
 pub fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| Error::Io {
-        what: format!("open {}", path.display()),
-        source: e,
-    })?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| Error::Io {
+            what: format!("open {}", path.display()),
+            source: e,
+        })?;
     let meta = f.metadata().map_err(|e| Error::Io {
         what: format!("stat {}", path.display()),
         source: e,

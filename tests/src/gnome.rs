@@ -1,0 +1,226 @@
+//! A real gnome-keyring-daemon for the tests: a private session bus and throwaway HOME, items
+//! stored with `secret-tool`, the login keyring file it writes (binary with a password, or
+//! textual after its own ChangeWithMasterPassword to a blank one). Used by the import tests and
+//! the PAM first-login import test.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{run, TempDir};
+
+pub const GK_PASSWORD: &str = "gk-login-pw";
+
+pub fn need(program: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).exists()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{program} is not installed: `make test` installs gnome-keyring, libsecret-tools, \
+         dbus and python3-dbus (the bench packages)"
+    );
+}
+
+/// A private session bus and gnome-keyring-daemon with a throwaway HOME, unlocked with
+/// `password` on stdin; both killed on drop.
+#[derive(Debug)]
+pub struct GnomeKeyring {
+    dbus: Child,
+    daemon: Option<Child>,
+    address: String,
+    /// The daemon's HOME (its login keyring is under .local/share/keyrings).
+    pub home: PathBuf,
+}
+
+impl Drop for GnomeKeyring {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = self.dbus.kill();
+        let _ = self.dbus.wait();
+    }
+}
+
+impl GnomeKeyring {
+    pub fn start(dir: &Path, password: &str) -> GnomeKeyring {
+        for p in [
+            "dbus-daemon",
+            "dbus-send",
+            "gnome-keyring-daemon",
+            "secret-tool",
+        ] {
+            need(p);
+        }
+        let home = dir.join("home");
+        let run = dir.join("run");
+        std::fs::create_dir_all(home.join(".local/share")).unwrap();
+        std::fs::create_dir_all(&run).unwrap();
+        let mut dbus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon");
+        let mut address = String::new();
+        BufReader::new(dbus.stdout.take().unwrap())
+            .read_line(&mut address)
+            .expect("dbus-daemon address");
+        let address = address.trim().to_string();
+        assert!(!address.is_empty(), "dbus-daemon printed no address");
+        let mut daemon = Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("XDG_RUNTIME_DIR", &run)
+            .env_remove("DISPLAY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gnome-keyring-daemon");
+        daemon
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(password.as_bytes())
+            .unwrap();
+        let gk = GnomeKeyring {
+            dbus,
+            daemon: Some(daemon),
+            address,
+            home,
+        };
+        // Wait until our daemon owns the name (asking earlier would activate another one).
+        let start = Instant::now();
+        loop {
+            let o = Command::new("dbus-send")
+                .env("DBUS_SESSION_BUS_ADDRESS", &gk.address)
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.secrets",
+                ])
+                .output()
+                .expect("dbus-send");
+            if String::from_utf8_lossy(&o.stdout).contains("boolean true") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "gnome-keyring-daemon did not take org.freedesktop.secrets"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        gk
+    }
+
+    pub fn keyring_file(&self) -> PathBuf {
+        self.home.join(".local/share/keyrings/login.keyring")
+    }
+
+    pub fn store(&self, label: &str, attrs: &[(&str, &str)], secret: &[u8]) {
+        let mut c = Command::new("secret-tool");
+        c.env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .arg("store")
+            .arg(format!("--label={label}"));
+        for (k, v) in attrs {
+            c.args([k, v]);
+        }
+        let o = run(c, secret);
+        assert!(
+            o.status.success(),
+            "secret-tool store {label}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// gnome-keyring's own password change (its internal D-Bus interface, with a `plain`
+    /// Secret Service session for the two passwords), as its prompts do.
+    pub fn change_password(&self, old: &str, new: &str) {
+        need("python3");
+        let script = r#"
+import sys, dbus
+bus = dbus.SessionBus()
+svc = bus.get_object('org.freedesktop.secrets', '/org/freedesktop/secrets')
+_, session = svc.OpenSession('plain', dbus.String('', variant_level=1),
+                             dbus_interface='org.freedesktop.Secret.Service')
+def secret(pw):
+    return dbus.Struct((session, dbus.ByteArray(b''), dbus.ByteArray(pw.encode()), 'text/plain'),
+                       signature='oayays')
+iface = dbus.Interface(svc, 'org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface')
+iface.ChangeWithMasterPassword(dbus.ObjectPath('/org/freedesktop/secrets/collection/login'),
+                               secret(sys.argv[1]), secret(sys.argv[2]))
+"#;
+        let o = Command::new("/usr/bin/python3")
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .args(["-c", script, old, new])
+            .output()
+            .expect("run /usr/bin/python3 (python3-dbus)");
+        assert!(
+            o.status.success(),
+            "ChangeWithMasterPassword: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+}
+
+/// label, attributes, secret.
+pub type SampleItem = (&'static str, Vec<(&'static str, &'static str)>, Vec<u8>);
+
+/// The four items of the tests.
+pub fn sample() -> Vec<SampleItem> {
+    vec![
+        (
+            "Non-ASCII sécret",
+            vec![("app", "ünïcode"), ("kind", "note")],
+            "pässwörd ✓ 秘密".as_bytes().to_vec(),
+        ),
+        (
+            "Several attributes",
+            vec![
+                ("host", "h.example"),
+                ("port", "22"),
+                ("protocol", "ssh"),
+                ("user", "bob"),
+            ],
+            b"multi attr secret".to_vec(),
+        ),
+        (
+            "With schema",
+            vec![("xdg:schema", "org.example.Password"), ("id", "42")],
+            b"schema secret".to_vec(),
+        ),
+        (
+            "Python keyring item",
+            vec![("service", "svc.example"), ("username", "alice")],
+            b"alice's token".to_vec(),
+        ),
+    ]
+}
+
+/// A login keyring written by gnome-keyring with the sample items; the daemon is stopped.
+pub fn make_keyring(dir: &TempDir) -> GnomeKeyring {
+    let mut gk = GnomeKeyring::start(dir.path(), GK_PASSWORD);
+    for (label, a, secret) in sample() {
+        gk.store(label, &a, &secret);
+    }
+    gk.stop();
+    assert!(
+        gk.keyring_file().exists(),
+        "gnome-keyring wrote no login.keyring"
+    );
+    gk
+}
