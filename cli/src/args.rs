@@ -41,6 +41,9 @@ pub enum Command {
         /// Where the key goes: session (@s, default) or user (@u, shared by all your processes)
         #[arg(long, value_enum, default_value = "session")]
         scope: ScopeArg,
+        /// Also add a recovery key and print it once (keep it away from the computer)
+        #[arg(long)]
+        recovery_key: bool,
     },
     /// Unlock the store for this session (checks the password even if already unlocked)
     Unlock {
@@ -53,6 +56,10 @@ pub enum Command {
         /// Where the key goes: session (@s, default) or user (@u, shared by all your processes)
         #[arg(long, value_enum, default_value = "session")]
         scope: ScopeArg,
+        /// Unlock with the recovery key instead of a password (from the tty, or one line of
+        /// stdin with --password-stdin)
+        #[arg(long)]
+        recovery_key: bool,
     },
     /// Lock the store (the key is invalidated; locking a locked store succeeds)
     Lock,
@@ -88,7 +95,16 @@ pub enum Command {
         /// Read previous and current password as two lines from stdin
         #[arg(long)]
         password_stdin: bool,
+        /// Open the store with the recovery key instead of the previous password
+        #[arg(long)]
+        recovery_key: bool,
     },
+    /// Add or remove the recovery key (asks for the store password first)
+    #[command(subcommand)]
+    RecoveryKey(RecoveryKeyCommand),
+    /// The store's keyslots
+    #[command(subcommand)]
+    Slot(SlotCommand),
     /// Import secrets from another store (docs/IMPORT.md); the store must be unlocked
     ///
     /// The source is never changed; importing it again adds nothing (an item equal in label,
@@ -100,6 +116,28 @@ pub enum Command {
         #[command(subcommand)]
         source: ImportSource,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RecoveryKeyCommand {
+    /// Print a new recovery key once, on stdout alone on its line (it replaces an earlier one)
+    Add {
+        /// Read the store password as one line from stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove the recovery key
+    Remove {
+        /// Read the store password as one line from stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SlotCommand {
+    /// List the keyslots: index, kind, key-derivation cost (never a secret)
+    List,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -121,6 +159,17 @@ pub enum ImportSource {
         /// Read the keyring password as one line from stdin
         #[arg(long)]
         password_stdin: bool,
+        /// List what would be imported (labels and attribute names, never secrets); write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The running Secret Service provider on the session bus (gnome-keyring, KWallet, KeePassXC,
+    /// oo7...): every item of every collection, unlocking through its own prompt
+    #[command(name = "secret-service")]
+    SecretService {
+        /// Only this collection: its label, the last element of its path, or an alias (`login`)
+        #[arg(long, value_name = "NAME")]
+        collection: Option<String>,
         /// List what would be imported (labels and attribute names, never secrets); write nothing
         #[arg(long)]
         dry_run: bool,

@@ -10,6 +10,7 @@ use libkeyring::{Error, KdfParams, Scope, Store, UnlockOptions};
 use zeroize::Zeroizing;
 
 mod args;
+mod import_secret_service;
 use args::*;
 
 /// A failure with its exit code, printed as one `keyringrs: ` line.
@@ -86,6 +87,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Init {
             password_stdin,
             scope,
+            recovery_key,
         } => {
             let scope = scope_of(scope);
             if scope == Scope::Session {
@@ -106,32 +108,35 @@ fn run(cli: Cli) -> Outcome {
             };
             let store = Store::init(&path, &pw, &opts)?;
             println!("created store {} at {}", store.id(), store.path().display());
+            if recovery_key {
+                print_recovery_key(&store.add_recovery_key(&pw)?);
+            }
             Ok(())
         }
         Command::Unlock {
             password_stdin,
             timeout,
             scope,
+            recovery_key,
         } => {
             let scope = scope_of(scope);
             if scope == Scope::Session {
                 require_own_session()?;
             }
             let store = Store::open(&path)?;
-            let pw = if password_stdin {
-                read_stdin_lines(1)?.remove(0)
-            } else {
-                prompt("Store password: ")?
+            let opts = UnlockOptions {
+                kdf,
+                scope,
+                timeout,
+                ..Default::default()
             };
-            let report = store.unlock(
-                &pw,
-                &UnlockOptions {
-                    kdf,
-                    scope,
-                    timeout,
-                    ..Default::default()
-                },
-            )?;
+            if recovery_key {
+                let key = read_recovery_key(password_stdin)?;
+                let opened = store.open_with_recovery_key(&key)?;
+                store.install_opened(&opened, &opts)?;
+                return Ok(());
+            }
+            let report = store.unlock(&store_password(password_stdin)?, &opts)?;
             if let Some(w) = report.warning {
                 warn(&w);
             }
@@ -222,15 +227,31 @@ fn run(cli: Cli) -> Outcome {
                 )),
             }
         }
-        Command::Resync { password_stdin } => {
+        Command::Resync {
+            password_stdin,
+            recovery_key,
+        } => {
             let store = Store::open(&path)?;
-            let (old, login) = old_and_new(password_stdin, || {
-                Ok((
-                    prompt("Previous password (the one that still opens the store): ")?,
-                    prompt("Current login password: ")?,
-                ))
-            })?;
-            store.passwd(&old, &login, kdf)?;
+            let login = if recovery_key {
+                let (text, login) = old_and_new(password_stdin, || {
+                    Ok((
+                        prompt("Recovery key: ")?,
+                        prompt("Current login password: ")?,
+                    ))
+                })?;
+                let key = libkeyring::recovery::RecoveryKey::parse(&text)?;
+                store.resync_with_recovery_key(&key, &login, kdf)?;
+                login
+            } else {
+                let (old, login) = old_and_new(password_stdin, || {
+                    Ok((
+                        prompt("Previous password (the one that still opens the store): ")?,
+                        prompt("Current login password: ")?,
+                    ))
+                })?;
+                store.passwd(&old, &login, kdf)?;
+                login
+            };
             // Unlocked here too, where that outlives the command (else the next login does it).
             if require_own_session().is_ok() {
                 let opts = UnlockOptions {
@@ -244,6 +265,37 @@ fn run(cli: Cli) -> Outcome {
             Ok(())
         }
         Command::Import { source } => import(&path, source),
+        Command::RecoveryKey(RecoveryKeyCommand::Add { password_stdin }) => {
+            let store = Store::open(&path)?;
+            let pw = store_password(password_stdin)?;
+            print_recovery_key(&store.add_recovery_key(&pw)?);
+            Ok(())
+        }
+        Command::RecoveryKey(RecoveryKeyCommand::Remove { password_stdin }) => {
+            let store = Store::open(&path)?;
+            let pw = store_password(password_stdin)?;
+            if !store.remove_recovery_key(&pw)? {
+                warn("the store had no recovery key");
+            }
+            Ok(())
+        }
+        Command::Slot(SlotCommand::List) => {
+            for slot in Store::open(&path)?.slots()? {
+                println!(
+                    "{}\t{}\tArgon2id {} KiB, t={}, p={}",
+                    slot.index,
+                    if slot.recovery {
+                        "recovery-key"
+                    } else {
+                        "password"
+                    },
+                    slot.kdf.memory_kib(),
+                    slot.kdf.time(),
+                    slot.kdf.lanes()
+                );
+            }
+            Ok(())
+        }
         Command::Passwd {
             password_stdin,
             rotate,
@@ -313,6 +365,13 @@ fn import(path: &std::path::Path, source: ImportSource) -> Outcome {
             };
             let items: Vec<import::Item> = keyring.items.into_iter().map(Into::into).collect();
             (file.display().to_string(), items, dry_run, None)
+        }
+        ImportSource::SecretService {
+            collection,
+            dry_run,
+        } => {
+            let (what, items) = import_secret_service::read(collection.as_deref())?;
+            (what, items, dry_run, None)
         }
         ImportSource::Keyutils { remove, dry_run } => {
             let (found, problems) = keyutils::scan()?;
@@ -475,6 +534,36 @@ fn read_stdin_lines(n: usize) -> Result<Vec<Zeroizing<Vec<u8>>>, Failure> {
 
 /// A password, wiped on drop.
 type Password = Zeroizing<Vec<u8>>;
+
+/// The store password: one line of stdin, or asked on the tty.
+fn store_password(password_stdin: bool) -> Result<Password, Failure> {
+    one_secret(password_stdin, "Store password: ")
+}
+
+/// A recovery key typed by the user: one line of stdin, or asked on the tty (no echo).
+fn read_recovery_key(from_stdin: bool) -> Result<libkeyring::recovery::RecoveryKey, Failure> {
+    let text = one_secret(from_stdin, "Recovery key: ")?;
+    Ok(libkeyring::recovery::RecoveryKey::parse(&text)?)
+}
+
+/// One secret: a line of stdin, or asked on the tty without echo.
+fn one_secret(from_stdin: bool, text: &str) -> Result<Password, Failure> {
+    if from_stdin {
+        Ok(read_stdin_lines(1)?.remove(0))
+    } else {
+        prompt(text)
+    }
+}
+
+/// Print a new recovery key: alone on its line on stdout, and where to keep it on stderr.
+fn print_recovery_key(key: &libkeyring::recovery::RecoveryKey) {
+    println!("{}", &*key.to_text());
+    eprintln!(
+        "keyringrs: this is your recovery key; it is shown only now. Write it down or print it \
+         and keep it away from this computer (with your important papers, or in another \
+         password manager). It opens the store when no password does."
+    );
+}
 
 /// A password that opens the store and the one to set: two lines of stdin, or `ask` on the tty.
 /// The new one may not be empty.
