@@ -1313,3 +1313,54 @@ fn the_first_login_imports_the_gnome_keyring_login_keyring() {
         );
     }
 }
+
+/// The done-when of "never lose the store to a password": a user whose password an
+/// administrator reset (chpasswd) and who forgot the old one gets every secret back with the
+/// recovery key and one command; the next login unlocks with the new password.
+#[test]
+fn after_an_admin_reset_the_recovery_key_and_resync_bring_every_secret_back() {
+    require_root!("creates users and /etc/pam.d services");
+    let user = login_user("recover", "forgotten-pw");
+    let svc = Service::standard("recover", "");
+    // First login: store created; the user adds a recovery key and a secret.
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf 'forgotten-pw\\n' | ./keyringrs recovery-key add --password-stdin > recovery.txt 2>/dev/null\n\
+             run printf kept | ./keyringrs set s u\nclose\nend\n",
+            login("forgotten-pw")
+        ),
+    );
+    assert_eq!(t.codes("run"), [0, 0], "{t}");
+    let key = std::fs::read_to_string(user.home.join("recovery.txt")).unwrap();
+    assert_eq!(key.trim().len(), 71, "{key:?}");
+    set_password(&user, "reset-by-admin");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}{}run (cat recovery.txt; printf 'reset-by-admin\\n') | ./keyringrs resync --recovery-key --password-stdin\n{}close\nend\n",
+            login("reset-by-admin"),
+            get_step("s", "u"),
+            get_step("s", "u"),
+        ),
+    );
+    assert!(t.has("@@ info: Your keyringrs secrets stay locked"), "{t}");
+    assert_eq!(t.codes("run"), [3, 0, 0], "locked, resynced, read: {t}");
+    assert!(t.has("value=kept"), "{t}");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}{}close\nend\n",
+            login("reset-by-admin"),
+            get_step("s", "u")
+        ),
+    );
+    assert!(
+        t.has("value=kept"),
+        "the next login unlocks with the new password: {t}"
+    );
+    assert!(!t.has("@@ info:"), "{t}");
+}

@@ -653,3 +653,80 @@ fn listing_skips_and_reports_an_entry_that_does_not_open() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&bad.display().to_string()), "{err}");
 }
+
+/// A recovery key opens the store when no password does, resyncs the login keyslot to a new
+/// password, can be replaced and removed; passwords never open its slot and it never opens a
+/// password's (issue: never lose the store to a password).
+#[test]
+fn a_recovery_key_opens_the_store_and_resyncs_the_login_password() {
+    use libkeyring::recovery::RecoveryKey;
+    let dir = TempDir::new("recovery");
+    let s = new_store(&dir);
+    s.set("svc", "u", b"kept").unwrap();
+    assert!(matches!(
+        s.add_recovery_key(b"wrong"),
+        Err(Error::WrongPassword)
+    ));
+    let key = s.add_recovery_key(b"pw").unwrap();
+    let slots = s.slots().unwrap();
+    assert_eq!(slots.len(), 2);
+    assert!(!slots[0].recovery && slots[1].recovery);
+    // The recovery key's text opens it; a password does not open the recovery slot.
+    s.lock().unwrap();
+    let typed = RecoveryKey::parse(key.to_text().as_bytes()).unwrap();
+    let opened = s.open_with_recovery_key(&typed).unwrap();
+    s.install_opened(&opened, &test_opts()).unwrap();
+    assert_eq!(&**s.get("svc", "u").unwrap(), b"kept");
+    assert!(matches!(
+        s.open_with_password(key.to_text().as_bytes()),
+        Err(Error::WrongPassword)
+    ));
+    let other = RecoveryKey::generate().unwrap();
+    assert!(matches!(
+        s.open_with_recovery_key(&other),
+        Err(Error::WrongPassword)
+    ));
+    // After an admin reset nobody knows "pw" any more: resync with the key.
+    s.resync_with_recovery_key(&typed, b"new-login", test_kdf())
+        .unwrap();
+    s.lock().unwrap();
+    assert!(matches!(
+        s.unlock(b"pw", &test_opts()),
+        Err(Error::WrongPassword)
+    ));
+    s.unlock(b"new-login", &test_opts()).unwrap();
+    assert_eq!(&**s.get("svc", "u").unwrap(), b"kept");
+    // A new key replaces the old one; removing it leaves the password slot.
+    let second = s.add_recovery_key(b"new-login").unwrap();
+    assert!(s.open_with_recovery_key(&typed).is_err());
+    assert!(s.open_with_recovery_key(&second).is_ok());
+    assert_eq!(s.slots().unwrap().len(), 2);
+    assert!(s.remove_recovery_key(b"new-login").unwrap());
+    assert!(!s.remove_recovery_key(b"new-login").unwrap());
+    assert_eq!(s.slots().unwrap().len(), 1);
+    assert!(s.open_with_recovery_key(&second).is_err());
+}
+
+/// Every byte of a header with a recovery keyslot is authenticated: a flip anywhere makes the
+/// header corrupt or opens nothing, never a wrong key.
+#[test]
+fn a_flipped_byte_in_a_header_with_a_recovery_slot_never_opens_with_a_wrong_key() {
+    let dir = TempDir::new("recovery-flip");
+    let s = new_store(&dir);
+    let key = s.add_recovery_key(b"pw").unwrap();
+    s.lock().unwrap();
+    let path = dir.store().join("header");
+    let orig = std::fs::read(&path).unwrap();
+    for i in (0..orig.len()).step_by(7) {
+        let mut b = orig.clone();
+        b[i] ^= 0x20;
+        std::fs::write(&path, &b).unwrap();
+        let r = s.open_with_recovery_key(&key);
+        assert!(
+            matches!(r, Err(Error::Corrupt { .. }) | Err(Error::WrongPassword)),
+            "offset {i}: {r:?}"
+        );
+    }
+    std::fs::write(&path, &orig).unwrap();
+    assert!(s.open_with_recovery_key(&key).is_ok());
+}

@@ -41,6 +41,8 @@ const ENTRY_PREFIX_LEN: usize = 16 + 2 + NONCE_LEN;
 
 /// Keyslot kinds.
 pub const SLOT_PASSWORD: u8 = 1;
+/// A recovery key (256 random bits shown once to the user; docs/FORMAT.md "keyslot").
+pub const SLOT_RECOVERY: u8 = 2;
 /// KDF ids.
 pub const KDF_ARGON2ID: u8 = 1;
 
@@ -168,9 +170,21 @@ impl Keyslot {
         password: &[u8],
         kdf: KdfParams,
     ) -> Result<Keyslot> {
+        Self::wrap_kind(SLOT_PASSWORD, prefix, index, master, password, kdf)
+    }
+
+    /// Wrap `master` in a slot of `kind` (a password or a recovery key).
+    pub fn wrap_kind(
+        kind: u8,
+        prefix: &[u8],
+        index: usize,
+        master: &MasterKey,
+        password: &[u8],
+        kdf: KdfParams,
+    ) -> Result<Keyslot> {
         let salt: [u8; SALT_LEN] = crypto::random()?;
         let mut slot = Keyslot {
-            kind: SLOT_PASSWORD,
+            kind,
             kdf,
             salt,
             nonce: [0; NONCE_LEN],
@@ -279,7 +293,7 @@ impl Header {
             for i in 0..n {
                 let what = format!("keyslot {i}");
                 let kind = r.u8(&what)?;
-                if kind != SLOT_PASSWORD {
+                if kind != SLOT_PASSWORD && kind != SLOT_RECOVERY {
                     return Err(format!("{what}: unknown kind {kind}"));
                 }
                 let kdf_id = r.u8(&what)?;

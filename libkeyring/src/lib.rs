@@ -24,6 +24,7 @@ pub mod holders;
 pub mod import;
 pub mod keyring;
 pub mod mapping;
+pub mod recovery;
 pub mod store;
 pub mod sys;
 
@@ -31,6 +32,6 @@ pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
 pub use format::EntryData;
 pub use store::{
-    default_path, key_description, KeyRef, Opened, Scope, Status, Store, UnlockOptions,
+    default_path, key_description, KeyRef, Opened, Scope, SlotInfo, Status, Store, UnlockOptions,
     UnlockReport,
 };

@@ -13,8 +13,12 @@ use zeroize::Zeroizing;
 use crate::cache::{EntryCache, KeyCache};
 use crate::crypto::{self, KdfParams, MasterKey, Purpose, SubKey};
 use crate::error::{Error, Result};
-use crate::format::{self, EntryData, EntryError, Header, HeaderError, Keyslot, StoreId};
+use crate::format::{
+    self, EntryData, EntryError, Header, HeaderError, Keyslot, StoreId, SLOT_PASSWORD,
+    SLOT_RECOVERY,
+};
 use crate::keyring::{perm, KeySerial, Keyring};
+use crate::recovery::RecoveryKey;
 use crate::sys::{self, fs};
 
 const HEADER: &str = "header";
@@ -109,6 +113,15 @@ impl std::fmt::Debug for Opened {
             .field("slot", &self.index)
             .finish_non_exhaustive()
     }
+}
+
+/// One keyslot as `keyringrs slot list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub index: usize,
+    /// A recovery key's slot (else a password's).
+    pub recovery: bool,
+    pub kdf: KdfParams,
 }
 
 /// The identity the CLI, Python `keyring` and C use: (service, username).
@@ -690,7 +703,17 @@ impl Store {
     }
 
     /// Unwrap the master key with `password` (the Argon2id work); the kernel is not touched.
+    /// Only password keyslots are tried (never a recovery key's).
     pub fn open_with_password(&self, password: &[u8]) -> Result<Opened> {
+        self.open_with(SLOT_PASSWORD, password)
+    }
+
+    /// Unwrap the master key with a recovery key (its keyslot only).
+    pub fn open_with_recovery_key(&self, key: &RecoveryKey) -> Result<Opened> {
+        self.open_with(SLOT_RECOVERY, key.as_bytes())
+    }
+
+    fn open_with(&self, kind: u8, secret: &[u8]) -> Result<Opened> {
         let (header, mac) = Self::read_header(&self.dir, &self.path, self.owner)?;
         if header.id != self.id {
             return Err(Error::corrupt(
@@ -698,12 +721,121 @@ impl Store {
                 "store id changed while open",
             ));
         }
-        let (index, master) = self.open_slot(&header, &mac, password)?;
+        let (index, master) = self.open_slot(&header, &mac, kind, secret)?;
         Ok(Opened {
             header,
             index,
             master,
         })
+    }
+
+    /// The keyslots: index, kind and key-derivation parameters (nothing secret).
+    pub fn slots(&self) -> Result<Vec<SlotInfo>> {
+        let (header, _) = Self::read_header(&self.dir, &self.path, self.owner)?;
+        Ok(header
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(index, s)| SlotInfo {
+                index,
+                recovery: s.kind == SLOT_RECOVERY,
+                kdf: s.kdf,
+            })
+            .collect())
+    }
+
+    /// Add a recovery key (replacing an earlier one), after `password` opened the store; the
+    /// key is returned once, to be shown to the user. Its keyslot takes the cheapest Argon2id
+    /// parameters: 256 random bits need no stretching.
+    pub fn add_recovery_key(&self, password: &[u8]) -> Result<RecoveryKey> {
+        let opened = self.open_with_password(password)?;
+        let key = RecoveryKey::generate()?;
+        let cheap = KdfParams::new(KdfParams::MIN_MEMORY_KIB, 1, 1)?;
+        self.change_slots(&opened, |header| {
+            let index = header.slots.len();
+            header.slots.push(Keyslot::wrap_kind(
+                SLOT_RECOVERY,
+                &header.prefix(),
+                index,
+                &opened.master,
+                key.as_bytes(),
+                cheap,
+            )?);
+            Ok(())
+        })?;
+        Ok(key)
+    }
+
+    /// Remove the recovery key, after `password` opened the store. Ok(false): there was none.
+    pub fn remove_recovery_key(&self, password: &[u8]) -> Result<bool> {
+        let opened = self.open_with_password(password)?;
+        self.change_slots(&opened, |_| Ok(()))
+    }
+
+    /// Rewrite the header with its recovery keyslot removed and `add` applied, under the writer
+    /// lock, if the header on disk is still the one `opened` read. Keyslots are bound to their
+    /// index, so only trailing recovery slots can go; a recovery slot before a password slot is
+    /// refused. Returns whether a recovery slot was removed.
+    fn change_slots(
+        &self,
+        opened: &Opened,
+        add: impl FnOnce(&mut Header) -> Result<()>,
+    ) -> Result<bool> {
+        let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
+        let (mut header, _) = Self::read_header(&self.dir, &self.path, self.owner)?;
+        if header != opened.header {
+            return Err(Error::InvalidInput(
+                "the header changed meanwhile; try again".into(),
+            ));
+        }
+        let mut removed = false;
+        while header.slots.last().is_some_and(|s| s.kind == SLOT_RECOVERY) {
+            header.slots.pop();
+            removed = true;
+        }
+        if header.slots.iter().any(|s| s.kind == SLOT_RECOVERY) {
+            return Err(Error::InvalidInput(
+                "a recovery keyslot sits before a password keyslot; not changing it".into(),
+            ));
+        }
+        add(&mut header)?;
+        if header.slots.len() > format::MAX_KEYSLOTS {
+            return Err(Error::InvalidInput("no room for another keyslot".into()));
+        }
+        write_atomic(
+            &self.dir,
+            &self.dir,
+            HEADER,
+            &header.encode(&opened.master),
+            &self.path.join(HEADER),
+        )?;
+        Ok(removed)
+    }
+
+    /// After an administrator reset the login password: open with the recovery key and rewrap
+    /// the login keyslot (the first password slot) to `login_password`.
+    pub fn resync_with_recovery_key(
+        &self,
+        key: &RecoveryKey,
+        login_password: &[u8],
+        kdf: KdfParams,
+    ) -> Result<()> {
+        let opened = self.open_with_recovery_key(key)?;
+        let login = opened
+            .header
+            .slots
+            .iter()
+            .position(|s| s.kind == SLOT_PASSWORD)
+            .ok_or_else(|| Error::InvalidInput("the store has no password keyslot".into()))?;
+        let target = opened.header.slots[login].kdf.max_with(&kdf);
+        self.rewrap(
+            &opened.master,
+            &opened.header,
+            login,
+            login_password,
+            target,
+            self.wait,
+        )
     }
 
     /// Put an unwrapped master key into the kernel for `opts.scope`, unless a key of this store
@@ -766,11 +898,17 @@ impl Store {
         &self,
         header: &Header,
         mac: &[u8; 32],
+        kind: u8,
         password: &[u8],
     ) -> Result<(usize, MasterKey)> {
         let prefix = header.prefix();
         // Refused before any derivation: a header someone else wrote costs nothing then.
-        let total: u64 = header.slots.iter().map(|s| s.kdf.cost()).sum();
+        let total: u64 = header
+            .slots
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| s.kdf.cost())
+            .sum();
         if total > UNLOCK_KDF_BUDGET {
             return Err(Error::corrupt(
                 &self.path.join(HEADER),
@@ -781,6 +919,9 @@ impl Store {
             ));
         }
         for (i, slot) in header.slots.iter().enumerate() {
+            if slot.kind != kind {
+                continue;
+            }
             if let Some(master) = slot.unwrap(&prefix, i, password)? {
                 if !header.verify_mac(&master, mac) {
                     return Err(Error::corrupt(
