@@ -276,7 +276,16 @@ pub fn read(collection: Option<&str>) -> Result<(String, Vec<Item>), Failure> {
     for (_, (_, _, mut v, _)) in secrets.drain() {
         zeroize::Zeroize::zeroize(&mut v);
     }
-    let names: Vec<String> = chosen.iter().map(|(_, l)| format!("{l:?}")).collect();
+    let names: Vec<String> = chosen
+        .iter()
+        .map(|(p, l)| {
+            if l.is_empty() {
+                last_element(p.as_str()).to_string()
+            } else {
+                format!("{l:?}")
+            }
+        })
+        .collect();
     Ok((
         format!(
             "the Secret Service provider {} (collections {})",

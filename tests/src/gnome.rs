@@ -120,6 +120,12 @@ impl GnomeKeyring {
         gk
     }
 
+    /// The private session bus the daemon is on (for clients such as `keyringrs import
+    /// secret-service`); the daemon keeps running until [`GnomeKeyring::stop`] or drop.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
     pub fn keyring_file(&self) -> PathBuf {
         self.home.join(".local/share/keyrings/login.keyring")
     }
