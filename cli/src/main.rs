@@ -314,7 +314,11 @@ fn run(cli: Cli) -> Outcome {
                     scope,
                     ..Default::default()
                 };
+                let had_recovery_key = store.slots()?.iter().any(|s| s.recovery);
                 store.rotate(&old, &new, &opts)?;
+                if had_recovery_key {
+                    warn("the recovery key opened the old master key only and is gone: run `keyringrs recovery-key add` for a new one");
+                }
             } else {
                 store.passwd(&old, &new, kdf)?;
             }

@@ -35,8 +35,8 @@ pub enum Outcome {
 /// Shown to the user when the login password no longer opens the store.
 pub const RESYNC_MESSAGE: &str = "Your keyringrs secrets stay locked: your login password does \
 not open them (it was changed without keyringrs, e.g. reset by an administrator, or the store's \
-header was altered). Run `keyringrs resync`: it asks for your previous password and your current \
-login password.";
+header was altered). Run `keyringrs resync`: it asks for your previous password (or, with \
+--recovery-key, your recovery key) and your current login password.";
 
 /// The kind of login, which decides the default scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
