@@ -87,7 +87,7 @@ fn sha(path: &Path) -> [u8; 32] {
 fn check_entries(store: &Store, expected: &BTreeMap<&str, BTreeMap<String, String>>) {
     let entries = store.entries().unwrap();
     assert_eq!(entries.len(), 4, "{entries:?}");
-    for (label, a, secret) in sample() {
+    for (label, _, secret) in sample() {
         let a = expected[label].clone();
         let e: &EntryData = entries
             .iter()

@@ -160,13 +160,11 @@ pub fn read(collection: Option<&str>) -> Result<(String, Vec<Item>), Failure> {
     let service = proxy_on(&conn, &owner, SERVICE, I_SERVICE)?;
     let all: Vec<OwnedObjectPath> = service
         .get_property("Collections")
-        .map_err(|e| dbus("Collections")(e.into()))?;
+        .map_err(dbus("Collections"))?;
     let mut labels = Vec::with_capacity(all.len());
     for c in &all {
         let p = proxy_on(&conn, &owner, c.as_str(), I_COLLECTION)?;
-        let label: String = p
-            .get_property("Label")
-            .map_err(|e| dbus("collection Label")(e.into()))?;
+        let label: String = p.get_property("Label").map_err(dbus("collection Label"))?;
         labels.push(label);
     }
     let chosen: Vec<(OwnedObjectPath, String)> = match collection {
@@ -220,7 +218,7 @@ pub fn read(collection: Option<&str>) -> Result<(String, Vec<Item>), Failure> {
         let p = proxy_on(&conn, &owner, c.as_str(), I_COLLECTION)?;
         let items: Vec<OwnedObjectPath> = p
             .get_property("Items")
-            .map_err(|e| dbus(&format!("Items of collection {label:?}"))(e.into()))?;
+            .map_err(dbus(&format!("Items of collection {label:?}")))?;
         paths.extend(items);
     }
     // The same item listed twice (through two collections' views) is read once.
@@ -232,10 +230,10 @@ pub fn read(collection: Option<&str>) -> Result<(String, Vec<Item>), Failure> {
         let p = proxy_on(&conn, &owner, path.as_str(), I_ITEM)?;
         let label: String = p
             .get_property("Label")
-            .map_err(|e| dbus(&format!("Label of {path}"))(e.into()))?;
+            .map_err(dbus(&format!("Label of {path}")))?;
         let attributes: HashMap<String, String> = p
             .get_property("Attributes")
-            .map_err(|e| dbus(&format!("Attributes of {label:?}"))(e.into()))?;
+            .map_err(dbus(&format!("Attributes of {label:?}")))?;
         if p.get_property::<bool>("Locked").unwrap_or(false) {
             locked.push(path.clone());
         }
