@@ -1364,3 +1364,66 @@ fn after_an_admin_reset_the_recovery_key_and_resync_bring_every_secret_back() {
     );
     assert!(!t.has("@@ info:"), "{t}");
 }
+
+/// Autologin with the disk passphrase: systemd's pam_systemd_loadkey puts the LUKS passphrase
+/// into PAM_AUTHTOK without a prompt (here: a tiny test module standing for it); with a keyslot
+/// added with `slot add --pam` holding that passphrase, the autologin unlocks the store. A wrong
+/// AUTHTOK leaves it locked and the login proceeds; a slot not marked for login is not tried.
+#[test]
+fn an_autologin_with_the_disk_passphrase_unlocks_a_pam_slot() {
+    require_root!("creates users and /etc/pam.d services");
+    let module = TempDir::new("pam-authtok");
+    let authtok = build_c(
+        "pam/pam-authtok.c",
+        &module.path().join("pam-authtok.so"),
+        &["-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-lpam"],
+    );
+    let user = login_user("autologin", "login-pw");
+    let svc = Service::standard("autologin-pw", "");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}run printf 'login-pw\\ndisk-passphrase\\n' | ./keyringrs slot add disk --pam --password-stdin\n\
+             run printf 'login-pw\\nshared-pw\\n' | ./keyringrs slot add shared --password-stdin\n\
+             run printf kept | ./keyringrs set s u\nclose\nend\n",
+            login("login-pw")
+        ),
+    );
+    assert_eq!(t.codes("run"), [0, 0, 0], "{t}");
+    for (token, unlocked) in [
+        ("disk-passphrase", true),
+        ("wrong-passphrase", false),
+        ("shared-pw", false),
+    ] {
+        let stack = Service::new(
+            "autologin",
+            &format!(
+                "auth     required  {} token={}\n\
+                 auth     optional  MODULE {TEST_OPTIONS}\n\
+                 account  required  pam_permit.so\n\
+                 session  optional  pam_keyinit.so force revoke\n\
+                 session  required  pam_unix.so\n\
+                 session  optional  MODULE {TEST_OPTIONS}\n",
+                authtok.display(),
+                hex(token)
+            ),
+        );
+        let t = drive(
+            &stack,
+            &user.name,
+            &format!(
+                "env KEYRINGRS_KDF_MEMORY={TEST_KDF_MEMORY}\nenv KEYRINGRS_KDF_TIME={TEST_KDF_TIME}\n\
+                 auth 00\nopen\n{}close\nend\n",
+                get_step("s", "u")
+            ),
+        );
+        assert_eq!(t.codes("auth"), [0], "no prompt, no failure: {t}");
+        assert_eq!(t.codes("open"), [0], "the login proceeds: {t}");
+        if unlocked {
+            assert!(t.has("value=kept"), "{token}: {t}");
+        } else {
+            assert_eq!(t.codes("run"), [3], "{token}: {t}");
+        }
+    }
+}

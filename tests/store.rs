@@ -670,7 +670,17 @@ fn a_recovery_key_opens_the_store_and_resyncs_the_login_password() {
     let key = s.add_recovery_key(b"pw").unwrap();
     let slots = s.slots().unwrap();
     assert_eq!(slots.len(), 2);
-    assert!(!slots[0].recovery && slots[1].recovery);
+    use libkeyring::SlotKind;
+    assert_eq!(
+        slots
+            .iter()
+            .map(|s| (s.name.as_str(), s.kind))
+            .collect::<Vec<_>>(),
+        [
+            ("login", SlotKind::Login),
+            ("recovery-key", SlotKind::RecoveryKey)
+        ]
+    );
     // The recovery key's text opens it; a password does not open the recovery slot.
     s.lock().unwrap();
     let typed = RecoveryKey::parse(key.to_text().as_bytes()).unwrap();
@@ -729,4 +739,67 @@ fn a_flipped_byte_in_a_header_with_a_recovery_slot_never_opens_with_a_wrong_key(
     }
     std::fs::write(&path, &orig).unwrap();
     assert!(s.open_with_recovery_key(&key).is_ok());
+}
+
+/// More password keyslots: either unlocks; removing one leaves the other working; the last one
+/// that opens the store cannot be removed; only login-marked slots are tried at login.
+#[test]
+fn two_password_slots_either_unlocks_and_the_last_cannot_be_removed() {
+    use libkeyring::SlotKind;
+    let dir = TempDir::new("slots");
+    let s = new_store(&dir);
+    s.set("svc", "u", b"kept").unwrap();
+    s.add_password(b"pw", "shared", b"second", false, test_kdf())
+        .unwrap();
+    s.add_password(b"pw", "disk", b"passphrase", true, test_kdf())
+        .unwrap();
+    assert!(matches!(
+        s.add_password(b"pw", "disk", b"x", false, test_kdf()),
+        Err(Error::InvalidInput(_))
+    ));
+    let kinds: Vec<_> = s
+        .slots()
+        .unwrap()
+        .iter()
+        .map(|x| (x.name.clone(), x.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("login".to_string(), SlotKind::Login),
+            ("shared".to_string(), SlotKind::Password),
+            ("disk".to_string(), SlotKind::Login)
+        ]
+    );
+    for pw in [&b"pw"[..], b"second", b"passphrase"] {
+        s.lock().unwrap();
+        s.unlock(pw, &test_opts()).unwrap();
+        assert_eq!(&**s.get("svc", "u").unwrap(), b"kept");
+    }
+    // At login only the login-marked ones.
+    assert!(s.open_with_login_password(b"passphrase").is_ok());
+    assert!(matches!(
+        s.open_with_login_password(b"second"),
+        Err(Error::WrongPassword)
+    ));
+    // Remove the login slot (index 0, in the middle): the others still open, and a new slot
+    // takes its place.
+    s.remove_slot(b"second", "login").unwrap();
+    assert!(matches!(
+        s.unlock(b"pw", &test_opts()),
+        Err(Error::WrongPassword)
+    ));
+    s.unlock(b"second", &test_opts()).unwrap();
+    s.unlock(b"passphrase", &test_opts()).unwrap();
+    s.add_password(b"second", "again", b"third", false, test_kdf())
+        .unwrap();
+    assert_eq!(s.slots().unwrap()[0].name, "again");
+    s.remove_slot(b"third", "disk").unwrap();
+    s.remove_slot(b"third", "shared").unwrap();
+    assert!(matches!(
+        s.remove_slot(b"third", "again"),
+        Err(Error::InvalidInput(_))
+    ));
+    s.unlock(b"third", &test_opts()).unwrap();
+    assert_eq!(&**s.get("svc", "u").unwrap(), b"kept");
 }

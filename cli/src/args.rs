@@ -136,8 +136,24 @@ pub enum RecoveryKeyCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum SlotCommand {
-    /// List the keyslots: index, kind, key-derivation cost (never a secret)
+    /// List the keyslots: index, name, kind, key-derivation cost, when added (never a secret)
     List,
+    /// Add another password as keyslot NAME: the store password, then the new one (twice on a
+    /// tty; with --password-stdin: two lines)
+    Add {
+        name: String,
+        /// Also try it at login (e.g. the disk passphrase an autologin hands to PAM)
+        #[arg(long)]
+        pam: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove keyslot NAME (never the last one that opens the store)
+    Remove {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

@@ -279,19 +279,40 @@ fn run(cli: Cli) -> Outcome {
             }
             Ok(())
         }
+        Command::Slot(SlotCommand::Add {
+            name,
+            pam,
+            password_stdin,
+        }) => {
+            let store = Store::open(&path)?;
+            let (old, new) = old_and_new(password_stdin, || {
+                Ok((
+                    prompt("Store password: ")?,
+                    prompt_new(&format!("Password of keyslot {name}: "))?,
+                ))
+            })?;
+            store.add_password(&old, &name, &new, pam, kdf)?;
+            Ok(())
+        }
+        Command::Slot(SlotCommand::Remove {
+            name,
+            password_stdin,
+        }) => {
+            let store = Store::open(&path)?;
+            store.remove_slot(&store_password(password_stdin)?, &name)?;
+            Ok(())
+        }
         Command::Slot(SlotCommand::List) => {
             for slot in Store::open(&path)?.slots()? {
                 println!(
-                    "{}\t{}\tArgon2id {} KiB, t={}, p={}",
+                    "{}\t{}\t{}\tArgon2id {} KiB, t={}, p={}\t{}",
                     slot.index,
-                    if slot.recovery {
-                        "recovery-key"
-                    } else {
-                        "password"
-                    },
+                    slot.name,
+                    slot.kind.name(),
                     slot.kdf.memory_kib(),
                     slot.kdf.time(),
-                    slot.kdf.lanes()
+                    slot.kdf.lanes(),
+                    slot.created.map_or("-".into(), |c| c.to_string())
                 );
             }
             Ok(())
@@ -314,7 +335,10 @@ fn run(cli: Cli) -> Outcome {
                     scope,
                     ..Default::default()
                 };
-                let had_recovery_key = store.slots()?.iter().any(|s| s.recovery);
+                let had_recovery_key = store
+                    .slots()?
+                    .iter()
+                    .any(|s| s.kind == libkeyring::SlotKind::RecoveryKey);
                 store.rotate(&old, &new, &opts)?;
                 if had_recovery_key {
                     warn("the recovery key opened the old master key only and is gone: run `keyringrs recovery-key add` for a new one");

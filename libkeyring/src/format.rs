@@ -39,10 +39,15 @@ const MAC_LEN: usize = 32;
 const SUM_LEN: usize = 32;
 const ENTRY_PREFIX_LEN: usize = 16 + 2 + NONCE_LEN;
 
-/// Keyslot kinds.
+/// Keyslot kinds (docs/FORMAT.md "keyslot"). A password the PAM module tries at login: the login
+/// password's slot, and slots added with `keyringrs slot add --pam`.
 pub const SLOT_PASSWORD: u8 = 1;
-/// A recovery key (256 random bits shown once to the user; docs/FORMAT.md "keyslot").
+/// A recovery key (256 random bits shown once to the user).
 pub const SLOT_RECOVERY: u8 = 2;
+/// Another password (`keyringrs slot add`), tried by `unlock` but not at login.
+pub const SLOT_EXTRA: u8 = 3;
+/// The place of a removed keyslot (slots are bound to their index): never opens.
+pub const SLOT_EMPTY: u8 = 4;
 /// KDF ids.
 pub const KDF_ARGON2ID: u8 = 1;
 
@@ -293,7 +298,7 @@ impl Header {
             for i in 0..n {
                 let what = format!("keyslot {i}");
                 let kind = r.u8(&what)?;
-                if kind != SLOT_PASSWORD && kind != SLOT_RECOVERY {
+                if !(SLOT_PASSWORD..=SLOT_EMPTY).contains(&kind) {
                     return Err(format!("{what}: unknown kind {kind}"));
                 }
                 let kdf_id = r.u8(&what)?;

@@ -25,13 +25,15 @@ pub mod import;
 pub mod keyring;
 pub mod mapping;
 pub mod recovery;
+pub mod slots;
 pub mod store;
 pub mod sys;
 
 pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
 pub use format::EntryData;
+pub use slots::{SlotInfo, SlotKind};
 pub use store::{
-    default_path, key_description, KeyRef, Opened, Scope, SlotInfo, Status, Store, UnlockOptions,
+    default_path, key_description, KeyRef, Opened, Scope, Status, Store, UnlockOptions,
     UnlockReport,
 };

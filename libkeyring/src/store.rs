@@ -14,14 +14,14 @@ use crate::cache::{EntryCache, KeyCache};
 use crate::crypto::{self, KdfParams, MasterKey, Purpose, SubKey};
 use crate::error::{Error, Result};
 use crate::format::{
-    self, EntryData, EntryError, Header, HeaderError, Keyslot, StoreId, SLOT_PASSWORD,
+    self, EntryData, EntryError, Header, HeaderError, Keyslot, StoreId, SLOT_EXTRA, SLOT_PASSWORD,
     SLOT_RECOVERY,
 };
 use crate::keyring::{perm, KeySerial, Keyring};
 use crate::recovery::RecoveryKey;
 use crate::sys::{self, fs};
 
-const HEADER: &str = "header";
+pub(crate) const HEADER: &str = "header";
 /// The generation counter every writer bumps (crate::cache).
 const GENERATION: &str = "generation";
 const ENTRIES: &str = "entries";
@@ -102,9 +102,9 @@ pub struct KeyRef {
 /// put into the kernel: lets the PAM module act as the user's real uid only around the kernel
 /// calls. Wiped on drop; Debug shows nothing secret.
 pub struct Opened {
-    header: Header,
-    index: usize,
-    master: MasterKey,
+    pub(crate) header: Header,
+    pub(crate) index: usize,
+    pub(crate) master: MasterKey,
 }
 
 impl std::fmt::Debug for Opened {
@@ -113,15 +113,6 @@ impl std::fmt::Debug for Opened {
             .field("slot", &self.index)
             .finish_non_exhaustive()
     }
-}
-
-/// One keyslot as `keyringrs slot list` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlotInfo {
-    pub index: usize,
-    /// A recovery key's slot (else a password's).
-    pub recovery: bool,
-    pub kdf: KdfParams,
 }
 
 /// The identity the CLI, Python `keyring` and C use: (service, username).
@@ -141,13 +132,13 @@ pub struct Status {
 /// redirect us) and the public header; never the master key.
 #[derive(Debug)]
 pub struct Store {
-    path: PathBuf,
-    dir: File,
+    pub(crate) path: PathBuf,
+    pub(crate) dir: File,
     entries: File,
     id: StoreId,
     description: String,
-    owner: u32,
-    wait: fs::Wait,
+    pub(crate) owner: u32,
+    pub(crate) wait: fs::Wait,
     key_cache: KeyCache,
     entry_cache: Option<EntryCache>,
 }
@@ -178,7 +169,7 @@ pub fn key_description(id: &StoreId) -> String {
     format!("keyringrs:{}", id.hex())
 }
 
-fn busy(path: &Path, e: std::io::Error) -> Error {
+pub(crate) fn busy(path: &Path, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::WouldBlock {
         Error::Io {
             what: format!(
@@ -241,7 +232,7 @@ fn open_dir_checked(
 /// Read a regular file we own, at most `cap` bytes, refusing links, FIFOs, devices and foreign
 /// files. `Ok(None)` if it does not exist.
 /// `display` builds the path for error messages (only when there is an error).
-fn read_checked(
+pub(crate) fn read_checked(
     dir: &File,
     name: &Path,
     display: &dyn Fn() -> PathBuf,
@@ -309,7 +300,7 @@ fn read_checked(
 /// directory, always: so unlock finds a crashed writer's temp file without listing `entries/`,
 /// which holds one file per entry), fsync, rename into `dir` (one atomic, journaled operation on
 /// the same filesystem), fsync `dir`.
-fn write_atomic(
+pub(crate) fn write_atomic(
     tmp_dir: &File,
     dir: &File,
     name: &str,
@@ -532,7 +523,7 @@ impl Store {
         ))
     }
 
-    fn read_header(dir: &File, path: &Path, owner: u32) -> Result<(Header, [u8; 32])> {
+    pub(crate) fn read_header(dir: &File, path: &Path, owner: u32) -> Result<(Header, [u8; 32])> {
         let hpath = path.join(HEADER);
         let bytes = read_checked(
             dir,
@@ -703,17 +694,23 @@ impl Store {
     }
 
     /// Unwrap the master key with `password` (the Argon2id work); the kernel is not touched.
-    /// Only password keyslots are tried (never a recovery key's).
+    /// Every password keyslot is tried (never a recovery key's).
     pub fn open_with_password(&self, password: &[u8]) -> Result<Opened> {
-        self.open_with(SLOT_PASSWORD, password)
+        self.open_with(&[SLOT_PASSWORD, SLOT_EXTRA], password)
+    }
+
+    /// The same with only the keyslots marked for login (the PAM module's: the login password's
+    /// and those added with `slot add --pam`).
+    pub fn open_with_login_password(&self, password: &[u8]) -> Result<Opened> {
+        self.open_with(&[SLOT_PASSWORD], password)
     }
 
     /// Unwrap the master key with a recovery key (its keyslot only).
     pub fn open_with_recovery_key(&self, key: &RecoveryKey) -> Result<Opened> {
-        self.open_with(SLOT_RECOVERY, key.as_bytes())
+        self.open_with(&[SLOT_RECOVERY], key.as_bytes())
     }
 
-    fn open_with(&self, kind: u8, secret: &[u8]) -> Result<Opened> {
+    pub(crate) fn open_with(&self, kinds: &[u8], secret: &[u8]) -> Result<Opened> {
         let (header, mac) = Self::read_header(&self.dir, &self.path, self.owner)?;
         if header.id != self.id {
             return Err(Error::corrupt(
@@ -721,121 +718,12 @@ impl Store {
                 "store id changed while open",
             ));
         }
-        let (index, master) = self.open_slot(&header, &mac, kind, secret)?;
+        let (index, master) = self.open_slot(&header, &mac, kinds, secret)?;
         Ok(Opened {
             header,
             index,
             master,
         })
-    }
-
-    /// The keyslots: index, kind and key-derivation parameters (nothing secret).
-    pub fn slots(&self) -> Result<Vec<SlotInfo>> {
-        let (header, _) = Self::read_header(&self.dir, &self.path, self.owner)?;
-        Ok(header
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(index, s)| SlotInfo {
-                index,
-                recovery: s.kind == SLOT_RECOVERY,
-                kdf: s.kdf,
-            })
-            .collect())
-    }
-
-    /// Add a recovery key (replacing an earlier one), after `password` opened the store; the
-    /// key is returned once, to be shown to the user. Its keyslot takes the cheapest Argon2id
-    /// parameters: 256 random bits need no stretching.
-    pub fn add_recovery_key(&self, password: &[u8]) -> Result<RecoveryKey> {
-        let opened = self.open_with_password(password)?;
-        let key = RecoveryKey::generate()?;
-        let cheap = KdfParams::new(KdfParams::MIN_MEMORY_KIB, 1, 1)?;
-        self.change_slots(&opened, |header| {
-            let index = header.slots.len();
-            header.slots.push(Keyslot::wrap_kind(
-                SLOT_RECOVERY,
-                &header.prefix(),
-                index,
-                &opened.master,
-                key.as_bytes(),
-                cheap,
-            )?);
-            Ok(())
-        })?;
-        Ok(key)
-    }
-
-    /// Remove the recovery key, after `password` opened the store. Ok(false): there was none.
-    pub fn remove_recovery_key(&self, password: &[u8]) -> Result<bool> {
-        let opened = self.open_with_password(password)?;
-        self.change_slots(&opened, |_| Ok(()))
-    }
-
-    /// Rewrite the header with its recovery keyslot removed and `add` applied, under the writer
-    /// lock, if the header on disk is still the one `opened` read. Keyslots are bound to their
-    /// index, so only trailing recovery slots can go; a recovery slot before a password slot is
-    /// refused. Returns whether a recovery slot was removed.
-    fn change_slots(
-        &self,
-        opened: &Opened,
-        add: impl FnOnce(&mut Header) -> Result<()>,
-    ) -> Result<bool> {
-        let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
-        let (mut header, _) = Self::read_header(&self.dir, &self.path, self.owner)?;
-        if header != opened.header {
-            return Err(Error::InvalidInput(
-                "the header changed meanwhile; try again".into(),
-            ));
-        }
-        let mut removed = false;
-        while header.slots.last().is_some_and(|s| s.kind == SLOT_RECOVERY) {
-            header.slots.pop();
-            removed = true;
-        }
-        if header.slots.iter().any(|s| s.kind == SLOT_RECOVERY) {
-            return Err(Error::InvalidInput(
-                "a recovery keyslot sits before a password keyslot; not changing it".into(),
-            ));
-        }
-        add(&mut header)?;
-        if header.slots.len() > format::MAX_KEYSLOTS {
-            return Err(Error::InvalidInput("no room for another keyslot".into()));
-        }
-        write_atomic(
-            &self.dir,
-            &self.dir,
-            HEADER,
-            &header.encode(&opened.master),
-            &self.path.join(HEADER),
-        )?;
-        Ok(removed)
-    }
-
-    /// After an administrator reset the login password: open with the recovery key and rewrap
-    /// the login keyslot (the first password slot) to `login_password`.
-    pub fn resync_with_recovery_key(
-        &self,
-        key: &RecoveryKey,
-        login_password: &[u8],
-        kdf: KdfParams,
-    ) -> Result<()> {
-        let opened = self.open_with_recovery_key(key)?;
-        let login = opened
-            .header
-            .slots
-            .iter()
-            .position(|s| s.kind == SLOT_PASSWORD)
-            .ok_or_else(|| Error::InvalidInput("the store has no password keyslot".into()))?;
-        let target = opened.header.slots[login].kdf.max_with(&kdf);
-        self.rewrap(
-            &opened.master,
-            &opened.header,
-            login,
-            login_password,
-            target,
-            self.wait,
-        )
     }
 
     /// Put an unwrapped master key into the kernel for `opts.scope`, unless a key of this store
@@ -898,7 +786,7 @@ impl Store {
         &self,
         header: &Header,
         mac: &[u8; 32],
-        kind: u8,
+        kinds: &[u8],
         password: &[u8],
     ) -> Result<(usize, MasterKey)> {
         let prefix = header.prefix();
@@ -906,7 +794,7 @@ impl Store {
         let total: u64 = header
             .slots
             .iter()
-            .filter(|s| s.kind == kind)
+            .filter(|s| kinds.contains(&s.kind))
             .map(|s| s.kdf.cost())
             .sum();
         if total > UNLOCK_KDF_BUDGET {
@@ -919,7 +807,7 @@ impl Store {
             ));
         }
         for (i, slot) in header.slots.iter().enumerate() {
-            if slot.kind != kind {
+            if !kinds.contains(&slot.kind) {
                 continue;
             }
             if let Some(master) = slot.unwrap(&prefix, i, password)? {
@@ -936,8 +824,9 @@ impl Store {
     }
 
     /// Replace keyslot `index` with a wrap of `master` under `password` and `kdf`, if the header
-    /// on disk is still `expected` (taken under the writer lock, waiting as `wait` says).
-    fn rewrap(
+    /// on disk is still `expected` (taken under the writer lock, waiting as `wait` says). The slot
+    /// keeps its kind.
+    pub(crate) fn rewrap(
         &self,
         master: &MasterKey,
         expected: &Header,
@@ -953,7 +842,9 @@ impl Store {
                 "the header changed meanwhile; not rewrapping".into(),
             ));
         }
-        header.slots[index] = Keyslot::wrap(&header.prefix(), index, master, password, kdf)?;
+        let kind = header.slots[index].kind;
+        header.slots[index] =
+            Keyslot::wrap_kind(kind, &header.prefix(), index, master, password, kdf)?;
         write_atomic(
             &self.dir,
             &self.dir,
@@ -1114,6 +1005,8 @@ impl Store {
         )?;
         self.bump_generation()?;
         self.key_cache.forget();
+        // Only the password's slot is left: names of the others are gone with them.
+        let _ = fs::unlink(&self.dir, Path::new("slots"));
         self.recover_rotation_locked(&master)?;
         // This session reads with the new key from now on (the old one opens nothing). The
         // rotation has committed whatever happens here: a failure leaves the store locked.

@@ -196,7 +196,8 @@ fn open_store<P: Pam>(
     match Store::open(&path) {
         Ok(store) => {
             let store = store.with_lock_wait(how.lock_wait);
-            match store.open_with_password(password) {
+            // Only the keyslots marked for login (docs/PAM.md "Keyslots the module tries").
+            match store.open_with_login_password(password) {
                 Ok(opened) => Some((store, opened, false)),
                 Err(e) => {
                     log.error(
