@@ -137,6 +137,29 @@ keyringrs_status keyringrs_unlock(const keyringrs_store *store,
                                   uint32_t timeout_secs);
 
 /**
+ * Unlock with the store's recovery key: its text as `keyringrs recovery-key add` printed it
+ * (`key_len` bytes; case, spaces and dashes do not matter). `timeout_secs` 0: no timeout.
+ *
+ * # Safety
+ * `store` a live handle; `key` points to `key_len` bytes.
+ */
+keyringrs_status keyringrs_unlock_recovery_key(const keyringrs_store *store,
+                                               const uint8_t *key,
+                                               size_t key_len,
+                                               uint32_t timeout_secs);
+
+/**
+ * The number of keyslots that open the store (`*count`), and how many of them are recovery
+ * keys (`*recovery`, may be NULL). Names and details: `keyringrs slot list`.
+ *
+ * # Safety
+ * `store` a live handle; `count` valid for a write; `recovery` NULL or valid for a write.
+ */
+keyringrs_status keyringrs_slot_count(const keyringrs_store *store,
+                                      size_t *count,
+                                      size_t *recovery);
+
+/**
  * Lock (invalidate the session's key). Locking a locked store succeeds.
  *
  * # Safety

@@ -314,6 +314,65 @@ pub unsafe extern "C" fn keyringrs_unlock(
     })
 }
 
+/// Unlock with the store's recovery key: its text as `keyringrs recovery-key add` printed it
+/// (`key_len` bytes; case, spaces and dashes do not matter). `timeout_secs` 0: no timeout.
+///
+/// # Safety
+/// `store` a live handle; `key` points to `key_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn keyringrs_unlock_recovery_key(
+    store: *const keyringrs_store,
+    key: *const u8,
+    key_len: usize,
+    timeout_secs: u32,
+) -> keyringrs_status {
+    guard(|| {
+        // SAFETY: the caller's contract above.
+        let (s, text) = unsafe { (handle(store)?, bytes(key, key_len, "key")?) };
+        let key = libkeyring::recovery::RecoveryKey::parse(text)?;
+        let opts = UnlockOptions {
+            timeout: (timeout_secs > 0).then_some(timeout_secs),
+            ..Default::default()
+        };
+        let opened = s.open_with_recovery_key(&key)?;
+        s.install_opened(&opened, &opts)?;
+        Ok(())
+    })
+}
+
+/// The number of keyslots that open the store (`*count`), and how many of them are recovery
+/// keys (`*recovery`, may be NULL). Names and details: `keyringrs slot list`.
+///
+/// # Safety
+/// `store` a live handle; `count` valid for a write; `recovery` NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn keyringrs_slot_count(
+    store: *const keyringrs_store,
+    count: *mut usize,
+    recovery: *mut usize,
+) -> keyringrs_status {
+    guard(|| {
+        // SAFETY: the caller's contract above.
+        let s = unsafe { handle(store) }?;
+        if count.is_null() {
+            return Err(invalid("count is NULL"));
+        }
+        let slots = s.slots()?;
+        let rec = slots
+            .iter()
+            .filter(|x| x.kind == libkeyring::SlotKind::RecoveryKey)
+            .count();
+        // SAFETY: checked non-NULL / NULL-or-valid per the contract.
+        unsafe {
+            count.write(slots.len());
+            if !recovery.is_null() {
+                recovery.write(rec);
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Lock (invalidate the session's key). Locking a locked store succeeds.
 ///
 /// # Safety

@@ -272,3 +272,25 @@ fn no_store_null_arguments_and_bad_strings_are_typed_errors() {
     let version = unsafe { CStr::from_ptr(keyringrs_version()) };
     assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn the_recovery_key_unlocks_and_the_slots_are_counted() {
+    let f = Fixture::new("capi-recovery");
+    let store = libkeyring::Store::open(f.path.to_str().unwrap()).unwrap();
+    let key = store.add_recovery_key(b"pw").unwrap();
+    let text = key.to_text();
+    let (mut count, mut recovery) = (0usize, 0usize);
+    // SAFETY: live handle, valid out-pointers.
+    let st = unsafe { keyringrs_slot_count(f.store, &mut count, &mut recovery) };
+    assert_eq!((st, count, recovery), (KEYRINGRS_OK, 2, 1));
+    // SAFETY: live handle.
+    assert_eq!(unsafe { keyringrs_lock(f.store) }, KEYRINGRS_OK);
+    let wrong = "c".repeat(64);
+    // SAFETY: live handle, strings with their lengths.
+    let st = unsafe { keyringrs_unlock_recovery_key(f.store, wrong.as_ptr(), wrong.len(), 0) };
+    assert_eq!(st, KEYRINGRS_WRONG_PASSWORD);
+    // SAFETY: as above.
+    let st = unsafe { keyringrs_unlock_recovery_key(f.store, text.as_ptr(), text.len(), 0) };
+    assert_eq!(st, KEYRINGRS_OK, "{}", last_error());
+    assert_eq!(f.set("s", "u", b"v"), KEYRINGRS_OK);
+}

@@ -34,12 +34,14 @@ class Store:
     def list(self) -> list[tuple[str, str]]: ...
     def unlock(
         self,
-        password: _Secret,
+        password: Optional[_Secret] = None,
         timeout: Optional[int] = None,
         scope: str = "session",
         kdf_memory: Optional[int] = None,
         kdf_time: Optional[int] = None,
+        recovery_key: Optional[_Secret] = None,
     ) -> None: ...
+    def slots(self) -> list[tuple[int, str, str, int, int]]: ...
     def lock(self) -> None: ...
 
 def init(

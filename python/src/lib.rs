@@ -122,6 +122,9 @@ fn store_path(path: Option<PathBuf>) -> PyResult<PathBuf> {
 }
 
 /// An open keyringrs store.
+/// One keyslot for Python: (index, name, kind, Argon2id KiB, Argon2id passes).
+type SlotRow = (usize, String, &'static str, u32, u32);
+
 #[pyclass(module = "keyringrs", frozen)]
 struct Store {
     inner: libkeyring::Store,
@@ -208,27 +211,67 @@ impl Store {
         py.allow_threads(|| self.inner.list()).map_err(to_py)
     }
 
-    /// Unlock with `password` (checked even if already unlocked) for this session; `timeout` in
-    /// seconds; `scope` "session" (default) or "user".
-    #[pyo3(signature = (password, timeout=None, scope="session", kdf_memory=None, kdf_time=None))]
+    /// Unlock with `password` (checked even if already unlocked) for this session, or with the
+    /// store's `recovery_key` (its text, as `keyringrs recovery-key add` printed it) instead;
+    /// `timeout` in seconds; `scope` "session" (default) or "user".
+    #[pyo3(signature = (password=None, timeout=None, scope="session", kdf_memory=None, kdf_time=None, recovery_key=None))]
+    #[allow(clippy::too_many_arguments)]
     fn unlock(
         &self,
         py: Python<'_>,
-        password: &Bound<'_, PyAny>,
+        password: Option<&Bound<'_, PyAny>>,
         timeout: Option<u32>,
         scope: &str,
         kdf_memory: Option<u32>,
         kdf_time: Option<u32>,
+        recovery_key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let password = secret_arg(password, "password")?;
         let opts = UnlockOptions {
             kdf: kdf_params(kdf_memory, kdf_time)?,
             scope: scope.parse::<Scope>().map_err(to_py)?,
             timeout,
             ..Default::default()
         };
-        py.allow_threads(|| self.inner.unlock(&password, &opts))
-            .map(|_| ())
+        match (password, recovery_key) {
+            (Some(password), None) => {
+                let password = secret_arg(password, "password")?;
+                py.allow_threads(|| self.inner.unlock(&password, &opts))
+                    .map(|_| ())
+                    .map_err(to_py)
+            }
+            (None, Some(key)) => {
+                let text = secret_arg(key, "recovery_key")?;
+                py.allow_threads(|| {
+                    let key = libkeyring::recovery::RecoveryKey::parse(&text)?;
+                    let opened = self.inner.open_with_recovery_key(&key)?;
+                    self.inner.install_opened(&opened, &opts)
+                })
+                .map(|_| ())
+                .map_err(to_py)
+            }
+            _ => Err(to_py(libkeyring::Error::InvalidInput(
+                "give either password or recovery_key".into(),
+            ))),
+        }
+    }
+
+    /// The keyslots: a list of `SlotRow`s (index, name, kind, kdf_memory_kib, kdf_time); kind is
+    /// "login-password", "password" or "recovery-key". Never a secret.
+    fn slots(&self, py: Python<'_>) -> PyResult<Vec<SlotRow>> {
+        py.allow_threads(|| self.inner.slots())
+            .map(|v| {
+                v.into_iter()
+                    .map(|s| {
+                        (
+                            s.index,
+                            s.name,
+                            s.kind.name(),
+                            s.kdf.memory_kib(),
+                            s.kdf.time(),
+                        )
+                    })
+                    .collect()
+            })
             .map_err(to_py)
     }
 

@@ -146,3 +146,31 @@ def test_the_cli_and_python_share_entries(store):
     store.set("py", "u", "from-python")
     out = subprocess.run([CLI, "get", "py", "u"], env=env, capture_output=True, check=True)
     assert out.stdout == b"from-python"
+
+
+def test_unlock_with_the_recovery_key_and_the_slot_list(store):
+    env = dict(os.environ, KEYRINGRS_STORE=store.path)
+    out = subprocess.run(
+        [CLI, "recovery-key", "add", "--password-stdin"],
+        input=(PASSWORD + "\n").encode(),
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    key = out.stdout.decode().strip()
+    assert len(key) == 71
+    store.set("s", "u", "kept")
+    store.lock()
+    with pytest.raises(keyringrs.WrongPasswordError):
+        store.unlock(recovery_key="c" * 64)
+    with pytest.raises(keyringrs.Error):
+        store.unlock(recovery_key="not a key")
+    with pytest.raises(keyringrs.Error):
+        store.unlock()
+    store.unlock(recovery_key=key.upper().replace("-", " "))
+    assert store.get("s", "u") == "kept"
+    slots = store.slots()
+    assert [(name, kind) for _, name, kind, _, _ in slots] == [
+        ("login", "login-password"),
+        ("recovery-key", "recovery-key"),
+    ]
