@@ -89,10 +89,7 @@ fn run(cli: Cli) -> Outcome {
             scope,
             recovery_key,
         } => {
-            let scope = scope_of(scope);
-            if scope == Scope::Session {
-                require_own_session()?;
-            }
+            let scope = scope_that_outlives_us(scope)?;
             let pw = if password_stdin {
                 read_stdin_lines(1)?.remove(0)
             } else {
@@ -119,10 +116,7 @@ fn run(cli: Cli) -> Outcome {
             scope,
             recovery_key,
         } => {
-            let scope = scope_of(scope);
-            if scope == Scope::Session {
-                require_own_session()?;
-            }
+            let scope = scope_that_outlives_us(scope)?;
             let store = Store::open(&path)?;
             let opts = UnlockOptions {
                 kdf,
@@ -482,6 +476,15 @@ fn scope_of(arg: ScopeArg) -> Scope {
         ScopeArg::Session => Scope::Session,
         ScopeArg::User => Scope::User,
     }
+}
+
+/// The scope asked for, if an unlock there outlives this command (see require_own_session).
+fn scope_that_outlives_us(arg: ScopeArg) -> Result<Scope, Failure> {
+    let scope = scope_of(arg);
+    if scope == Scope::Session {
+        require_own_session()?;
+    }
+    Ok(scope)
 }
 
 /// A session-scope unlock must outlive this command: refuse when this process has no session

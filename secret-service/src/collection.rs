@@ -35,6 +35,44 @@ impl Collection {
     }
 }
 
+/// What a CreateItem call brings: its attributes and label, and the secret decrypted with the
+/// caller's session (the transport copy is wiped at once).
+pub(crate) struct NewItem {
+    pub attributes: HashMap<String, String>,
+    pub label: Option<String>,
+    pub plaintext: zeroize::Zeroizing<Vec<u8>>,
+    pub content_type: String,
+}
+
+impl NewItem {
+    pub(crate) fn from_call(
+        st: &State,
+        properties: &HashMap<String, OwnedValue>,
+        mut secret: Secret,
+        hdr: &Header<'_>,
+    ) -> Result<NewItem, Error> {
+        let key = st.session_key(secret.0.as_str(), &sender(hdr)?)?;
+        let plaintext = key.decrypt(&secret.1, &secret.2);
+        // A plain session's value is the secret itself.
+        secret.2.zeroize();
+        let plaintext = plaintext.map_err(|e| Error::InvalidArgs(e.to_string()))?;
+        let attributes = match properties.get(ATTRIBUTES_PROP) {
+            Some(v) => string_map(v)?,
+            None => HashMap::new(),
+        };
+        let label = match properties.get(LABEL_PROP) {
+            Some(v) => Some(string(v, LABEL_PROP)?),
+            None => None,
+        };
+        Ok(NewItem {
+            attributes,
+            label,
+            plaintext,
+            content_type: std::mem::take(&mut secret.3),
+        })
+    }
+}
+
 fn string_map(v: &OwnedValue) -> Result<HashMap<String, String>, Error> {
     let v = v
         .try_clone()
@@ -82,20 +120,12 @@ impl Collection {
         replace: bool,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(OwnedObjectPath, OwnedObjectPath), Error> {
-        let mut secret = secret;
-        let key = self.st.session_key(secret.0.as_str(), &sender(&hdr)?)?;
-        let plaintext = key.decrypt(&secret.1, &secret.2);
-        // A plain session's value is the secret itself.
-        secret.2.zeroize();
-        let plaintext = plaintext.map_err(|e| Error::InvalidArgs(e.to_string()))?;
-        let attrs = match properties.get(ATTRIBUTES_PROP) {
-            Some(v) => string_map(v)?,
-            None => HashMap::new(),
-        };
-        let label = match properties.get(LABEL_PROP) {
-            Some(v) => Some(string(v, LABEL_PROP)?),
-            None => None,
-        };
+        let NewItem {
+            attributes: attrs,
+            label,
+            plaintext,
+            ..
+        } = NewItem::from_call(&self.st, &properties, secret, &hdr)?;
         let store = self.st.store()?;
         if store.is_locked()? {
             refresh_soon(&self.st);

@@ -8,21 +8,19 @@ use std::sync::Arc;
 use zbus::interface;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
-use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
-use zeroize::Zeroize;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 
+use crate::collection::NewItem;
 use crate::error::Error;
 use crate::kernel_items::{self, now, KernelItem};
 use crate::labels;
 use crate::mapping;
 use crate::session_item::SessionItem;
-use crate::state::{lock, log, path, root, sender, Secret, State};
+use crate::state::{lock, log, path, root, Secret, State};
 
 pub const SESSION_COLLECTION_PATH: &str = "/org/freedesktop/secrets/collection/session";
 pub const SESSION_ALIAS_PATH: &str = "/org/freedesktop/secrets/aliases/session";
 pub(crate) const SESSION_ITEM_PREFIX: &str = "/org/freedesktop/secrets/collection/session/";
-const LABEL_PROP: &str = "org.freedesktop.Secret.Item.Label";
-const ATTRIBUTES_PROP: &str = "org.freedesktop.Secret.Item.Attributes";
 /// What the collection is called until its label is set.
 pub const DEFAULT_LABEL: &str = "Session";
 
@@ -178,26 +176,12 @@ impl SessionCollection {
         replace: bool,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(OwnedObjectPath, OwnedObjectPath), Error> {
-        let mut secret = secret;
-        let key = self.st.session_key(secret.0.as_str(), &sender(&hdr)?)?;
-        let plaintext = key.decrypt(&secret.1, &secret.2);
-        secret.2.zeroize();
-        let plaintext = plaintext.map_err(|e| Error::InvalidArgs(e.to_string()))?;
-        let attributes = match properties.get(ATTRIBUTES_PROP) {
-            Some(v) => {
-                let v = v
-                    .try_clone()
-                    .map_err(|e| Error::InvalidArgs(e.to_string()))?;
-                HashMap::<String, String>::try_from(v)
-                    .map_err(|_| Error::InvalidArgs(format!("{ATTRIBUTES_PROP} must be a{{ss}}")))?
-            }
-            None => HashMap::new(),
-        };
-        let label = match properties.get(LABEL_PROP).map(|v| &**v) {
-            Some(Value::Str(s)) => Some(s.to_string()),
-            Some(_) => return Err(Error::InvalidArgs(format!("{LABEL_PROP} must be a string"))),
-            None => None,
-        };
+        let NewItem {
+            attributes,
+            label,
+            plaintext,
+            content_type,
+        } = NewItem::from_call(&self.st, &properties, secret, &hdr)?;
         let attributes = mapping::to_stored(&attributes);
         let _create = self.st.create.lock().await;
         let same = if replace {
@@ -212,7 +196,7 @@ impl SessionCollection {
             Some((id, old)) => {
                 let item = KernelItem {
                     label: label.unwrap_or_else(|| old.label.clone()),
-                    content_type: secret.3.clone(),
+                    content_type,
                     created: old.created,
                     modified: t,
                     attributes,
@@ -224,7 +208,7 @@ impl SessionCollection {
             None => {
                 let item = KernelItem {
                     label: label.unwrap_or_default(),
-                    content_type: secret.3.clone(),
+                    content_type,
                     created: t,
                     modified: t,
                     attributes,
