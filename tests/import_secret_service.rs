@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use keyringrs_tests::gnome::*;
 use keyringrs_tests::*;
-use libkeyring::mapping::{self, Identity};
-use libkeyring::{EntryData, Store};
+use libkeyring::Store;
 
 /// An item's attributes as the provider shows them, read with `secret-tool search --all` (which
 /// prints `xdg:schema` as `schema = `): gnome-keyring adds `xdg:schema` to some items stored
@@ -82,34 +81,8 @@ fn sha(path: &Path) -> [u8; 32] {
     libkeyring::crypto::sha256(&[&std::fs::read(path).unwrap()])
 }
 
-/// Every sample item is an entry with the provider's label, attributes and exact secret, mapped
-/// as libkeyring::mapping says.
 fn check_entries(store: &Store, expected: &BTreeMap<&str, BTreeMap<String, String>>) {
-    let entries = store.entries().unwrap();
-    assert_eq!(entries.len(), 4, "{entries:?}");
-    for (label, _, secret) in sample() {
-        let a = expected[label].clone();
-        let e: &EntryData = entries
-            .iter()
-            .find(|e| e.label == label)
-            .unwrap_or_else(|| panic!("no entry labelled {label:?}: {entries:?}"));
-        assert_eq!(e.attributes, a, "{label}");
-        assert_eq!(mapping::item_attributes(e), a, "{label}");
-        assert_eq!(&e.secret[..], &secret[..], "{label}");
-        match Identity::from_attributes(&a) {
-            Some(id) => assert_eq!(Identity::of(e), id),
-            None => {
-                let schema = a.get("xdg:schema").map_or("", String::as_str);
-                assert_eq!(e.service, format!("{}{schema}", mapping::SYNTHETIC_PREFIX));
-                assert!(Identity::of(e).is_synthetic());
-                assert_eq!(e.username.len(), 36, "a UUID: {}", e.username);
-            }
-        }
-    }
-    assert_eq!(
-        &store.get("svc.example", "alice").unwrap()[..],
-        b"alice's token"
-    );
+    check_imported(store, |label, _| expected[label].clone());
 }
 
 /// A gnome-keyring-daemon holding the sample items, kept running.

@@ -230,3 +230,38 @@ pub fn make_keyring(dir: &TempDir) -> GnomeKeyring {
     );
     gk
 }
+
+/// The sample items are entries of `store` with their label, the attributes `attributes_of`
+/// gives for (label, the sample's attributes), the exact secret, and the identity
+/// libkeyring::mapping says.
+pub fn check_imported(
+    store: &libkeyring::Store,
+    attributes_of: impl Fn(&str, &[(&str, &str)]) -> std::collections::BTreeMap<String, String>,
+) {
+    use libkeyring::mapping::{self, Identity};
+    let entries = store.entries().unwrap();
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    for (label, sample_attrs, secret) in sample() {
+        let a = attributes_of(label, &sample_attrs);
+        let e: &libkeyring::EntryData = entries
+            .iter()
+            .find(|e| e.label == label)
+            .unwrap_or_else(|| panic!("no entry labelled {label:?}: {entries:?}"));
+        assert_eq!(e.attributes, a, "{label}");
+        assert_eq!(mapping::item_attributes(e), a, "{label}");
+        assert_eq!(&e.secret[..], &secret[..], "{label}");
+        match Identity::from_attributes(&a) {
+            Some(id) => assert_eq!(Identity::of(e), id),
+            None => {
+                let schema = a.get("xdg:schema").map_or("", String::as_str);
+                assert_eq!(e.service, format!("{}{schema}", mapping::SYNTHETIC_PREFIX));
+                assert!(Identity::of(e).is_synthetic());
+                assert_eq!(e.username.len(), 36, "a UUID: {}", e.username);
+            }
+        }
+    }
+    assert_eq!(
+        &store.get("svc.example", "alice").unwrap()[..],
+        b"alice's token"
+    );
+}
