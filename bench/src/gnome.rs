@@ -7,6 +7,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The password of the login keyring this gnome-keyring writes.
+pub const PASSWORD: &str = "bench-login-password";
+
 #[derive(Debug)]
 pub struct Daemons {
     dbus: Child,
@@ -76,7 +79,7 @@ impl Daemons {
             }
         };
         if let Some(mut stdin) = keyring.stdin.take() {
-            let _ = stdin.write_all(b"bench-login-password");
+            let _ = stdin.write_all(PASSWORD.as_bytes());
         }
         let d = Daemons {
             dbus,

@@ -12,6 +12,8 @@ use crate::{na, sibling, Config};
 
 const WITHOUT: &str = "session open without pam_keyringrs";
 const WITH: &str = "session open with pam_keyringrs";
+const FIRST: &str =
+    "first session open with pam_keyringrs, importing the gnome-keyring login keyring";
 const PASSWORD: &str = "bench-Passw0rd";
 
 /// A throwaway user and PAM services, removed on drop.
@@ -48,6 +50,16 @@ fn ok(c: &mut Command, what: &str) -> Result<(), String> {
 
 /// Run the driver: `cycles` logins (auth, open, close, end); the open times in ns.
 fn logins(driver: &Path, service: &str, user: &str, cycles: usize) -> Result<Vec<f64>, String> {
+    logins_with(driver, service, user, PASSWORD, cycles)
+}
+
+fn logins_with(
+    driver: &Path,
+    service: &str,
+    user: &str,
+    password: &str,
+    cycles: usize,
+) -> Result<Vec<f64>, String> {
     use std::io::Write;
     let mut child = Command::new(driver)
         .args([service, user])
@@ -56,7 +68,7 @@ fn logins(driver: &Path, service: &str, user: &str, cycles: usize) -> Result<Vec
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("pam-driver: {e}"))?;
-    let steps = format!("auth {}\nopen\nclose\nend\n", hex(PASSWORD)).repeat(cycles);
+    let steps = format!("auth {}\nopen\nclose\nend\n", hex(password)).repeat(cycles);
     let mut stdin = child.stdin.take().ok_or("pam-driver stdin")?;
     stdin
         .write_all(steps.as_bytes())
@@ -83,7 +95,74 @@ fn logins(driver: &Path, service: &str, user: &str, cycles: usize) -> Result<Vec
     Ok(v)
 }
 
-fn measure(cfg: &Config) -> Result<(Vec<f64>, Vec<f64>), String> {
+/// The open times of first logins (the store is created) of a user whose home holds a
+/// gnome-keyring login keyring of `items` items (+1, gnome-keyring's readiness probe) that opens
+/// with the login password: the module imports it in the same session open.
+fn first_logins_importing(
+    driver: &Path,
+    service: &str,
+    setup: &Setup,
+    home: &Path,
+    items: usize,
+    samples: usize,
+) -> Result<Vec<f64>, String> {
+    let gk = setup.dir.join("gnome");
+    {
+        let d = crate::gnome::Daemons::start(&gk)?;
+        for i in 0..items {
+            d.secret_tool_store(&format!("svc{i}"), "user", format!("secret {i}").as_bytes())?;
+        }
+    }
+    let file = gk.join("home/.local/share/keyrings/login.keyring");
+    if !file.exists() {
+        return Err("gnome-keyring wrote no login.keyring".into());
+    }
+    chpasswd(&setup.user, crate::gnome::PASSWORD)?;
+    let keyrings = home.join(".local/share/keyrings");
+    let store = home.join(".local/share/keyringrs");
+    let mut out = vec![];
+    for _ in 0..samples {
+        let _ = std::fs::remove_dir_all(&store);
+        std::fs::create_dir_all(&keyrings).map_err(|e| e.to_string())?;
+        std::fs::copy(&file, keyrings.join("login.keyring")).map_err(|e| e.to_string())?;
+        ok(
+            Command::new("chown")
+                .arg("-R")
+                .arg(format!("{0}:{0}", setup.user))
+                .arg(home.join(".local")),
+            "chown",
+        )?;
+        out.extend(logins_with(
+            driver,
+            service,
+            &setup.user,
+            crate::gnome::PASSWORD,
+            1,
+        )?);
+        let imported = std::fs::read_dir(store.join("entries")).map_or(0, |d| d.count());
+        if imported != items + 1 {
+            return Err(format!("{imported} of {} items imported", items + 1));
+        }
+    }
+    Ok(out)
+}
+
+fn chpasswd(user: &str, password: &str) -> Result<(), String> {
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    {
+        use std::io::Write;
+        let mut i = chpasswd.stdin.take().ok_or("chpasswd stdin")?;
+        writeln!(i, "{user}:{password}").map_err(|e| e.to_string())?;
+    }
+    chpasswd.wait().map_err(|e| e.to_string()).map(drop)
+}
+
+type Samples = (Vec<f64>, Vec<f64>, Result<Vec<f64>, String>);
+
+fn measure(cfg: &Config) -> Result<Samples, String> {
     if libkeyring::sys::euid() != 0 {
         return Err("needs root (a throwaway user and /etc/pam.d services)".into());
     }
@@ -117,16 +196,7 @@ fn measure(cfg: &Config) -> Result<(Vec<f64>, Vec<f64>), String> {
             .arg(&setup.user),
         "useradd",
     )?;
-    let mut chpasswd = Command::new("chpasswd")
-        .stdin(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    {
-        use std::io::Write;
-        let mut i = chpasswd.stdin.take().ok_or("chpasswd stdin")?;
-        writeln!(i, "{}:{PASSWORD}", setup.user).map_err(|e| e.to_string())?;
-    }
-    chpasswd.wait().map_err(|e| e.to_string())?;
+    chpasswd(&setup.user, PASSWORD)?;
     let base = "auth     requisite pam_unix.so\naccount  required  pam_unix.so\n\
                 session  optional  pam_keyinit.so force revoke\nsession  required  pam_unix.so\n";
     let m = module.display();
@@ -150,19 +220,41 @@ fn measure(cfg: &Config) -> Result<(Vec<f64>, Vec<f64>), String> {
     let cycles = if cfg.quick { 2 } else { 15 };
     let without = logins(&driver, &names[0], &setup.user, cycles)?;
     let with = logins(&driver, &names[1], &setup.user, cycles)?;
-    Ok((without, with))
+    let (items, samples) = if cfg.quick {
+        (20, 1)
+    } else {
+        (IMPORTED_ITEMS, 9)
+    };
+    let first = first_logins_importing(&driver, &names[1], &setup, &home, items, samples);
+    Ok((without, with, first))
 }
+
+/// Items of the login keyring of the first-login row (the import issue's measure).
+const IMPORTED_ITEMS: usize = 200;
 
 /// The two rows (or why they are missing).
 pub fn rows(cfg: &Config) -> Vec<Row> {
+    let items = Some(if cfg.quick { 20 } else { IMPORTED_ITEMS });
     match measure(cfg) {
-        Ok((without, with)) => [(WITHOUT, without), (WITH, with)]
-            .into_iter()
-            .map(|(name, v)| match Stats::from_samples(v) {
-                Some(s) => Row::new("pam", name, None, Value::Time(s)),
-                None => na("pam", name, None, "no samples"),
-            })
-            .collect(),
-        Err(why) => vec![na("pam", WITHOUT, None, &why), na("pam", WITH, None, why)],
+        Ok((without, with, first)) => {
+            let mut rows: Vec<Row> = [(WITHOUT, without), (WITH, with)]
+                .into_iter()
+                .map(|(name, v)| match Stats::from_samples(v) {
+                    Some(s) => Row::new("pam", name, None, Value::Time(s)),
+                    None => na("pam", name, None, "no samples"),
+                })
+                .collect();
+            rows.push(match first.map(Stats::from_samples) {
+                Ok(Some(s)) => Row::new("pam", FIRST, items, Value::Time(s)),
+                Ok(None) => na("pam", FIRST, items, "no samples"),
+                Err(why) => na("pam", FIRST, items, &why),
+            });
+            rows
+        }
+        Err(why) => vec![
+            na("pam", WITHOUT, None, &why),
+            na("pam", WITH, None, &why),
+            na("pam", FIRST, items, why),
+        ],
     }
 }
