@@ -1264,8 +1264,19 @@ fn the_user_cannot_signal_the_login_process_during_the_key_derivation() {
 /// left alone (the login goes on, the user is told how to import it).
 #[test]
 fn the_first_login_imports_the_gnome_keyring_login_keyring() {
-    use keyringrs_tests::gnome::{make_keyring, GK_PASSWORD};
+    use keyringrs_tests::gnome::{make_keyring, sample, GK_PASSWORD};
     require_root!("creates users and /etc/pam.d services");
+    // After the login, secret-tool over keyringrs-secret-service finds every item by its own
+    // attributes, with the same secret as in gnome-keyring.
+    let mut lookups = String::new();
+    for (i, (_, attrs, _)) in sample().iter().enumerate() {
+        let query: Vec<String> = attrs.iter().map(|(k, v)| format!("'{k}' '{v}'")).collect();
+        lookups.push_str(&format!(
+            " echo \"item{i}=[$(LC_ALL=C.UTF-8 DBUS_SESSION_BUS_ADDRESS=$(cat bus-addr) timeout 20 secret-tool \
+             lookup {})]\";",
+            query.join(" ")
+        ));
+    }
     let gk_dir = TempDir::new("pam-gk");
     let gk = make_keyring(&gk_dir);
     let svc = Service::standard("gkimport", "");
@@ -1274,6 +1285,7 @@ fn the_first_login_imports_the_gnome_keyring_login_keyring() {
         ("gkother", "another-login-pw", false),
     ] {
         let user = login_user(tag, login_password);
+        copy_secret_service(&user);
         let keyrings = user.home.join(".local/share/keyrings");
         std::fs::create_dir_all(&keyrings).unwrap();
         let file = keyrings.join("login.keyring");
@@ -1289,7 +1301,8 @@ fn the_first_login_imports_the_gnome_keyring_login_keyring() {
             &svc,
             &user.name,
             &format!(
-                "{}{}run ./keyringrs list | wc -l\nclose\nend\n",
+                "{}{}run ./keyringrs list | wc -l\nrun {START_SECRET_SERVICE};{lookups} \
+                 {STOP_SECRET_SERVICE}\nclose\nend\n",
                 login(login_password),
                 get_step("svc.example", "alice")
             ),
@@ -1299,6 +1312,10 @@ fn the_first_login_imports_the_gnome_keyring_login_keyring() {
             assert!(t.has("value=alice's token"), "{t}");
             assert!(t.has("\n4\n"), "every item came over: {t}");
             assert!(!t.has("@@ info:"), "{t}");
+            for (i, (label, _, secret)) in sample().iter().enumerate() {
+                let want = format!("item{i}=[{}]", String::from_utf8_lossy(secret));
+                assert!(t.has(&want), "{label}: {want} in {t}");
+            }
         } else {
             assert_eq!(t.codes("run")[0], 4, "nothing imported: {t}");
             assert!(
