@@ -177,10 +177,17 @@ impl Store {
     }
 
     /// The secret of (service, username) as str, or None if there is no such entry.
-    fn get(&self, py: Python<'_>, service: &str, username: &str) -> PyResult<Option<String>> {
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        service: &str,
+        username: &str,
+    ) -> PyResult<Option<Bound<'py, PyString>>> {
         match py.allow_threads(|| self.inner.get(service, username)) {
+            // Straight from the wiped buffer into the Python str: no intermediate String copy
+            // left unwiped in freed memory (and one allocation less on the hot path).
             Ok(secret) => std::str::from_utf8(&secret)
-                .map(|s| Some(s.to_owned()))
+                .map(|s| Some(PyString::new(py, s)))
                 .map_err(|_| PyValueError::new_err("the secret is not UTF-8 text: use get_bytes")),
             Err(libkeyring::Error::NoEntry { .. }) => Ok(None),
             Err(e) => Err(to_py(e)),
