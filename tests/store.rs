@@ -706,6 +706,11 @@ fn a_recovery_key_opens_the_store_and_resyncs_the_login_password() {
     ));
     s.unlock(b"new-login", &test_opts()).unwrap();
     assert_eq!(&**s.get("svc", "u").unwrap(), b"kept");
+    // The recovery key itself opens the store for a keyslot change (DESIGN: `--recovery-key`).
+    s.add_password(&typed, "by-key", b"added-with-key", false, test_kdf())
+        .unwrap();
+    s.unlock(b"added-with-key", &test_opts()).unwrap();
+    s.remove_slot(&typed, "by-key").unwrap();
     // A new key replaces the old one; removing it leaves the password slot.
     let second = s.add_recovery_key(b"new-login").unwrap();
     assert!(s.open_with_recovery_key(&typed).is_err());
@@ -802,4 +807,36 @@ fn two_password_slots_either_unlocks_and_the_last_cannot_be_removed() {
     ));
     s.unlock(b"third", &test_opts()).unwrap();
     assert_eq!(&**s.get("svc", "u").unwrap(), b"kept");
+}
+
+/// A rotation that meets an entry it cannot open changes nothing: the header, the password and
+/// every other entry stay as they were (nothing is lost to a rotation).
+#[test]
+fn a_rotation_with_an_unreadable_entry_changes_nothing() {
+    let dir = TempDir::new("rotate-bad");
+    let s = new_store(&dir);
+    s.set("a", "1", b"kept").unwrap();
+    s.set("b", "2", b"damaged").unwrap();
+    let header = std::fs::read(dir.store().join("header")).unwrap();
+    for f in files_under(&dir.store().join("entries")) {
+        if s.get("b", "2").is_ok() && std::fs::read(&f).unwrap().len() > 10 {
+            let mut bytes = std::fs::read(&f).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            std::fs::write(&f, &bytes).unwrap();
+            if Store::open(dir.store()).unwrap().get("b", "2").is_ok() {
+                bytes[last] ^= 1;
+                std::fs::write(&f, &bytes).unwrap();
+            }
+        }
+    }
+    let s = Store::open(dir.store()).unwrap();
+    assert!(s.get("b", "2").is_err(), "one entry damaged");
+    let e = s.rotate(b"pw", b"new", &test_opts()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert_eq!(std::fs::read(dir.store().join("header")).unwrap(), header);
+    assert!(!dir.store().join("rotating").exists());
+    assert_eq!(&**s.get("a", "1").unwrap(), b"kept");
+    s.lock().unwrap();
+    s.unlock(b"pw", &test_opts()).unwrap();
 }

@@ -122,15 +122,21 @@ pub enum Command {
 pub enum RecoveryKeyCommand {
     /// Print a new recovery key once, on stdout alone on its line (it replaces an earlier one)
     Add {
-        /// Read the store password as one line from stdin
+        /// Read the store password (or recovery key) as one line from stdin
         #[arg(long)]
         password_stdin: bool,
+        /// Open the store with the recovery key instead of a password
+        #[arg(long)]
+        recovery_key: bool,
     },
     /// Remove the recovery key
     Remove {
-        /// Read the store password as one line from stdin
+        /// Read the store password (or recovery key) as one line from stdin
         #[arg(long)]
         password_stdin: bool,
+        /// Open the store with the recovery key instead of a password
+        #[arg(long)]
+        recovery_key: bool,
     },
 }
 
@@ -147,12 +153,18 @@ pub enum SlotCommand {
         pam: bool,
         #[arg(long)]
         password_stdin: bool,
+        /// Open the store with the recovery key instead of a password
+        #[arg(long)]
+        recovery_key: bool,
     },
     /// Remove keyslot NAME (never the last one that opens the store)
     Remove {
         name: String,
         #[arg(long)]
         password_stdin: bool,
+        /// Open the store with the recovery key instead of a password
+        #[arg(long)]
+        recovery_key: bool,
     },
 }
 

@@ -106,7 +106,7 @@ fn run(cli: Cli) -> Outcome {
             let store = Store::init(&path, &pw, &opts)?;
             println!("created store {} at {}", store.id(), store.path().display());
             if recovery_key {
-                print_recovery_key(&store.add_recovery_key(&pw)?);
+                print_recovery_key(&store.add_recovery_key(&pw[..])?);
             }
             Ok(())
         }
@@ -259,16 +259,22 @@ fn run(cli: Cli) -> Outcome {
             Ok(())
         }
         Command::Import { source } => import(&path, source),
-        Command::RecoveryKey(RecoveryKeyCommand::Add { password_stdin }) => {
+        Command::RecoveryKey(RecoveryKeyCommand::Add {
+            password_stdin,
+            recovery_key,
+        }) => {
             let store = Store::open(&path)?;
-            let pw = store_password(password_stdin)?;
-            print_recovery_key(&store.add_recovery_key(&pw)?);
+            let opener = Opener::read(password_stdin, recovery_key)?;
+            print_recovery_key(&store.add_recovery_key(opener.credential())?);
             Ok(())
         }
-        Command::RecoveryKey(RecoveryKeyCommand::Remove { password_stdin }) => {
+        Command::RecoveryKey(RecoveryKeyCommand::Remove {
+            password_stdin,
+            recovery_key,
+        }) => {
             let store = Store::open(&path)?;
-            let pw = store_password(password_stdin)?;
-            if !store.remove_recovery_key(&pw)? {
+            let opener = Opener::read(password_stdin, recovery_key)?;
+            if !store.remove_recovery_key(opener.credential())? {
                 warn("the store had no recovery key");
             }
             Ok(())
@@ -277,23 +283,32 @@ fn run(cli: Cli) -> Outcome {
             name,
             pam,
             password_stdin,
+            recovery_key,
         }) => {
             let store = Store::open(&path)?;
+            let first = if recovery_key {
+                "Recovery key: "
+            } else {
+                "Store password: "
+            };
             let (old, new) = old_and_new(password_stdin, || {
                 Ok((
-                    prompt("Store password: ")?,
+                    prompt(first)?,
                     prompt_new(&format!("Password of keyslot {name}: "))?,
                 ))
             })?;
-            store.add_password(&old, &name, &new, pam, kdf)?;
+            let opener = Opener::from_text(old, recovery_key)?;
+            store.add_password(opener.credential(), &name, &new, pam, kdf)?;
             Ok(())
         }
         Command::Slot(SlotCommand::Remove {
             name,
             password_stdin,
+            recovery_key,
         }) => {
             let store = Store::open(&path)?;
-            store.remove_slot(&store_password(password_stdin)?, &name)?;
+            let opener = Opener::read(password_stdin, recovery_key)?;
+            store.remove_slot(opener.credential(), &name)?;
             Ok(())
         }
         Command::Slot(SlotCommand::List) => {
@@ -583,6 +598,39 @@ fn one_secret(from_stdin: bool, text: &str) -> Result<Password, Failure> {
         Ok(read_stdin_lines(1)?.remove(0))
     } else {
         prompt(text)
+    }
+}
+
+/// What opens the store before a keyslot change: a password or the recovery key.
+enum Opener {
+    Password(Password),
+    RecoveryKey(libkeyring::recovery::RecoveryKey),
+}
+
+impl Opener {
+    /// One line of stdin, or asked on the tty.
+    fn read(from_stdin: bool, recovery_key: bool) -> Result<Opener, Failure> {
+        let prompt_text = if recovery_key {
+            "Recovery key: "
+        } else {
+            "Store password: "
+        };
+        Opener::from_text(one_secret(from_stdin, prompt_text)?, recovery_key)
+    }
+
+    fn from_text(text: Password, recovery_key: bool) -> Result<Opener, Failure> {
+        Ok(if recovery_key {
+            Opener::RecoveryKey(libkeyring::recovery::RecoveryKey::parse(&text)?)
+        } else {
+            Opener::Password(text)
+        })
+    }
+
+    fn credential(&self) -> libkeyring::Credential<'_> {
+        match self {
+            Opener::Password(p) => libkeyring::Credential::Password(p),
+            Opener::RecoveryKey(k) => libkeyring::Credential::RecoveryKey(k),
+        }
     }
 }
 

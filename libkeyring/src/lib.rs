@@ -32,7 +32,7 @@ pub mod sys;
 pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
 pub use format::EntryData;
-pub use slots::{SlotInfo, SlotKind};
+pub use slots::{Credential, SlotInfo, SlotKind};
 pub use store::{
     default_path, key_description, KeyRef, Opened, Scope, Status, Store, UnlockOptions,
     UnlockReport,

@@ -55,6 +55,31 @@ pub struct SlotInfo {
 
 type Names = Vec<(usize, String, i64)>;
 
+/// What opens the store before a keyslot change: one of its passwords, or its recovery key.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    Password(&'a [u8]),
+    RecoveryKey(&'a RecoveryKey),
+}
+
+impl<'a> From<&'a [u8]> for Credential<'a> {
+    fn from(p: &'a [u8]) -> Self {
+        Credential::Password(p)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for Credential<'a> {
+    fn from(p: &'a [u8; N]) -> Self {
+        Credential::Password(p)
+    }
+}
+
+impl<'a> From<&'a RecoveryKey> for Credential<'a> {
+    fn from(k: &'a RecoveryKey) -> Self {
+        Credential::RecoveryKey(k)
+    }
+}
+
 fn kind_of(raw: u8) -> Option<SlotKind> {
     match raw {
         SLOT_PASSWORD => Some(SlotKind::Login),
@@ -105,6 +130,13 @@ fn empty_slot() -> Result<Keyslot> {
 }
 
 impl Store {
+    fn open_by<'a>(&self, credential: impl Into<Credential<'a>>) -> Result<Opened> {
+        match credential.into() {
+            Credential::Password(p) => self.open_with_password(p),
+            Credential::RecoveryKey(k) => self.open_with_recovery_key(k),
+        }
+    }
+
     fn read_names(&self) -> Names {
         let path = self.path.join(NAMES);
         let Ok(Some(bytes)) = read_checked(
@@ -234,11 +266,15 @@ impl Store {
         Ok(())
     }
 
-    /// Add a recovery key (replacing an earlier one), after `password` opened the store; the
-    /// key is returned once, to be shown to the user. Its keyslot takes the cheapest Argon2id
-    /// parameters: 256 random bits need no stretching.
-    pub fn add_recovery_key(&self, password: &[u8]) -> Result<RecoveryKey> {
-        let opened = self.open_with_password(password)?;
+    /// Add a recovery key (replacing an earlier one), after `credential` (a password, or the
+    /// current recovery key) opened the store; the key is returned once, to be shown to the
+    /// user. Its keyslot takes the cheapest Argon2id parameters: 256 random bits need no
+    /// stretching.
+    pub fn add_recovery_key<'a>(
+        &self,
+        credential: impl Into<Credential<'a>>,
+    ) -> Result<RecoveryKey> {
+        let opened = self.open_by(credential)?;
         let key = RecoveryKey::generate()?;
         let cheap = KdfParams::new(KdfParams::MIN_MEMORY_KIB, 1, 1)?;
         self.edit_slots(&opened, |header, names| {
@@ -261,9 +297,9 @@ impl Store {
         Ok(key)
     }
 
-    /// Remove the recovery key, after `password` opened the store. Ok(false): there was none.
-    pub fn remove_recovery_key(&self, password: &[u8]) -> Result<bool> {
-        let opened = self.open_with_password(password)?;
+    /// Remove the recovery key, after `credential` opened the store. Ok(false): there was none.
+    pub fn remove_recovery_key<'a>(&self, credential: impl Into<Credential<'a>>) -> Result<bool> {
+        let opened = self.open_by(credential)?;
         self.edit_slots(&opened, |header, names| {
             let mut had = false;
             for i in 0..header.slots.len() {
@@ -276,11 +312,11 @@ impl Store {
         })
     }
 
-    /// Add another password as keyslot `name`, after `password` opened the store; `login`: the
-    /// PAM module tries it at login too (e.g. a disk passphrase that an autologin hands over).
-    pub fn add_password(
+    /// Add another password as keyslot `name`, after `credential` opened the store; `login`:
+    /// the PAM module tries it at login too (e.g. a disk passphrase that an autologin hands over).
+    pub fn add_password<'a>(
         &self,
-        password: &[u8],
+        credential: impl Into<Credential<'a>>,
         name: &str,
         new_password: &[u8],
         login: bool,
@@ -295,7 +331,7 @@ impl Store {
                 "there is a keyslot named {name:?} already"
             )));
         }
-        let opened = self.open_with_password(password)?;
+        let opened = self.open_by(credential)?;
         let kind = if login { SLOT_PASSWORD } else { SLOT_EXTRA };
         self.edit_slots(&opened, |header, names| {
             Self::place_slot(header, names, name.to_owned(), |prefix, index| {
@@ -304,9 +340,9 @@ impl Store {
         })
     }
 
-    /// Remove keyslot `name`, after `password` opened the store. The last keyslot that can open
-    /// the store is never removed.
-    pub fn remove_slot(&self, password: &[u8], name: &str) -> Result<()> {
+    /// Remove keyslot `name`, after `credential` opened the store. The last keyslot that can
+    /// open the store is never removed.
+    pub fn remove_slot<'a>(&self, credential: impl Into<Credential<'a>>, name: &str) -> Result<()> {
         let slots = self.slots()?;
         let Some(target) = slots.iter().find(|s| s.name == name) else {
             return Err(Error::InvalidInput(format!("no keyslot named {name:?}")));
@@ -317,7 +353,7 @@ impl Store {
             )));
         }
         let index = target.index;
-        let opened = self.open_with_password(password)?;
+        let opened = self.open_by(credential)?;
         self.edit_slots(&opened, |header, names| Self::empty(header, names, index))
     }
 
