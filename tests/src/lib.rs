@@ -291,6 +291,13 @@ impl ThrowawayUser {
         let bin = self.home.join("keyringrs");
         if !bin.exists() {
             std::fs::copy(keyringrs_bin(), &bin).expect("copy keyringrs");
+            // A concurrent test's fork may briefly hold the copy's write descriptor, and then
+            // executing it fails with ETXTBSY. `run` retries that; once one run of the copy has
+            // worked, later ones (also through keyctl or sh, which do not retry) can too.
+            let mut probe = Command::new(&bin);
+            probe.arg("--version");
+            let o = run(probe, b"");
+            assert!(o.status.success(), "the copy of keyringrs does not run");
         }
         let mut c = self.command(bin);
         c.env("KEYRINGRS_KDF_MEMORY", TEST_KDF_MEMORY.to_string())
@@ -308,7 +315,7 @@ impl ThrowawayUser {
         c.env("KEYRINGRS_KDF_MEMORY", TEST_KDF_MEMORY.to_string())
             .env("KEYRINGRS_KDF_TIME", TEST_KDF_TIME.to_string())
             .args(["session", "-"])
-            .arg(bin)
+            .arg(&bin)
             .arg("--store")
             .arg(store)
             .args(["init", "--password-stdin"]);
