@@ -84,6 +84,10 @@ pub enum Purpose {
     EntrySeal,
     /// HMAC key over the header.
     HeaderMac,
+    /// HMAC key of the blind attribute index's tokens (crate::index).
+    IndexToken,
+    /// HMAC key over the blind attribute index's records.
+    IndexMac,
 }
 
 impl Purpose {
@@ -92,6 +96,8 @@ impl Purpose {
             Purpose::EntryName => b"entry-name",
             Purpose::EntrySeal => b"entry-seal",
             Purpose::HeaderMac => b"header-mac",
+            Purpose::IndexToken => b"index-token",
+            Purpose::IndexMac => b"index-mac",
         }
     }
 }

@@ -13,8 +13,11 @@ use crate::error::Result;
 pub const HEADER_MAGIC: &[u8; 16] = b"keyringrs-store\n";
 /// First 16 bytes of an entry file.
 pub const ENTRY_MAGIC: &[u8; 16] = b"keyringrs-entry\n";
-/// The only format version this code reads and writes.
-pub const VERSION: u16 = 1;
+/// The format version this code writes (docs/FORMAT.md). Version 1 stores and entries are
+/// read too; a version 1 store is migrated on its first unlock or write (`Store::migrate`).
+pub const VERSION: u16 = 2;
+/// The first format version (no attribute index, no content type in entries).
+pub const VERSION_1: u16 = 1;
 /// Store ids are 16 random bytes.
 pub const STORE_ID_LEN: usize = 16;
 /// At most this many keyslots.
@@ -27,10 +30,11 @@ pub const MAX_SECRET_LEN: usize = 16 << 20;
 pub const MAX_FIELD_LEN: usize = 64 << 10;
 /// Most attributes per entry.
 pub const MAX_ATTRIBUTES: usize = 256;
-/// Entry files larger than this are refused before reading: every field at its limit, plus
+/// Entry files larger than this are refused before reading: every field (service, username,
+/// label, content type, attributes, secret) at its limit, plus
 /// 64 KiB for the prefix, tag, length prefixes and times (48 MiB + 256 KiB).
 pub const MAX_ENTRY_LEN: u64 =
-    (MAX_SECRET_LEN + 3 * MAX_FIELD_LEN + 2 * MAX_ATTRIBUTES * MAX_FIELD_LEN + (64 << 10)) as u64;
+    (MAX_SECRET_LEN + 4 * MAX_FIELD_LEN + 2 * MAX_ATTRIBUTES * MAX_FIELD_LEN + (64 << 10)) as u64;
 
 const FIXED_LEN: usize = 16 + 2 + 2 + STORE_ID_LEN + 1; // magic, version, flags, id, slot count
 #[cfg_attr(not(test), allow(dead_code))]
@@ -224,24 +228,34 @@ impl Keyslot {
 /// (any reader) and the MAC (whoever holds the master key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// 1 or 2 ([`VERSION`]): what the header says; kept when the header is rewritten.
+    pub version: u16,
     pub id: StoreId,
     pub slots: Vec<Keyslot>,
 }
 
 impl Header {
-    /// magic, version, flags, store id: the prefix bound into every keyslot.
+    /// magic, version 1, flags, store id: the prefix bound into every keyslot. The version
+    /// field of this AAD is always 1, whatever the header's version: a keyslot wrapped in a
+    /// version 1 store stays valid after the migration to version 2 (its secret, e.g. a
+    /// recovery key, is not at hand then). The header MAC covers the real version.
     pub fn prefix(&self) -> Vec<u8> {
+        self.prefix_with(VERSION_1)
+    }
+
+    fn prefix_with(&self, version: u16) -> Vec<u8> {
         let mut v = Vec::with_capacity(FIXED_LEN - 1);
         v.extend_from_slice(HEADER_MAGIC);
-        v.extend_from_slice(&VERSION.to_le_bytes());
+        v.extend_from_slice(&version.to_le_bytes());
         v.extend_from_slice(&0u16.to_le_bytes());
         v.extend_from_slice(&self.id.0);
         v
     }
 
-    /// Everything the MAC covers: prefix, slot count and the slots.
+    /// Everything the MAC covers: magic, the header's version, flags, id, slot count and the
+    /// slots.
     fn body(&self) -> Vec<u8> {
-        let mut v = self.prefix();
+        let mut v = self.prefix_with(self.version);
         v.push(self.slots.len() as u8);
         for s in &self.slots {
             v.extend_from_slice(&s.params_bytes());
@@ -272,7 +286,7 @@ impl Header {
             ));
         }
         let version = r.u16("version").map_err(HeaderError::Malformed)?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(HeaderError::UnknownVersion(version));
         }
         if bytes.len() < SUM_LEN + FIXED_LEN {
@@ -317,7 +331,7 @@ impl Header {
             }
             let mac = r.array("header MAC")?;
             r.finish("header MAC")?;
-            Ok((Header { id, slots }, mac))
+            Ok((Header { version, id, slots }, mac))
         };
         let mut r = Reader {
             buf: content,
@@ -349,6 +363,9 @@ pub struct EntryData {
     pub service: String,
     pub username: String,
     pub label: String,
+    /// The secret's MIME type as the Secret Service gives it (version 2 entries; empty, and
+    /// read as "text/plain", in version 1 entries and when not given).
+    pub content_type: String,
     pub attributes: BTreeMap<String, String>,
     /// Unix seconds.
     pub created: i64,
@@ -363,6 +380,7 @@ impl std::fmt::Debug for EntryData {
             .field("service", &self.service)
             .field("username", &self.username)
             .field("label", &self.label)
+            .field("content_type", &self.content_type)
             .field("attributes", &self.attributes)
             .field("created", &self.created)
             .field("modified", &self.modified)
@@ -384,11 +402,24 @@ pub fn check_limits(
     attributes: &BTreeMap<String, String>,
     secret: &[u8],
 ) -> Result<()> {
+    check_limits_typed(service, username, label, "", attributes, secret)
+}
+
+/// [`check_limits`] with a content type.
+pub fn check_limits_typed(
+    service: &str,
+    username: &str,
+    label: &str,
+    content_type: &str,
+    attributes: &BTreeMap<String, String>,
+    secret: &[u8],
+) -> Result<()> {
     use crate::error::Error;
     for (what, s) in [
         ("service", service),
         ("username", username),
         ("label", label),
+        ("content type", content_type),
     ] {
         if s.len() > MAX_FIELD_LEN {
             return Err(Error::InvalidInput(format!(
@@ -418,9 +449,13 @@ pub fn check_limits(
 }
 
 impl EntryData {
-    /// The plaintext sealed into an entry file (lengths are u32 LE).
+    /// The plaintext sealed into a version 2 entry file (lengths are u32 LE).
     pub fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        let len = 64 + self.service.len() + self.username.len() + self.label.len();
+        let len = 64
+            + self.service.len()
+            + self.username.len()
+            + self.label.len()
+            + self.content_type.len();
         let attrs: usize = self
             .attributes
             .iter()
@@ -431,6 +466,7 @@ impl EntryData {
         put_bytes(&mut v, self.service.as_bytes());
         put_bytes(&mut v, self.username.as_bytes());
         put_bytes(&mut v, self.label.as_bytes());
+        put_bytes(&mut v, self.content_type.as_bytes());
         v.extend_from_slice(&(self.attributes.len() as u32).to_le_bytes());
         for (k, val) in &self.attributes {
             put_bytes(&mut v, k.as_bytes());
@@ -443,12 +479,22 @@ impl EntryData {
         v
     }
 
-    /// Parse a decrypted plaintext (already authenticated, still parsed with bounds).
+    /// Parse a decrypted version 2 plaintext (already authenticated, still parsed with bounds).
     pub fn decode(pt: &[u8]) -> Result<EntryData, Malformed> {
+        Self::decode_version(pt, VERSION)
+    }
+
+    /// Parse a decrypted plaintext of entry format `version` (1: no content type).
+    pub fn decode_version(pt: &[u8], version: u16) -> Result<EntryData, Malformed> {
         let mut r = Reader::new(pt);
         let service = r.string("service")?;
         let username = r.string("username")?;
         let label = r.string("label")?;
+        let content_type = if version == VERSION_1 {
+            String::new()
+        } else {
+            r.string("content type")?
+        };
         let n = r.u32("attribute count")? as usize;
         if n > MAX_ATTRIBUTES {
             return Err(format!("attribute count {n} exceeds {MAX_ATTRIBUTES}"));
@@ -468,6 +514,7 @@ impl EntryData {
             service,
             username,
             label,
+            content_type,
             attributes,
             created,
             modified,
@@ -487,8 +534,8 @@ pub fn entry_id(name_key: &SubKey, service: &str, username: &str) -> [u8; 32] {
     ])
 }
 
-fn entry_aad(store: &StoreId, id: &[u8; 32]) -> Vec<u8> {
-    [ENTRY_MAGIC.as_slice(), &VERSION.to_le_bytes(), &store.0, id].concat()
+fn entry_aad(version: u16, store: &StoreId, id: &[u8; 32]) -> Vec<u8> {
+    [ENTRY_MAGIC.as_slice(), &version.to_le_bytes(), &store.0, id].concat()
 }
 
 /// Seal an entry: magic ‖ version ‖ nonce ‖ XChaCha20-Poly1305(plaintext, AAD).
@@ -498,7 +545,7 @@ pub fn seal_entry(
     id: &[u8; 32],
     data: &EntryData,
 ) -> Result<Vec<u8>> {
-    let (nonce, ct) = seal_key.seal(&entry_aad(store, id), &data.encode())?;
+    let (nonce, ct) = seal_key.seal(&entry_aad(VERSION, store, id), &data.encode())?;
     Ok([ENTRY_MAGIC.as_slice(), &VERSION.to_le_bytes(), &nonce, &ct].concat())
 }
 
@@ -522,13 +569,15 @@ pub fn open_entry(
         return Err(m("not a keyringrs entry (bad magic)".into()));
     }
     let version = r.u16("version").map_err(m)?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(EntryError::UnknownVersion(version));
     }
     let nonce: [u8; NONCE_LEN] = r.array("nonce").map_err(m)?;
     debug_assert_eq!(r.pos, ENTRY_PREFIX_LEN);
     seal_key
-        .open_with(&nonce, &entry_aad(store, id), r.rest(), EntryData::decode)
+        .open_with(&nonce, &entry_aad(version, store, id), r.rest(), |pt| {
+            EntryData::decode_version(pt, version)
+        })
         .ok_or_else(|| {
             m("authentication failed (damaged, altered, swapped or from another store)".into())
         })?
@@ -545,6 +594,7 @@ mod tests {
 
     fn header(master: &MasterKey) -> Header {
         let mut h = Header {
+            version: VERSION,
             id: StoreId([7; 16]),
             slots: vec![],
         };
@@ -588,8 +638,8 @@ mod tests {
     fn unknown_version_is_its_own_error() {
         let m = MasterKey::generate().unwrap();
         let mut bytes = header(&m).encode(&m);
-        bytes[16] = 2;
-        assert_eq!(Header::decode(&bytes), Err(HeaderError::UnknownVersion(2)));
+        bytes[16] = 3;
+        assert_eq!(Header::decode(&bytes), Err(HeaderError::UnknownVersion(3)));
     }
 
     #[test]

@@ -22,9 +22,11 @@ pub mod error;
 pub mod format;
 pub mod holders;
 pub mod import;
+pub mod index;
 pub mod keyring;
 pub mod mapping;
 pub mod recovery;
+mod search;
 pub mod slots;
 pub mod store;
 pub mod sys;
@@ -32,6 +34,7 @@ pub mod sys;
 pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
 pub use format::EntryData;
+pub use search::Found;
 pub use slots::{Credential, SlotInfo, SlotKind};
 pub use store::{
     default_path, key_description, KeyRef, Opened, Scope, Status, Store, UnlockOptions,

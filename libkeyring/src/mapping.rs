@@ -129,6 +129,7 @@ mod tests {
             service: service.into(),
             username: username.into(),
             label: String::new(),
+            content_type: String::new(),
             attributes: map(attrs),
             created: 0,
             modified: 0,

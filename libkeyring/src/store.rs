@@ -84,6 +84,8 @@ pub struct UnlockReport {
     pub already_unlocked: bool,
     /// The keyslot's KDF parameters were upgraded to the configured ones.
     pub kdf_upgraded: bool,
+    /// The store was migrated from format version 1 to 2 by this unlock.
+    pub migrated: bool,
     /// A non-fatal problem (e.g. the KDF upgrade could not be written).
     pub warning: Option<String>,
     /// The key this unlock put into the kernel (None: an existing one was kept).
@@ -135,7 +137,11 @@ pub struct Store {
     pub(crate) path: PathBuf,
     pub(crate) dir: File,
     entries: File,
-    id: StoreId,
+    pub(crate) id: StoreId,
+    /// The header's format version as last seen (1 until migrated; crate::search).
+    pub(crate) version: std::sync::atomic::AtomicU16,
+    /// The blind attribute index as this handle last read it (crate::index, crate::search).
+    pub(crate) index: std::sync::Mutex<Option<crate::index::Index>>,
     description: String,
     pub(crate) owner: u32,
     pub(crate) wait: fs::Wait,
@@ -181,6 +187,11 @@ pub(crate) fn busy(path: &Path, e: std::io::Error) -> Error {
     } else {
         Error::from_io("lock", path, e)
     }
+}
+
+/// Lock a mutex, whatever a panicking holder left in it (the data is only a cache).
+pub(crate) fn lock_mutex<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn now() -> i64 {
@@ -328,7 +339,7 @@ fn is_entry_name(name: &[u8]) -> bool {
     name.len() == 64 && name.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn parse_entry_name(name: &[u8]) -> Option<[u8; 32]> {
+pub(crate) fn parse_entry_name(name: &[u8]) -> Option<[u8; 32]> {
     if !is_entry_name(name) {
         return None;
     }
@@ -402,6 +413,8 @@ impl Store {
         Ok(Store {
             description: key_description(&header.0.id),
             id: header.0.id,
+            version: header.0.version.into(),
+            index: std::sync::Mutex::new(None),
             path,
             dir,
             entries,
@@ -481,6 +494,7 @@ impl Store {
         }
         let master = MasterKey::generate()?;
         let mut header = Header {
+            version: format::VERSION,
             id: StoreId(crypto::random()?),
             slots: vec![],
         };
@@ -491,6 +505,16 @@ impl Store {
             password,
             opts.kdf,
         )?);
+        // The index first (empty), so a store is never version 2 without one.
+        let keys = crate::index::IndexKeys::new(&master, &header.id);
+        let empty = crate::index::Index::default().encode(&keys, &crypto::random()?);
+        write_atomic(
+            &dir,
+            &dir,
+            crate::index::INDEX,
+            &empty,
+            &path.join(crate::index::INDEX),
+        )?;
         write_atomic(
             &dir,
             &dir,
@@ -505,6 +529,8 @@ impl Store {
         let store = Store {
             description: key_description(&header.id),
             id: header.id,
+            version: header.version.into(),
+            index: std::sync::Mutex::new(None),
             path,
             dir,
             entries,
@@ -637,7 +663,7 @@ impl Store {
     }
 
     /// Read the master key from the kernel by searching for it (Locked if absent).
-    fn master(&self) -> Result<MasterKey> {
+    pub(crate) fn master(&self) -> Result<MasterKey> {
         let key = self.find_key()?;
         self.key_cache.set(key.serial);
         // Into a wiped stack buffer, as the MasterKey itself lives: no allocation per operation.
@@ -689,6 +715,7 @@ impl Store {
             }
         }
         self.recover_rotation(&opened.master);
+        report.migrated = self.migrate_after_unlock(&opened.master);
         self.remove_stale_temp_files();
         Ok(report)
     }
@@ -921,7 +948,7 @@ impl Store {
     /// Before a write (under the writer lock): the key from the kernel must be the one the header
     /// is authenticated with. A key left from before a rotation (another login's) or any other
     /// key would seal entries nobody can open later: such a session counts as locked.
-    fn check_master(&self, master: &MasterKey) -> Result<()> {
+    pub(crate) fn check_master(&self, master: &MasterKey) -> Result<()> {
         let (header, mac) = Self::read_header(&self.dir, &self.path, self.owner)?;
         if header.id != self.id {
             return Err(Error::corrupt(
@@ -990,6 +1017,7 @@ impl Store {
         }
         let kdf = opened.header.slots[opened.index].kdf.max_with(&opts.kdf);
         let mut next = Header {
+            version: format::VERSION,
             id: self.id,
             slots: vec![],
         };
@@ -1008,6 +1036,11 @@ impl Store {
         // Only the password's slot is left: names of the others are gone with them.
         let _ = fs::unlink(&self.dir, Path::new("slots"));
         self.recover_rotation_locked(&master)?;
+        // The new header is version 2; the index is rebuilt under the new keys (until then,
+        // readers find the old one does not authenticate and rebuild it themselves).
+        self.version
+            .store(format::VERSION, std::sync::atomic::Ordering::Relaxed);
+        self.reindex_locked(&master)?;
         // This session reads with the new key from now on (the old one opens nothing). The
         // rotation has committed whatever happens here: a failure leaves the store locked.
         let _ = self.install_opened(
@@ -1067,6 +1100,18 @@ impl Store {
             .map_err(|e| Error::from_io("sync", &self.path, e))
     }
 
+    /// After an unlock: migrate a version 1 store, if the writer lock is free now (otherwise
+    /// the next write or search does). True if it was migrated now.
+    pub fn migrate_after_unlock(&self, master: &MasterKey) -> bool {
+        if self.version.load(std::sync::atomic::Ordering::Relaxed) == format::VERSION {
+            return false;
+        }
+        match fs::flock_exclusive(&self.dir, Some(std::time::Duration::ZERO)) {
+            Ok(_guard) => self.migrate_locked(master).unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
     /// After an unlock: finish or undo an interrupted rotation, if the writer lock is free now.
     fn recover_rotation(&self, master: &MasterKey) {
         if let Ok(_guard) = fs::flock_exclusive(&self.dir, Some(std::time::Duration::ZERO)) {
@@ -1074,16 +1119,16 @@ impl Store {
         }
     }
 
-    fn entry_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn entry_path(&self, name: &str) -> PathBuf {
         self.path.join(ENTRIES).join(name)
     }
 
     /// The entry-name and entry-seal subkeys, from one HKDF extract.
-    fn entry_keys(&self, master: &MasterKey) -> [SubKey; 2] {
+    pub(crate) fn entry_keys(&self, master: &MasterKey) -> [SubKey; 2] {
         master.subkeys(&self.id.0, [Purpose::EntryName, Purpose::EntrySeal])
     }
 
-    fn load_entry(&self, seal: &SubKey, id: &[u8; 32]) -> Result<Option<EntryData>> {
+    pub(crate) fn load_entry(&self, seal: &SubKey, id: &[u8; 32]) -> Result<Option<EntryData>> {
         let name = format::hex(id);
         let display = || self.entry_path(&name);
         let generation = self.entry_cache.as_ref().map(EntryCache::generation);
@@ -1197,17 +1242,32 @@ impl Store {
         label: Option<&str>,
         attributes: Option<&BTreeMap<String, String>>,
     ) -> Result<()> {
+        self.set_item(service, username, secret, label, attributes, None)
+    }
+
+    /// [`Store::set_entry`] with the secret's content type (None keeps the existing one).
+    pub fn set_item(
+        &self,
+        service: &str,
+        username: &str,
+        secret: &[u8],
+        label: Option<&str>,
+        attributes: Option<&BTreeMap<String, String>>,
+        content_type: Option<&str>,
+    ) -> Result<()> {
         let empty = BTreeMap::new();
-        format::check_limits(
+        format::check_limits_typed(
             service,
             username,
             label.unwrap_or(""),
+            content_type.unwrap_or(""),
             attributes.unwrap_or(&empty),
             secret,
         )?;
         let master = self.master()?;
         let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
         self.check_master(&master)?;
+        self.migrate_locked(&master)?;
         let [name_key, seal] = self.entry_keys(&master);
         let id = format::entry_id(&name_key, service, username);
         let old = self.load_entry(&seal, &id)?;
@@ -1219,6 +1279,10 @@ impl Store {
                 .map(str::to_string)
                 .or_else(|| old.as_ref().map(|o| o.label.clone()))
                 .unwrap_or_else(|| format!("{username}@{service}")),
+            content_type: content_type
+                .map(str::to_string)
+                .or_else(|| old.as_ref().map(|o| o.content_type.clone()))
+                .unwrap_or_default(),
             attributes: attributes
                 .cloned()
                 .or_else(|| old.as_ref().map(|o| o.attributes.clone()))
@@ -1227,6 +1291,13 @@ impl Store {
             modified: t,
             secret: Zeroizing::new(secret.to_vec()),
         };
+        let old_attrs = old.as_ref().map(crate::mapping::item_attributes);
+        self.index_item(
+            &master,
+            &id,
+            &crate::mapping::item_attributes(&data),
+            old_attrs.as_ref(),
+        )?;
         self.write_entry(&seal, &id, &data)?;
         self.bump_generation()
     }
@@ -1257,11 +1328,14 @@ impl Store {
         let name = format::hex(&self.entry_id(&master, service, username));
         let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
         self.check_master(&master)?;
+        self.migrate_locked(&master)?;
         match fs::unlink(&self.entries, Path::new(&name)) {
             Ok(()) => {
                 self.entries
                     .sync_all()
                     .map_err(|e| Error::from_io("sync", &self.path.join(ENTRIES), e))?;
+                // Derived data: a lost removal only leaves a candidate that no longer opens.
+                let _ = self.index_removed(&master, &self.entry_id(&master, service, username));
                 self.bump_generation()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoEntry {
@@ -1272,7 +1346,7 @@ impl Store {
         }
     }
 
-    fn entry_names(&self) -> Result<Vec<[u8; 32]>> {
+    pub(crate) fn entry_names(&self) -> Result<Vec<[u8; 32]>> {
         let names = fs::list(&self.entries)
             .map_err(|e| Error::from_io("list", &self.path.join(ENTRIES), e))?;
         Ok(names

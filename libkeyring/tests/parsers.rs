@@ -33,7 +33,8 @@ fn committed_corpus_gives_the_expected_errors() {
         let bytes = std::fs::read(corpus().join(f[0])).unwrap();
         let got = match f[1] {
             "header" => header_error(&bytes),
-            "plaintext" => EntryData::decode(&bytes).map_or_else(|e| e, |_| "ok".into()),
+            "plaintext-v1" => EntryData::decode_version(&bytes, libkeyring::format::VERSION_1)
+                .map_or_else(|e| e, |_| "ok".into()),
             other => panic!("unknown parser {other}"),
         };
         assert!(
@@ -96,12 +97,12 @@ proptest! {
     /// Well-formed plaintexts round-trip; every truncation of them is refused.
     #[test]
     fn entry_plaintexts_round_trip_and_truncations_fail(
-        service in ".{0,20}", username in ".{0,20}", label in ".{0,20}",
+        service in ".{0,20}", username in ".{0,20}", label in ".{0,20}", content_type in ".{0,12}",
         attrs in proptest::collection::btree_map(".{0,8}", ".{0,8}", 0..4),
         secret in proptest::collection::vec(any::<u8>(), 0..64),
         created in any::<i64>(), modified in any::<i64>(),
     ) {
-        let e = EntryData { service, username, label, attributes: attrs, created, modified, secret: secret.into() };
+        let e = EntryData { service, username, label, content_type, attributes: attrs, created, modified, secret: secret.into() };
         let pt = e.encode();
         prop_assert_eq!(EntryData::decode(&pt).unwrap(), e);
         for n in 0..pt.len() {

@@ -51,6 +51,7 @@ mod tests {
             service: "S".into(),
             username: "U".into(),
             label: String::new(),
+            content_type: String::new(),
             attributes: to_stored(&map(&[("extra", "1")])),
             created: 0,
             modified: 0,

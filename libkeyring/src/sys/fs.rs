@@ -56,6 +56,16 @@ pub fn open_read(dir: Option<&File>, name: &Path) -> io::Result<File> {
     openat(dir, name, libc::O_RDONLY | libc::O_NONBLOCK, 0)
 }
 
+/// Open an existing file for reading and appending, without following a symlink or blocking on a FIFO.
+pub fn open_append(dir: &File, name: &Path) -> io::Result<File> {
+    openat(
+        Some(dir),
+        name,
+        libc::O_RDWR | libc::O_APPEND | libc::O_NONBLOCK,
+        0,
+    )
+}
+
 /// Create a new file exclusively (never an existing one, never through a symlink).
 pub fn create_new(dir: &File, name: &Path, mode: u32) -> io::Result<File> {
     openat(
