@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::labels;
 use crate::mapping::{self, Identity};
 use crate::state::{
-    all_items, item_path, items_changed, list_entries, log, reconcile, refresh_soon, root,
-    search_unlocked, sender, serve_item, Secret, State, COLLECTION_PATH,
+    item_path, items_changed, list_names, log, reconcile, refresh_soon, root, search_unlocked,
+    sender, serve_item, Secret, State, COLLECTION_PATH,
 };
 
 const LABEL_PROP: &str = "org.freedesktop.Secret.Item.Label";
@@ -88,6 +88,41 @@ fn string(v: &OwnedValue, what: &str) -> Result<String, Error> {
     }
 }
 
+/// Where CreateItem writes, and whether an item is replaced there:
+/// - attributes with `service` and `username` name the item (service, username): replace=true
+///   replaces it (what `keyringrs set` and python-keyring's backend address); replace=false
+///   creates it if it does not exist, else a second item with the same attributes;
+/// - other attributes: replace=true replaces the item whose attributes are equal (the most
+///   recently modified, if several are), found through the index; otherwise a new item.
+fn target(
+    store: &libkeyring::Store,
+    attrs: &HashMap<String, String>,
+    replace: bool,
+) -> Result<(Identity, bool), Error> {
+    if let Some(id) = Identity::from_attributes(attrs) {
+        let exists = match store.entry(&id.service, &id.username) {
+            Ok(_) => true,
+            Err(libkeyring::Error::NoEntry { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        return Ok(if exists && !replace {
+            (Identity::synthetic(attrs), false)
+        } else {
+            (id, exists)
+        });
+    }
+    if replace {
+        let same = store
+            .search(&mapping::to_stored(attrs))?
+            .into_iter()
+            .find(|(_, e)| Identity::of(e).is_synthetic() && mapping::item_attributes(e) == *attrs);
+        if let Some((_, e)) = same {
+            return Ok((Identity::of(&e), true));
+        }
+    }
+    Ok((Identity::synthetic(attrs), false))
+}
+
 fn file_time(p: PathBuf) -> u64 {
     std::fs::metadata(p)
         .and_then(|m| m.modified())
@@ -124,48 +159,29 @@ impl Collection {
             attributes: attrs,
             label,
             plaintext,
-            ..
+            content_type,
         } = NewItem::from_call(&self.st, &properties, secret, &hdr)?;
         let store = self.st.store()?;
         if store.is_locked()? {
             refresh_soon(&self.st);
             return Err(Error::locked());
         }
-        // One CreateItem at a time: two replacing the same synthetic item must not both miss
-        // it and create two, and "existed" must hold until the write.
+        // One CreateItem at a time: two replacing the same item must not both miss it and
+        // create two, and "existed" must hold until the write.
         let create = self.st.create.lock().await;
-        let id = match Identity::from_attributes(&attrs) {
-            Some(id) => id,
-            None => {
-                let mut same = None;
-                if replace {
-                    same = all_items(&self.st)
-                        .await?
-                        .into_iter()
-                        .find(|(_, e)| {
-                            Identity::of(e).is_synthetic() && mapping::item_attributes(e) == attrs
-                        })
-                        .map(|(_, e)| Identity::of(&e));
-                }
-                same.unwrap_or_else(|| Identity::synthetic(&attrs))
-            }
-        };
-        let existed = match store.entry(&id.service, &id.username) {
-            Ok(_) => true,
-            Err(libkeyring::Error::NoEntry { .. }) => false,
-            Err(e) => return Err(e.into()),
-        };
+        let (id, existed) = target(&store, &attrs, replace)?;
         let label = label.or_else(|| (!existed).then(String::new));
-        store.set_entry(
+        store.set_item(
             &id.service,
             &id.username,
             &plaintext,
             label.as_deref(),
             Some(&mapping::to_stored(&attrs)),
+            Some(&content_type),
         )?;
         drop(plaintext);
         let name = store.entry_name(&id.service, &id.username)?;
-        let p = serve_item(&self.st, &name, &id).await;
+        let p = serve_item(&self.st, &name).await;
         drop(create);
         let em = SignalEmitter::new(self.st.conn(), COLLECTION_PATH)?;
         if existed {
@@ -186,18 +202,11 @@ impl Collection {
             refresh_soon(&self.st);
             return vec![];
         }
-        match list_entries(&self.st) {
-            Ok(entries) => {
-                let listing: Vec<(String, Identity)> = entries
-                    .iter()
-                    .map(|(n, e)| (n.clone(), Identity::of(e)))
-                    .collect();
-                let mut v: Vec<OwnedObjectPath> =
-                    entries.iter().map(|(n, _)| item_path(n)).collect();
-                drop(entries);
+        match list_names(&self.st) {
+            Ok(names) => {
+                let v: Vec<OwnedObjectPath> = names.iter().map(|n| item_path(n)).collect();
                 let st = self.st.clone();
-                tokio::spawn(async move { reconcile(&st, listing).await });
-                v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                tokio::spawn(async move { reconcile(&st, names).await });
                 v
             }
             Err(Error::IsLocked(_)) => {

@@ -15,20 +15,20 @@ use crate::collection::Collection;
 use crate::error::Error;
 use crate::mapping::{self, Identity};
 use crate::state::{
-    encode, item_deleted, item_path, refresh_soon, root, sender, Secret, SecretOut, State,
-    COLLECTION_PATH,
+    content_type, encode_typed, item_deleted, item_path, refresh_soon, root, sender, Secret,
+    SecretOut, State, COLLECTION_PATH,
 };
 
+/// An item object: the entry named `name` (its identity is read from the entry each time).
 #[derive(Debug)]
 pub struct Item {
     st: Arc<State>,
     name: String,
-    id: Identity,
 }
 
 impl Item {
-    pub(crate) fn new(st: Arc<State>, name: String, id: Identity) -> Item {
-        Item { st, name, id }
+    pub(crate) fn new(st: Arc<State>, name: String) -> Item {
+        Item { st, name }
     }
 
     /// This item's entry, read now (the caller drops it before returning). A deleted entry
@@ -36,7 +36,7 @@ impl Item {
     /// this also runs inside property getters, which may not wait for the item registry).
     async fn entry(&self) -> Result<EntryData, Error> {
         let store = self.st.store()?;
-        match store.entry(&self.id.service, &self.id.username) {
+        match store.entry_by_name(&self.name) {
             Err(libkeyring::Error::NoEntry { .. }) => {
                 // Deleted behind our back (e.g. `keyringrs delete`).
                 let st = self.st.clone();
@@ -66,13 +66,9 @@ impl Item {
     ) -> Result<(), Error> {
         let e = self.entry().await?;
         let stored = attrs.map(mapping::to_stored);
-        self.st.store()?.set_entry(
-            &self.id.service,
-            &self.id.username,
-            &e.secret,
-            label,
-            stored.as_ref(),
-        )?;
+        self.st
+            .store()?
+            .set_entry(&e.service, &e.username, &e.secret, label, stored.as_ref())?;
         drop(e);
         self.changed().await;
         Ok(())
@@ -83,9 +79,8 @@ impl Item {
 impl Item {
     #[zbus(out_args("Prompt"))]
     async fn delete(&self) -> Result<OwnedObjectPath, Error> {
-        self.st
-            .store()?
-            .delete(&self.id.service, &self.id.username)?;
+        let e = self.entry().await?;
+        self.st.store()?.delete(&e.service, &e.username)?;
         let st = self.st.clone();
         let name = self.name.clone();
         // Not from inside our own call: it may run inside the object server's dispatch.
@@ -101,7 +96,12 @@ impl Item {
     ) -> Result<(SecretOut,), Error> {
         let key = self.st.session_key(session.as_str(), &sender(&hdr)?)?;
         let e = self.entry().await?;
-        Ok((encode(&key, session.as_str(), &e.secret),))
+        Ok((encode_typed(
+            &key,
+            session.as_str(),
+            &e.secret,
+            content_type(&e),
+        ),))
     }
 
     async fn set_secret(
@@ -116,10 +116,15 @@ impl Item {
         secret.2.zeroize();
         let plaintext = plaintext.map_err(|e| Error::InvalidArgs(e.to_string()))?;
         // Exists still? (Also refuses a locked store with IsLocked.)
-        drop(self.entry().await?);
-        self.st
-            .store()?
-            .set(&self.id.service, &self.id.username, &plaintext)?;
+        let e = self.entry().await?;
+        self.st.store()?.set_item(
+            &e.service,
+            &e.username,
+            &plaintext,
+            None,
+            None,
+            Some(secret.3.as_str()),
+        )?;
         drop(plaintext);
         self.changed().await;
         Ok(())
@@ -137,10 +142,9 @@ impl Item {
 
     #[zbus(property)]
     async fn set_attributes(&self, attrs: HashMap<String, String>) -> zbus::fdo::Result<()> {
-        let same_identity = match Identity::from_attributes(&attrs) {
-            Some(id) => id == self.id,
-            None => self.id.is_synthetic(),
-        };
+        let id = Identity::of(&self.entry().await?);
+        // A synthetic item's attributes are all its own; a (service, username) item keeps those.
+        let same_identity = id.is_synthetic() || Identity::from_attributes(&attrs) == Some(id);
         if !same_identity {
             return Err(zbus::fdo::Error::NotSupported(
                 "an item's service and username attributes are its identity in the keyringrs store and cannot be changed: delete it and create a new one".into(),

@@ -34,7 +34,7 @@ use crate::session_collection::{
     SESSION_COLLECTION_PATH,
 };
 use crate::state::{
-    encode, encode_typed, is_collection, known_objects, lock, path, refresh_lock_state,
+    content_type, encode_typed, is_collection, known_objects, lock, path, refresh_lock_state,
     refresh_soon, root, search_unlocked, sender, SecretOut, State, COLLECTION_PATH,
 };
 
@@ -206,12 +206,15 @@ impl Service {
         }
         for p in items {
             // Unknown paths are skipped, as other providers do.
-            let Some(id) = self.st.item_identity(p.as_str()) else {
+            let Some(name) = self.st.served_item(p.as_str()) else {
                 continue;
             };
-            match store.get(&id.service, &id.username) {
-                Ok(secret) => {
-                    out.insert(p, encode(&key, session.as_str(), &secret));
+            match store.entry_by_name(&name) {
+                Ok(e) => {
+                    out.insert(
+                        p,
+                        encode_typed(&key, session.as_str(), &e.secret, content_type(&e)),
+                    );
                 }
                 Err(libkeyring::Error::NoEntry { .. }) => continue,
                 Err(e) => return Err(e.into()),

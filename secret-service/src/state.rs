@@ -27,7 +27,7 @@ use crate::collection::Collection;
 use crate::crypto::SessionKey;
 use crate::error::Error;
 use crate::item::Item;
-use crate::mapping::{self, Identity};
+use crate::mapping;
 use crate::service::Service;
 
 pub const BUS_NAME: &str = "org.freedesktop.secrets";
@@ -117,8 +117,13 @@ pub(crate) fn is_collection(p: &str) -> bool {
     p == COLLECTION_PATH || p == ALIAS_PATH
 }
 
-pub(crate) fn encode(key: &SessionKey, session: &str, secret: &[u8]) -> SecretOut {
-    encode_typed(key, session, secret, CONTENT_TYPE)
+/// An entry's content type (entries written without one, e.g. by the CLI: text/plain).
+pub(crate) fn content_type(e: &EntryData) -> &str {
+    if e.content_type.is_empty() {
+        CONTENT_TYPE
+    } else {
+        &e.content_type
+    }
 }
 
 /// `encode` with the item's content type.
@@ -171,8 +176,8 @@ pub struct State {
     store: Mutex<Option<Arc<Store>>>,
     pub(crate) sessions: Mutex<HashMap<String, SessionInfo>>,
     pub(crate) prompts: Mutex<HashMap<String, PromptInfo>>,
-    /// Item objects on the bus: entry name (hex) → identity. Empty while locked.
-    items: Mutex<HashMap<String, Identity>>,
+    /// Item objects on the bus, by entry name (hex). Empty while locked.
+    items: Mutex<HashSet<String>>,
     /// Session items (kernel_items.rs) on the bus, by id.
     pub(crate) session_items: Mutex<HashSet<String>>,
     /// Held while item objects are added to or removed from the object server.
@@ -203,7 +208,7 @@ impl State {
             store: Mutex::new(None),
             sessions: Mutex::new(HashMap::new()),
             prompts: Mutex::new(HashMap::new()),
-            items: Mutex::new(HashMap::new()),
+            items: Mutex::new(HashSet::new()),
             session_items: Mutex::new(HashSet::new()),
             registry: tokio::sync::Mutex::new(()),
             refresh: tokio::sync::Mutex::new(()),
@@ -329,16 +334,10 @@ impl State {
         owners
     }
 
-    fn identity_of_path(&self, p: &str) -> Option<(String, Identity)> {
+    /// The entry name of the item served at `p`.
+    pub(crate) fn served_item(&self, p: &str) -> Option<String> {
         let name = p.strip_prefix(ITEM_PREFIX)?;
-        lock(&self.items)
-            .get(name)
-            .map(|id| (name.to_string(), id.clone()))
-    }
-
-    /// The identity of the item served at `p`.
-    pub(crate) fn item_identity(&self, p: &str) -> Option<Identity> {
-        self.identity_of_path(p).map(|(_, id)| id)
+        lock(&self.items).contains(name).then(|| name.to_string())
     }
 
     #[cfg(test)]
@@ -400,14 +399,14 @@ pub(crate) async fn close_session(st: &Arc<State>, p: &str) {
 // ---------------------------------------------------------------------------------------------
 // Item objects
 
-/// Serve `items` as item objects (those not served yet). Nothing is served if the store is
-/// locked by now (the read that found them raced with a lock). Never call this from a property
-/// getter (see the module's locking rules).
-pub(crate) async fn serve_items(st: &Arc<State>, items: &[(String, Identity)]) {
+/// Serve the items named `names` as item objects (those not served yet). Nothing is served if
+/// the store is locked by now (the read that found them raced with a lock). Never call this
+/// from a property getter (see the module's locking rules).
+pub(crate) async fn serve_items(st: &Arc<State>, names: &[String]) {
     // The usual case (every lookup): all served already.
     {
         let served = lock(&st.items);
-        if items.iter().all(|(name, _)| served.contains_key(name)) {
+        if names.iter().all(|name| served.contains(name)) {
             return;
         }
     }
@@ -415,18 +414,18 @@ pub(crate) async fn serve_items(st: &Arc<State>, items: &[(String, Identity)]) {
     if st.is_locked() {
         return;
     }
-    let new: Vec<(String, Identity)> = {
+    let new: Vec<String> = {
         let mut served = lock(&st.items);
-        items
+        names
             .iter()
-            .filter(|(name, id)| served.insert(name.clone(), id.clone()).is_none())
+            .filter(|name| served.insert((*name).clone()))
             .cloned()
             .collect()
     };
     let server = st.conn().object_server();
-    for (name, id) in new {
+    for name in new {
         let p = item_path(&name);
-        let item = Item::new(st.clone(), name, id);
+        let item = Item::new(st.clone(), name);
         if let Err(e) = server.at(p.as_ref(), item).await {
             log(format!("cannot serve {p}: {e}"));
         }
@@ -434,8 +433,8 @@ pub(crate) async fn serve_items(st: &Arc<State>, items: &[(String, Identity)]) {
 }
 
 /// Serve one item; its path.
-pub(crate) async fn serve_item(st: &Arc<State>, name: &str, id: &Identity) -> OwnedObjectPath {
-    serve_items(st, &[(name.to_string(), id.clone())]).await;
+pub(crate) async fn serve_item(st: &Arc<State>, name: &str) -> OwnedObjectPath {
+    serve_items(st, &[name.to_string()]).await;
     item_path(name)
 }
 
@@ -443,7 +442,7 @@ pub(crate) async fn serve_item(st: &Arc<State>, name: &str, id: &Identity) -> Ow
 /// not deleted; they come back at the same paths on unlock.
 pub(crate) async fn hide_items(st: &Arc<State>) {
     let _registry = st.registry.lock().await;
-    let names: Vec<String> = lock(&st.items).drain().map(|(n, _)| n).collect();
+    let names: Vec<String> = lock(&st.items).drain().collect();
     if names.is_empty() {
         return;
     }
@@ -461,7 +460,7 @@ pub(crate) async fn hide_items(st: &Arc<State>) {
 pub(crate) async fn item_deleted(st: &Arc<State>, name: &str) {
     {
         let _registry = st.registry.lock().await;
-        if lock(&st.items).remove(name).is_none() {
+        if !lock(&st.items).remove(name) {
             return;
         }
         let _ = st
@@ -490,35 +489,28 @@ pub(crate) async fn items_changed(st: &Arc<State>) {
     }
 }
 
-/// Every entry of the store with its item name.
-pub(crate) fn list_entries(st: &State) -> Result<Vec<(String, EntryData)>, Error> {
-    let store = st.store()?;
-    let entries = store.entries()?;
-    let mut out = Vec::with_capacity(entries.len());
-    for e in entries {
-        let name = store.entry_name(&e.service, &e.username)?;
-        out.push((name, e));
-    }
-    Ok(out)
+/// The names of every item of the store (a directory listing: nothing is decrypted).
+pub(crate) fn list_names(st: &State) -> Result<Vec<String>, Error> {
+    Ok(st.store()?.entry_names_hex()?)
 }
 
 /// Make the item objects match a complete listing of the store: serve the new ones; drop the
 /// served ones the listing lacks, once a direct look-up confirms their entry is gone (so that
 /// an incomplete listing can never make the daemon report an item deleted).
-pub(crate) async fn reconcile(st: &Arc<State>, listing: Vec<(String, Identity)>) {
+pub(crate) async fn reconcile(st: &Arc<State>, listing: Vec<String>) {
     serve_items(st, &listing).await;
-    let listed: HashSet<&str> = listing.iter().map(|(n, _)| n.as_str()).collect();
-    let missing: Vec<(String, Identity)> = lock(&st.items)
+    let listed: HashSet<&str> = listing.iter().map(String::as_str).collect();
+    let missing: Vec<String> = lock(&st.items)
         .iter()
-        .filter(|(n, _)| !listed.contains(n.as_str()))
-        .map(|(n, id)| (n.clone(), id.clone()))
+        .filter(|n| !listed.contains(n.as_str()))
+        .cloned()
         .collect();
     if missing.is_empty() {
         return;
     }
     let Ok(store) = st.store() else { return };
-    for (name, id) in missing {
-        match store.entry(&id.service, &id.username) {
+    for name in missing {
+        match store.entry_by_name(&name) {
             Err(libkeyring::Error::NoEntry { .. }) => item_deleted(st, &name).await,
             // Written after the listing was taken (or the listing was incomplete): kept.
             Ok(_) => {}
@@ -528,50 +520,24 @@ pub(crate) async fn reconcile(st: &Arc<State>, listing: Vec<(String, Identity)>)
     }
 }
 
-/// Every entry as an item, served (method calls only: this waits for the item registry).
-pub(crate) async fn all_items(st: &Arc<State>) -> Result<Vec<(OwnedObjectPath, EntryData)>, Error> {
-    let entries = list_entries(st)?;
-    reconcile(
-        st,
-        entries
-            .iter()
-            .map(|(n, e)| (n.clone(), Identity::of(e)))
-            .collect(),
-    )
-    .await;
-    Ok(entries
-        .into_iter()
-        .map(|(n, e)| (item_path(&n), e))
-        .collect())
+/// Every item, served (method calls only: this waits for the item registry).
+pub(crate) async fn all_items(st: &Arc<State>) -> Result<Vec<OwnedObjectPath>, Error> {
+    let names = list_names(st)?;
+    reconcile(st, names.clone()).await;
+    Ok(names.iter().map(|n| item_path(n)).collect())
 }
 
-/// Items whose attributes contain all of `query`. A query naming service and username looks
-/// the entry up directly; anything else decrypts the store once.
+/// Items whose attributes contain all of `query`, most recently modified first (libsecret's
+/// lookup takes the first): through the store's blind index, so only matching items are read.
 pub(crate) async fn search(
     st: &Arc<State>,
     query: &HashMap<String, String>,
 ) -> Result<Vec<OwnedObjectPath>, Error> {
-    if let Some(id) = Identity::from_attributes(query) {
-        let store = st.store()?;
-        return match store.entry(&id.service, &id.username) {
-            Ok(e) if mapping::matches(&mapping::item_attributes(&e), query) => {
-                let name = store.entry_name(&id.service, &id.username)?;
-                Ok(vec![serve_item(st, &name, &id).await])
-            }
-            Ok(_) => Ok(vec![]),
-            Err(libkeyring::Error::NoEntry { .. }) => Ok(vec![]),
-            Err(e) => Err(e.into()),
-        };
-    }
-    let mut found: Vec<(i64, OwnedObjectPath)> = all_items(st)
-        .await?
-        .into_iter()
-        .filter(|(_, e)| mapping::matches(&mapping::item_attributes(e), query))
-        .map(|(p, e)| (e.modified, p))
-        .collect();
-    // Most recently modified first, as libsecret's lookup takes the first.
-    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.as_str().cmp(b.1.as_str())));
-    Ok(found.into_iter().map(|(_, p)| p).collect())
+    let store = st.store()?;
+    let found = store.search(&mapping::to_stored(query))?;
+    let names: Vec<String> = found.into_iter().map(|(n, _)| n).collect();
+    serve_items(st, &names).await;
+    Ok(names.iter().map(|n| item_path(n)).collect())
 }
 
 /// `search`, with a locked store (or none yet) finding nothing.
@@ -639,7 +605,7 @@ pub async fn refresh_lock_state(st: &Arc<State>) {
 pub(crate) fn known_objects(st: &State, objects: &[OwnedObjectPath]) -> Vec<OwnedObjectPath> {
     objects
         .iter()
-        .filter(|p| is_collection(p.as_str()) || st.identity_of_path(p.as_str()).is_some())
+        .filter(|p| is_collection(p.as_str()) || st.served_item(p.as_str()).is_some())
         .cloned()
         .collect()
 }

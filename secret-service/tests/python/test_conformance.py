@@ -53,9 +53,20 @@ def test_secretstorage_dh_session_binary_secrets_labels_attributes(ss_env):
         item.set_secret(b"new")
         assert item.get_label() == "relabelled"
         assert ss_env.cli("get", "ss", "bin").stdout == b"new"
-        # Replace semantics and several matches.
-        again = coll.create_item("b2", {"service": "ss", "username": "bin", "kind": "x"}, b"n2")
+        # Replace semantics and several matches: replace=True replaces the item with these
+        # service and username attributes; replace=False (secretstorage's default) creates a
+        # second item with the same attributes, which the CLI (the first) does not see.
+        again = coll.create_item(
+            "b2", {"service": "ss", "username": "bin", "kind": "x"}, b"n2", replace=True
+        )
         assert again.item_path == item.item_path
+        twin = coll.create_item("b3", {"service": "ss", "username": "bin", "kind": "x"}, b"n3")
+        assert twin.item_path != item.item_path
+        assert twin.get_attributes() == item.get_attributes()
+        assert ss_env.cli("get", "ss", "bin").stdout == b"n2"
+        found = sorted(i.get_secret() for i in coll.search_items({"username": "bin"}))
+        assert found == [b"n2", b"n3"]
+        twin.delete()
         coll.create_item("other", {"service": "ss", "username": "two", "kind": "x"}, b"t")
         found = sorted(i.get_secret() for i in coll.search_items({"kind": "x"}))
         assert found == [b"n2", b"t"]
@@ -90,3 +101,37 @@ def test_locked_store_refuses_and_unlock_brings_it_back(ss_env):
     ss_env.cli("unlock", "--password-stdin", input=b"pw\n")
     assert kr.get_password("lock.example", "u") == "v"
     kr.delete_password("lock.example", "u")
+
+
+def test_app_items_with_their_own_attributes_and_content_types(ss_env):
+    """Items as desktop apps make them (a libsecret schema, no service/username): found by any
+    subset of their attributes, replaced only when all attributes are equal, their content type
+    kept; the CLI lists them and they survive a daemon-independent re-read."""
+    with secretstorage.dbus_init() as conn:
+        coll = secretstorage.get_default_collection(conn)
+        schema = {"xdg:schema": "org.example.Mail", "e-source-uid": "acct-1"}
+        a = coll.create_item("mail", schema, b"pw1", replace=True, content_type="application/x-test")
+        assert a.get_secret_content_type() == "application/x-test"
+        assert a.get_attributes() == schema
+        # replace=True with equal attributes: the same item, new secret.
+        b = coll.create_item("mail", dict(schema), b"pw2", replace=True)
+        assert b.item_path == a.item_path
+        assert a.get_secret() == b"pw2"
+        # replace=False: a second item with the same attributes.
+        c = coll.create_item("mail 2", dict(schema), b"pw3", replace=False)
+        assert c.item_path != a.item_path
+        # Other attributes: another item.
+        d = coll.create_item("mail 3", {**schema, "e-source-uid": "acct-2"}, b"pw4", replace=True)
+        assert d.item_path not in (a.item_path, c.item_path)
+        by_schema = sorted(i.get_secret() for i in coll.search_items({"xdg:schema": "org.example.Mail"}))
+        assert by_schema == [b"pw2", b"pw3", b"pw4"]
+        by_uid = sorted(i.get_secret() for i in coll.search_items({"e-source-uid": "acct-1"}))
+        assert by_uid == [b"pw2", b"pw3"]
+        assert list(coll.search_items({"e-source-uid": "acct-3"})) == []
+        # Changing an app item's attributes moves it in searches.
+        c.set_attributes({**schema, "e-source-uid": "acct-9"})
+        assert [i.item_path for i in coll.search_items({"e-source-uid": "acct-9"})] == [c.item_path]
+        assert [i.item_path for i in coll.search_items({"e-source-uid": "acct-1"})] == [a.item_path]
+        for i in (a, c, d):
+            i.delete()
+        assert list(coll.search_items({"xdg:schema": "org.example.Mail"})) == []
