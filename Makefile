@@ -127,12 +127,12 @@ bench-deps: deps
 	-$(call apt_install,$(BENCH_PACKAGES))
 
 bench: bench-deps py-package
-	$(CARGO) build --release --locked -p keyringrs-cli -p pam_keyringrs
+	$(CARGO) build --release --locked -p keyringrs-cli -p pam_keyringrs -p keyringrs-secret-service
 	PYTHON=$(PY_VENV)/bin/python $(CARGO) run --release --locked -p keyringrs-bench $(BENCH_FEATURES)
 
 # The quick mode, so the benchmark cannot rot (few entries, few samples; results not kept).
 bench-quick: bench-deps py-package
-	$(CARGO) build --locked -p keyringrs-cli -p pam_keyringrs
+	$(CARGO) build --locked -p keyringrs-cli -p pam_keyringrs -p keyringrs-secret-service
 	PYTHON=$(PY_VENV)/bin/python $(CARGO) run --locked -p keyringrs-bench $(BENCH_FEATURES) -- --quick
 
 # Secret Service conformance: python-keyring's BackendBasicTests and secretstorage against the

@@ -3,12 +3,13 @@
 //! Everything runs in a fresh anonymous session keyring with throwaway stores, a private D-Bus
 //! and a private gnome-keyring. See docs/PERFORMANCE.md for what each row measures.
 //!
-//! Usage: keyringrs-bench [--quick] [--out DIR]
+//! Usage: keyringrs-bench [--quick] [--out DIR] [--only secret-service]
 
 mod gnome;
 mod harness;
 mod pam;
 mod report;
+mod secret_service;
 mod sys;
 
 use std::collections::BTreeMap;
@@ -43,12 +44,15 @@ struct Config {
     /// Wall-clock budget for filling gnome-keyring over D-Bus (it rewrites its file per item).
     gnome_fill_budget: Duration,
     out: PathBuf,
+    /// `--only secret-service`: that group alone.
+    only_secret_service: bool,
 }
 
 impl Config {
     fn parse() -> Result<Config, String> {
         let mut quick = false;
         let mut out = None;
+        let mut only_secret_service = false;
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             match a.as_str() {
@@ -66,9 +70,13 @@ impl Config {
                     loop_get(n, secs)?;
                     std::process::exit(0);
                 }
+                "--only" => match args.next().as_deref() {
+                    Some("secret-service") => only_secret_service = true,
+                    other => return Err(format!("--only {other:?}: only secret-service")),
+                },
                 "--out" => out = Some(PathBuf::from(args.next().ok_or("--out needs a directory")?)),
                 "-h" | "--help" => {
-                    println!("usage: keyringrs-bench [--quick] [--out DIR]\n\nWrites DIR/latest.{{json,md}} (quick: DIR/quick.{{json,md}}); DIR defaults to bench/results.");
+                    println!("usage: keyringrs-bench [--quick] [--out DIR] [--only secret-service]\n\nWrites DIR/latest.{{json,md}} (quick: DIR/quick.{{json,md}}; --only secret-service: DIR/[quick-]secret-service.{{json,md}}); DIR defaults to bench/results.");
                     std::process::exit(0);
                 }
                 _ => return Err(format!("unknown argument {a:?} (try --help)")),
@@ -86,6 +94,7 @@ impl Config {
                 unlock_samples: 2,
                 gnome_fill_budget: Duration::from_secs(20),
                 out,
+                only_secret_service,
             }
         } else {
             Config {
@@ -98,6 +107,7 @@ impl Config {
                 unlock_samples: 9,
                 gnome_fill_budget: Duration::from_secs(60),
                 out,
+                only_secret_service,
             }
         })
     }
@@ -111,7 +121,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = run(&cfg) {
+    let r = if cfg.only_secret_service {
+        secret_service::run_alone(&cfg)
+    } else {
+        run(&cfg)
+    };
+    if let Err(e) = r {
         eprintln!("keyringrs-bench: {e}");
         std::process::exit(1);
     }
@@ -202,6 +217,7 @@ fn bulk_fill(store: &Store, from: usize, to: usize) -> Result<(), String> {
         let eid = format::entry_id(&name, &s, &u);
         let data = EntryData {
             label: format!("{u}@{s}"),
+            content_type: String::new(),
             service: s,
             username: u,
             attributes: BTreeMap::new(),
@@ -841,7 +857,10 @@ fn run(cfg: &Config) -> Result<(), String> {
     let _ = ustore.lock();
     drop(gk_daemons);
 
-    let targets = ratios_and_targets(&mut rows, cfg, max_n);
+    let mut targets = ratios_and_targets(&mut rows, cfg, max_n);
+    // Our Secret Service daemon beside gnome-keyring-daemon (bench/src/secret_service.rs).
+    eprintln!("[{:>5.1}s] Secret Service", t0.elapsed().as_secs_f64());
+    secret_service::add(cfg, &mut rows, &mut targets);
     let report = Report {
         mode: if cfg.quick {
             "quick".into()

@@ -10,6 +10,11 @@ pub enum Value {
     Time(Stats),
     /// A size in KiB (peak RSS).
     Kib(u64),
+    /// A throughput: operations per second, over `count` operations (the load rows).
+    Rate {
+        per_second: f64,
+        count: usize,
+    },
     /// Not measured, and why.
     NotAvailable(String),
 }
@@ -75,6 +80,11 @@ fn cells(r: &Row) -> [String; 8] {
             format!("{:.1} MiB", *k as f64 / 1024.0),
             String::new(),
             "1".into(),
+        ),
+        Value::Rate { per_second, count } => (
+            format!("{per_second:.0}/s"),
+            String::new(),
+            count.to_string(),
         ),
         Value::NotAvailable(why) => (format!("n/a ({why})"), String::new(), String::new()),
     };
@@ -189,6 +199,12 @@ impl Report {
                 }
                 Value::Kib(k) => {
                     let _ = write!(s, "\"unit\": \"KiB\", \"value\": {k}, ");
+                }
+                Value::Rate { per_second, count } => {
+                    let _ = write!(
+                        s,
+                        "\"unit\": \"1/s\", \"value\": {per_second:.1}, \"samples\": {count}, "
+                    );
                 }
                 Value::NotAvailable(why) => {
                     let _ = write!(s, "\"unit\": null, \"not_available\": {}, ", q(why));
