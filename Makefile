@@ -120,6 +120,9 @@ unit-tests:
 format-check:
 	echo "correct horse battery staple" | /usr/bin/python3 docs/read-store.py tests/vectors/store-v1 \
 	  | grep -q "'example.org' 'alice' 'alice@example.org' {} b'hunter2'"
+	out=$$(echo "correct horse battery staple" | /usr/bin/python3 docs/read-store.py tests/vectors/store-v2) \
+	  && echo "$$out" | grep -qF "'app item' {'id': '1', 'xdg:schema': 'org.example.App'} b'\x00app' 'application/octet-stream'" \
+	  && echo "$$out" | grep -qF "index: 4 items, every record authenticates, every entry's tokens present"
 
 # Benchmark: libkeyring beside the raw kernel keyring and its peers; docs/PERFORMANCE.md.
 # Writes bench/results/latest.{json,md}. A failed package install only turns rows into n/a.

@@ -2,7 +2,9 @@
 """Decrypt a keyringrs store by hand, from docs/FORMAT.md alone (no keyringrs code).
 
 usage: read-store.py STORE_DIR < password-line
-Prints one line per entry: service, username, label, secret (as Python reprs).
+Prints one line per entry: service, username, label, attributes, secret (as Python reprs), and
+for format version 2 entries the content type; then, for a version 2 store, checks the blind
+index (every record authenticates, every entry's attribute tokens are in it) and says so.
 Needs PyNaCl (Debian: python3-nacl) for Argon2id and XChaCha20-Poly1305.
 """
 import hashlib
@@ -29,15 +31,17 @@ def main(store, password):
     header = open(os.path.join(store, "header"), "rb").read()
     assert header[:16] == b"keyringrs-store\n", "bad magic"
     (version,) = struct.unpack_from("<H", header, 16)
-    assert version == 1, f"unknown version {version}"
+    assert version in (1, 2), f"unknown version {version}"
     body, mac, checksum = header[:-64], header[-64:-32], header[-32:]
     assert hashlib.sha256(header[:-32]).digest() == checksum, "header checksum"
-    prefix, store_id, nslots = header[:36], header[20:36], header[36]
+    store_id, nslots = header[20:36], header[36]
+    # Keyslots bind the prefix with the version field always 1 (slots survive the migration).
+    prefix = header[:16] + b"\x01\x00" + header[18:36]
     master = None
     for i in range(nslots):
         slot = header[37 + 102 * i : 37 + 102 * (i + 1)]
         kind, kdf, mem, time, lanes = struct.unpack_from("<BBIII", slot, 0)
-        assert (kind, kdf, lanes) == (1, 1, 1)
+        assert kdf == 1 and kind in (1, 2, 3, 4)
         salt, nonce, wrapped = slot[14:30], slot[30:54], slot[54:102]
         kek = crypto_pwhash_alg(32, password, salt, time, mem * 1024, crypto_pwhash_ALG_ARGON2ID13)
         aad = prefix + bytes([i]) + slot[:30]
@@ -52,12 +56,17 @@ def main(store, password):
     assert hmac.compare_digest(hmac.new(mac_key, body, hashlib.sha256).digest(), mac), "header MAC"
     seal_key = hkdf_sha256(master, store_id, b"keyringrs v1 entry-seal")
     name_key = hkdf_sha256(master, store_id, b"keyringrs v1 entry-name")
+    token_key = hkdf_sha256(master, store_id, b"keyringrs v1 index-token")
+    index_mac_key = hkdf_sha256(master, store_id, b"keyringrs v1 index-mac")
+    tokens_wanted = {}
     entries = os.path.join(store, "entries")
     for name in sorted(os.listdir(entries)):
         if len(name) != 64:
             continue
         data = open(os.path.join(entries, name), "rb").read()
-        assert data[:16] == b"keyringrs-entry\n" and data[16:18] == b"\x01\x00"
+        assert data[:16] == b"keyringrs-entry\n"
+        (entry_version,) = struct.unpack_from("<H", data, 16)
+        assert entry_version in (1, 2), f"unknown entry version {entry_version}"
         nonce, ct = data[18:42], data[42:]
         aad = data[:18] + store_id + bytes.fromhex(name)
         pt = xchacha_open(ct, aad, nonce, seal_key)
@@ -71,6 +80,7 @@ def main(store, password):
             return v
 
         service, username, label = field(), field(), field()
+        content_type = field() if entry_version == 2 else None
         (nattr,) = struct.unpack_from("<I", pt, pos)
         pos += 4
         attrs = {field().decode(): field().decode() for _ in range(nattr)}
@@ -80,7 +90,46 @@ def main(store, password):
         assert pos == len(pt)
         ident = struct.pack("<I", len(service)) + service + struct.pack("<I", len(username)) + username
         assert hmac.new(name_key, ident, hashlib.sha256).hexdigest() == name, "entry name"
-        print(repr(service.decode()), repr(username.decode()), repr(label.decode()), attrs, repr(secret))
+        line = [repr(service.decode()), repr(username.decode()), repr(label.decode()), str(attrs), repr(secret)]
+        if content_type is not None:
+            line.append(repr(content_type.decode()))
+        print(*line)
+        # The item's attributes: the stored ones, plus service and username unless synthetic.
+        item = dict(attrs)
+        if not service.startswith(b"org.freedesktop.Secret.Item:"):
+            item["service"], item["username"] = service.decode(), username.decode()
+        tokens_wanted[name] = {token(token_key, k, v) for k, v in item.items()}
+    if version == 2:
+        check_index(os.path.join(store, "index"), index_mac_key, tokens_wanted)
+
+
+def token(key, name, value):
+    name, value = name.encode(), value.encode()
+    msg = struct.pack("<I", len(name)) + name + struct.pack("<I", len(value)) + value
+    return hmac.new(key, msg, hashlib.sha256).digest()[:16]
+
+
+def check_index(path, mac_key, tokens_wanted):
+    data = open(path, "rb").read()
+    assert data[:16] == b"keyringrs-index\n" and data[16:18] == b"\x01\x00", "index magic"
+    index_id, pos, have = data[18:34], 34, {}
+    while pos < len(data):
+        kind = data[pos]
+        name = data[pos + 1 : pos + 33].hex()
+        (n,) = struct.unpack_from("<H", data, pos + 33)
+        body = data[pos : pos + 35 + 16 * n]
+        tag = data[pos + 35 + 16 * n : pos + 51 + 16 * n]
+        want = hmac.new(mac_key, index_id + struct.pack("<Q", pos) + body, hashlib.sha256).digest()[:16]
+        assert hmac.compare_digest(want, tag), f"index record at {pos}"
+        if kind == 1:
+            have.setdefault(name, set()).update(body[35 + 16 * i : 51 + 16 * i] for i in range(n))
+        else:
+            assert kind == 2 and n == 0, f"index record kind {kind}"
+            have.pop(name, None)
+        pos += 51 + 16 * n
+    for name, tokens in tokens_wanted.items():
+        assert tokens <= have.get(name, set()), f"entry {name} lacks index tokens"
+    print(f"index: {len(have)} items, every record authenticates, every entry's tokens present")
 
 
 if __name__ == "__main__":

@@ -127,3 +127,57 @@ fn a_migration_cut_before_its_commit_leaves_a_v1_store_that_migrates_later() {
         .unwrap();
     assert_eq!(found.len(), 1);
 }
+
+fn vector_v2_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors/store-v2")
+}
+
+/// Made the committed `store-v2` once (tests/vectors/README.md); never run again.
+#[test]
+#[ignore = "made tests/vectors/store-v2 once; a format change needs a new vector, not this"]
+fn make_store_v2_vector() {
+    let out = vector_v2_dir();
+    assert!(!out.exists(), "store-v2 exists: never regenerate it");
+    copy_tree(&vector_dir(), &out);
+    fresh_session();
+    let s = Store::open(&out).unwrap();
+    assert!(s.unlock(PASSWORD, &test_opts()).unwrap().migrated);
+    s.set("example.org", "alice", b"hunter2").unwrap();
+    let a: std::collections::BTreeMap<String, String> = [
+        ("xdg:schema".to_string(), "org.example.App".to_string()),
+        ("id".to_string(), "1".to_string()),
+    ]
+    .into();
+    let ident = libkeyring::mapping::Identity::synthetic(&a);
+    s.set_item(
+        &ident.service,
+        &ident.username,
+        b"\x00app",
+        Some("app item"),
+        Some(&a),
+        Some("application/octet-stream"),
+    )
+    .unwrap();
+    s.lock().unwrap();
+    // Only what the format defines: no generation counter or temp files.
+    let _ = std::fs::remove_file(out.join("generation"));
+}
+
+/// The committed version 2 store opens with its password and finds its items by attributes.
+#[test]
+fn committed_store_v2_still_opens_and_searches() {
+    let tmp = TempDir::new("vector-v2");
+    copy_tree(&vector_v2_dir(), &tmp.store());
+    fresh_session();
+    let s = Store::open(tmp.store()).unwrap();
+    let report = s.unlock(PASSWORD, &test_opts()).unwrap();
+    assert!(!report.migrated);
+    assert_eq!(&**s.get("example.org", "alice").unwrap(), b"hunter2");
+    let found = s
+        .search(&[("xdg:schema".to_string(), "org.example.App".to_string())].into())
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(&**found[0].1.secret, b"\x00app");
+    assert_eq!(found[0].1.content_type, "application/octet-stream");
+    assert_eq!(s.search(&Default::default()).unwrap().len(), 4);
+}
