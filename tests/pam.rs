@@ -1444,3 +1444,42 @@ fn an_autologin_with_the_disk_passphrase_unlocks_a_pam_slot() {
         }
     }
 }
+
+/// A store of format version 1 (the committed vector, as keyringrs 0.1 made it) is migrated to
+/// version 2 by the first login, as the user, and keeps every secret.
+#[test]
+fn the_first_login_after_an_upgrade_migrates_a_version_1_store() {
+    require_root!("creates users and /etc/pam.d services");
+    let password = "correct horse battery staple";
+    let user = login_user("migrate", password);
+    let store = default_store(&user);
+    copy_tree(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors/store-v1"),
+        &store,
+    );
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+    chown_tree(&user.home.join(".local"), user.uid, user.gid);
+    let svc = Service::standard("migrate", "");
+    let t = drive(
+        &svc,
+        &user.name,
+        &format!(
+            "{}{}close\nend\n",
+            login(password),
+            get_step("example.org", "alice")
+        ),
+    );
+    assert_eq!(t.codes("run"), [0], "{t}");
+    assert!(t.has("value=hunter2"), "{t}");
+    let header = std::fs::read(store.join("header")).unwrap();
+    assert_eq!(u16::from_le_bytes([header[16], header[17]]), 2, "migrated");
+    // What the migration wrote is the user's, private.
+    for f in ["header", "index"] {
+        let m = std::fs::metadata(store.join(f)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o777),
+            (user.uid, user.gid, 0o600),
+            "{f}"
+        );
+    }
+}

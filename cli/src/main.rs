@@ -128,11 +128,17 @@ fn run(cli: Cli) -> Outcome {
                 let key = read_recovery_key(password_stdin)?;
                 let opened = store.open_with_recovery_key(&key)?;
                 store.install_opened(&opened, &opts)?;
+                if store.migrate_after_unlock(&opened) {
+                    eprintln!("keyringrs: migrated the store to format version 2");
+                }
                 return Ok(());
             }
             let report = store.unlock(&store_password(password_stdin)?, &opts)?;
             if let Some(w) = report.warning {
                 warn(&w);
+            }
+            if report.migrated {
+                eprintln!("keyringrs: migrated the store to format version 2");
             }
             Ok(())
         }

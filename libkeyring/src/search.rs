@@ -43,7 +43,7 @@ impl Store {
     /// the index names are read and decrypted (an empty query lists everything).
     pub fn search(&self, query: &BTreeMap<String, String>) -> Result<Vec<Found>> {
         let master = self.master()?;
-        self.migrate_after_unlock(&master);
+        self.migrate_if_free(&master);
         let keys = IndexKeys::new(&master, &self.id);
         let candidates = {
             let mut guard = crate::store::lock_mutex(&self.index);

@@ -715,7 +715,7 @@ impl Store {
             }
         }
         self.recover_rotation(&opened.master);
-        report.migrated = self.migrate_after_unlock(&opened.master);
+        report.migrated = self.migrate_after_unlock(&opened);
         self.remove_stale_temp_files();
         Ok(report)
     }
@@ -1102,7 +1102,12 @@ impl Store {
 
     /// After an unlock: migrate a version 1 store, if the writer lock is free now (otherwise
     /// the next write or search does). True if it was migrated now.
-    pub fn migrate_after_unlock(&self, master: &MasterKey) -> bool {
+    pub fn migrate_after_unlock(&self, opened: &Opened) -> bool {
+        self.migrate_if_free(&opened.master)
+    }
+
+    /// [`Store::migrate_after_unlock`] with the master key at hand.
+    pub(crate) fn migrate_if_free(&self, master: &MasterKey) -> bool {
         if self.version.load(std::sync::atomic::Ordering::Relaxed) == format::VERSION {
             return false;
         }

@@ -401,6 +401,17 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
         Ok(false) => {}
         Err(e) => log.error("upgrading the key derivation parameters", &e),
     }
+    // A format version 1 store becomes version 2 once (its index is built: one pass over the
+    // entries); a busy store is migrated by its next unlock, write or search instead.
+    if store.migrate_after_unlock(&opened) {
+        log.at(
+            Level::Info,
+            &format!(
+                "migrated store {} to format version 2",
+                store.path().display()
+            ),
+        );
+    }
     drop(stash);
     drop(opened);
     let path = store.path().display().to_string();
