@@ -239,3 +239,47 @@ fn the_index_is_compacted() {
     assert_eq!(fresh.search(&attrs(&[("id", "299")])).unwrap().len(), 1);
     assert!(fresh.search(&attrs(&[("id", "5")])).unwrap().is_empty());
 }
+
+/// Without the key, the files of a store hold no attribute name or value (the blind index keeps
+/// keyed tokens; entries are sealed; file names are keyed hashes).
+#[test]
+fn nothing_on_disk_names_an_attribute_or_a_value() {
+    let dir = TempDir::new("items-blind");
+    let s = new_store(&dir);
+    let a = attrs(&[
+        ("xdg:schema", "org.example.DistinctiveSchema"),
+        ("connection-uuid", "5e1f0c2a-distinctive-value"),
+    ]);
+    let ident = Identity::synthetic(&a);
+    s.set_entry(
+        &ident.service,
+        &ident.username,
+        b"x",
+        Some("Distinctive label"),
+        Some(&a),
+    )
+    .unwrap();
+    s.set("distinctive-service.example", "distinctive-user", b"y")
+        .unwrap();
+    assert_eq!(s.search(&a).unwrap().len(), 1);
+    let needles = [
+        "DistinctiveSchema",
+        "connection-uuid",
+        "distinctive-value",
+        "Distinctive label",
+        "distinctive-service",
+        "distinctive-user",
+        "xdg:schema",
+    ];
+    for f in files_under(&dir.store()) {
+        let bytes = std::fs::read(&f).unwrap();
+        let name = f.to_string_lossy().into_owned();
+        for n in needles {
+            assert!(!name.contains(n), "{name}");
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
+                "{n} in {name}"
+            );
+        }
+    }
+}
