@@ -60,10 +60,19 @@ def main(store, password):
     index_mac_key = hkdf_sha256(master, store_id, b"keyringrs v1 index-mac")
     tokens_wanted = {}
     entries = os.path.join(store, "entries")
-    for name in sorted(os.listdir(entries)):
-        if len(name) != 64:
+    sealed = {n: None for n in os.listdir(entries) if len(n) == 64}
+    # The journal's records supersede the entry files (a deleted entry: None).
+    journal = os.path.join(store, "journal")
+    if version == 2 and os.path.exists(journal):
+        journal_mac = hkdf_sha256(master, store_id, b"keyringrs v1 journal-mac")
+        for name, value in read_journal(journal, journal_mac).items():
+            sealed[name] = value
+    for name in sorted(sealed):
+        data = sealed[name]
+        if data is False:
             continue
-        data = open(os.path.join(entries, name), "rb").read()
+        if data is None:
+            data = open(os.path.join(entries, name), "rb").read()
         assert data[:16] == b"keyringrs-entry\n"
         (entry_version,) = struct.unpack_from("<H", data, 16)
         assert entry_version in (1, 2), f"unknown entry version {entry_version}"
@@ -101,6 +110,26 @@ def main(store, password):
         tokens_wanted[name] = {token(token_key, k, v) for k, v in item.items()}
     if version == 2:
         check_index(os.path.join(store, "index"), index_mac_key, tokens_wanted)
+
+
+def read_journal(path, mac_key):
+    """name -> sealed entry bytes, or False (deleted), for the journal's valid records."""
+    data = open(path, "rb").read()
+    assert len(data) == 256 * 1024, "journal size"
+    assert data[:16] == b"keyringrs-journ\n" and data[16:18] == b"\x01\x00", "journal magic"
+    epoch, pos, out = data[18:34], 4096, {}
+    while pos + 37 <= len(data):
+        (n,) = struct.unpack_from("<I", data, pos)
+        kind = data[pos + 4]
+        if not ((kind == 1 and n > 0) or (kind == 2 and n == 0)) or pos + 37 + n + 16 > len(data):
+            break
+        body, tag = data[pos : pos + 37 + n], data[pos + 37 + n : pos + 53 + n]
+        want = hmac.new(mac_key, epoch + struct.pack("<Q", pos) + body, hashlib.sha256).digest()[:16]
+        if not hmac.compare_digest(want, tag):
+            break  # the end: a torn, zeroed or older epoch's record
+        out[body[5:37].hex()] = body[37:] if kind == 1 else False
+        pos += 53 + n
+    return out
 
 
 def token(key, name, value):

@@ -155,7 +155,8 @@ fn kill_9_of_a_writer_never_breaks_the_store() {
             let mut stdin = child.stdin.take().unwrap();
             let _ = stdin.write_all(val.as_bytes());
         }
-        std::thread::sleep(Duration::from_micros(rnd() % 8000));
+        // Wide enough that some sets complete (a debug CLI on a busy 2-core machine: ~5-8 ms).
+        std::thread::sleep(Duration::from_micros(rnd() % 12000));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
@@ -288,7 +289,9 @@ fn kill_9_during_a_master_key_rotation_never_loses_an_entry() {
         let names = std::fs::read_dir(dir.store().join("entries"))
             .unwrap()
             .count();
-        assert_eq!(names, want.len(), "round {round}: leftover entry files");
+        // Entries may still be in the journal (a rotation killed before its checkpoint); an
+        // old-key file left behind would not open, and list_report above would name it.
+        assert!(names <= want.len(), "round {round}: {names} entry files");
     }
     eprintln!("rotations killed midway: {killed} of 40");
     assert!(

@@ -114,6 +114,11 @@ fn case(place: Place, kind: Kind) {
         0,
     );
     assert_exit(&keyringrs(&store, &["set", "svc", "u"], b"secret"), 0);
+    // Out of the journal into its entry file (docs/FORMAT.md "journal").
+    libkeyring::Store::open(&store)
+        .unwrap()
+        .checkpoint()
+        .unwrap();
     let entry = files_under(&store.join("entries")).remove(0);
     let victim = match place {
         Place::StoreDir => store.clone(),

@@ -155,6 +155,7 @@ fn entries_missing_from_the_index_are_found_and_ghosts_dropped() {
     let before = std::fs::read(&index).unwrap();
     add_app_item(&s, "org.example.App", "2", b"two");
     let ghost = add_app_item(&s, "org.example.App", "3", b"three");
+    s.checkpoint().unwrap();
     // Lose the records of 2 and 3 (as a power cut could), and delete 3's file behind the
     // index's back.
     std::fs::write(&index, &before).unwrap();

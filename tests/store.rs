@@ -331,6 +331,8 @@ fn a_flipped_entry_byte_anywhere_is_corrupt_naming_the_entry() {
     let dir = TempDir::new("flip-entry");
     let s = new_store(&dir);
     s.set("svc", "u", b"secret").unwrap();
+    // Out of the journal into its entry file (docs/FORMAT.md "journal").
+    s.checkpoint().unwrap();
     let f = files_under(&dir.store().join("entries")).remove(0);
     let orig = std::fs::read(&f).unwrap();
     for i in 0..orig.len() {
@@ -355,6 +357,7 @@ fn swapped_entry_files_are_corrupt() {
     let s = new_store(&dir);
     s.set("one", "u", b"1").unwrap();
     s.set("two", "u", b"2").unwrap();
+    s.checkpoint().unwrap();
     let fs = files_under(&dir.store().join("entries"));
     let (a, b) = (
         std::fs::read(&fs[0]).unwrap(),
@@ -373,6 +376,8 @@ fn entries_from_another_store_do_not_open() {
     let s2 = Store::init(d2.store(), b"pw", &test_opts()).unwrap();
     s1.set("svc", "u", b"1").unwrap();
     s2.set("svc", "u", b"2").unwrap();
+    s1.checkpoint().unwrap();
+    s2.checkpoint().unwrap();
     let f1 = files_under(&d1.store().join("entries")).remove(0);
     let f2 = files_under(&d2.store().join("entries")).remove(0);
     std::fs::copy(&f1, &f2).unwrap();
@@ -384,6 +389,7 @@ fn a_symlinked_entry_is_refused_and_its_target_untouched() {
     let dir = TempDir::new("symentry");
     let s = new_store(&dir);
     s.set("svc", "u", b"x").unwrap();
+    s.checkpoint().unwrap();
     let f = files_under(&dir.store().join("entries")).remove(0);
     let target = dir.path().join("target");
     std::fs::write(&target, b"do not touch").unwrap();
@@ -425,6 +431,7 @@ fn fifos_and_hard_links_and_loose_modes_are_refused() {
     let dir = TempDir::new("oddfiles");
     let s = new_store(&dir);
     s.set("svc", "u", b"x").unwrap();
+    s.checkpoint().unwrap();
     let f = files_under(&dir.store().join("entries")).remove(0);
     // Hard link.
     let other = dir.path().join("hardlink");
@@ -531,6 +538,7 @@ fn a_store_truncated_at_any_offset_is_corrupt_never_a_panic() {
     let dir = TempDir::new("truncate");
     let s = new_store(&dir);
     s.set("svc", "u", b"secret").unwrap();
+    s.checkpoint().unwrap();
     let entry = files_under(&dir.store().join("entries")).remove(0);
     for file in [dir.store().join("header"), entry] {
         let orig = std::fs::read(&file).unwrap();
@@ -553,9 +561,11 @@ fn an_older_generation_of_an_entry_restored_reads_as_that_generation() {
     let dir = TempDir::new("rollback");
     let s = new_store(&dir);
     s.set("svc", "u", b"generation 1").unwrap();
+    s.checkpoint().unwrap();
     let f = files_under(&dir.store().join("entries")).remove(0);
     let old = std::fs::read(&f).unwrap();
     s.set("svc", "u", b"generation 2").unwrap();
+    s.checkpoint().unwrap();
     std::fs::write(&f, &old).unwrap();
     assert_eq!(&**s.get("svc", "u").unwrap(), b"generation 1");
 }
@@ -816,8 +826,10 @@ fn a_rotation_with_an_unreadable_entry_changes_nothing() {
     let dir = TempDir::new("rotate-bad");
     let s = new_store(&dir);
     s.set("a", "1", b"kept").unwrap();
+    s.checkpoint().unwrap();
     let before = files_under(&dir.store().join("entries"));
     s.set("b", "2", b"damaged").unwrap();
+    s.checkpoint().unwrap();
     let header = std::fs::read(dir.store().join("header")).unwrap();
     // b's file is the one its set added (the open store's entry cache is not consulted).
     let added: Vec<_> = files_under(&dir.store().join("entries"))

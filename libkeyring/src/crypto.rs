@@ -88,6 +88,8 @@ pub enum Purpose {
     IndexToken,
     /// HMAC key over the blind attribute index's records.
     IndexMac,
+    /// HMAC key over the write journal's records (crate::journal).
+    JournalMac,
 }
 
 impl Purpose {
@@ -98,6 +100,7 @@ impl Purpose {
             Purpose::HeaderMac => b"header-mac",
             Purpose::IndexToken => b"index-token",
             Purpose::IndexMac => b"index-mac",
+            Purpose::JournalMac => b"journal-mac",
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod format;
 pub mod holders;
 pub mod import;
 pub mod index;
+pub mod journal;
 pub mod keyring;
 pub mod mapping;
 pub mod recovery;

@@ -55,7 +55,7 @@ impl Store {
         let [name_key, seal] = self.entry_keys(&master);
         let mut found = Vec::with_capacity(candidates.len());
         for id in candidates {
-            let e = match self.load_entry(&seal, &id) {
+            let e = match self.load_entry(&master, &seal, &id) {
                 Ok(Some(e)) => e,
                 // Deleted since it was indexed.
                 Ok(None) => continue,
@@ -82,7 +82,7 @@ impl Store {
             .ok_or_else(|| Error::InvalidInput(format!("{name:?} is not an entry name")))?;
         let master = self.master()?;
         let [name_key, seal] = self.entry_keys(&master);
-        match self.load_entry(&seal, &id)? {
+        match self.load_entry(&master, &seal, &id)? {
             Some(e) if names_match(&name_key, &id, &e) => Ok(e),
             Some(_) => Err(Error::corrupt(
                 &self.entry_path(name),
@@ -100,8 +100,12 @@ impl Store {
 
     /// The names of every entry file (no decryption: a directory listing), sorted.
     pub fn entry_names_hex(&self) -> Result<Vec<String>> {
-        self.master()?;
-        let mut v: Vec<String> = self.entry_names()?.iter().map(|n| format::hex(n)).collect();
+        let master = self.master()?;
+        let mut v: Vec<String> = self
+            .entry_names(&master)?
+            .iter()
+            .map(|n| format::hex(n))
+            .collect();
         v.sort();
         Ok(v)
     }
@@ -176,7 +180,7 @@ impl Store {
                 return self.rebuild_index(master, keys);
             }
         }
-        let on_disk: HashSet<Name> = self.entry_names()?.into_iter().collect();
+        let on_disk: HashSet<Name> = self.entry_names(master)?.into_iter().collect();
         let ghosts: Vec<Name> = idx
             .names()
             .filter(|n| !on_disk.contains(*n))
@@ -190,7 +194,7 @@ impl Store {
         if !missing.is_empty() {
             let [name_key, seal] = self.entry_keys(master);
             for id in missing {
-                if let Ok(Some(e)) = self.load_entry(&seal, &id) {
+                if let Ok(Some(e)) = self.load_entry(master, &seal, &id) {
                     if names_match(&name_key, &id, &e) {
                         let t = keys.tokens(&mapping::item_attributes(&e));
                         idx.add(&id, &t);
@@ -224,8 +228,8 @@ impl Store {
     fn rebuild_index(&self, master: &MasterKey, keys: &IndexKeys) -> Result<Index> {
         let [name_key, seal] = self.entry_keys(master);
         let mut items = Vec::new();
-        for id in self.entry_names()? {
-            if let Ok(Some(e)) = self.load_entry(&seal, &id) {
+        for id in self.entry_names(master)? {
+            if let Ok(Some(e)) = self.load_entry(master, &seal, &id) {
                 if names_match(&name_key, &id, &e) {
                     items.push((id, mapping::item_attributes(&e)));
                 }
@@ -339,8 +343,8 @@ impl Store {
         let keys = IndexKeys::new(master, &self.id);
         let [name_key, seal] = self.entry_keys(master);
         let mut items = Vec::new();
-        for id in self.entry_names()? {
-            if let Ok(Some(e)) = self.load_entry(&seal, &id) {
+        for id in self.entry_names(master)? {
+            if let Ok(Some(e)) = self.load_entry(master, &seal, &id) {
                 if names_match(&name_key, &id, &e) {
                     items.push((id, mapping::item_attributes(&e)));
                 }

@@ -17,6 +17,7 @@ use crate::format::{
     self, EntryData, EntryError, Header, HeaderError, Keyslot, StoreId, SLOT_EXTRA, SLOT_PASSWORD,
     SLOT_RECOVERY,
 };
+use crate::journal::{Overlay, KIND_DELETE, KIND_PUT};
 use crate::keyring::{perm, KeySerial, Keyring};
 use crate::recovery::RecoveryKey;
 use crate::sys::{self, fs};
@@ -25,7 +26,7 @@ pub(crate) const HEADER: &str = "header";
 /// The generation counter every writer bumps (crate::cache).
 const GENERATION: &str = "generation";
 const ENTRIES: &str = "entries";
-const TMP_PREFIX: &str = ".tmp-";
+pub(crate) const TMP_PREFIX: &str = ".tmp-";
 /// The journal of a master-key rotation in progress (docs/FORMAT.md "Rotation").
 const ROTATING: &str = "rotating";
 /// The journal is bounded when read: a MAC line and one 64-hex-digit line per entry.
@@ -136,12 +137,14 @@ pub struct Status {
 pub struct Store {
     pub(crate) path: PathBuf,
     pub(crate) dir: File,
-    entries: File,
+    pub(crate) entries: File,
     pub(crate) id: StoreId,
     /// The header's format version as last seen (1 until migrated; crate::search).
     pub(crate) version: std::sync::atomic::AtomicU16,
     /// The blind attribute index as this handle last read it (crate::index, crate::search).
     pub(crate) index: std::sync::Mutex<Option<crate::index::Index>>,
+    /// The write journal as this handle last read it (crate::journal).
+    pub(crate) journal: std::sync::Mutex<crate::journal::View>,
     description: String,
     pub(crate) owner: u32,
     pub(crate) wait: fs::Wait,
@@ -415,6 +418,7 @@ impl Store {
             id: header.0.id,
             version: header.0.version.into(),
             index: std::sync::Mutex::new(None),
+            journal: Default::default(),
             path,
             dir,
             entries,
@@ -505,7 +509,9 @@ impl Store {
             password,
             opts.kdf,
         )?);
-        // The index first (empty), so a store is never version 2 without one.
+        // The journal (best effort: writes fall back to entry files without one), and the index
+        // (empty), before the header: a store is never version 2 without an index.
+        let _ = Store::create_journal(&dir, &path);
         let keys = crate::index::IndexKeys::new(&master, &header.id);
         let empty = crate::index::Index::default().encode(&keys, &crypto::random()?);
         write_atomic(
@@ -531,6 +537,7 @@ impl Store {
             id: header.id,
             version: header.version.into(),
             index: std::sync::Mutex::new(None),
+            journal: Default::default(),
             path,
             dir,
             entries,
@@ -982,11 +989,14 @@ impl Store {
             ));
         }
         self.recover_rotation_locked(&opened.master)?;
+        // Every entry in its file first: the rotation renames files, and the journal's records
+        // are bound to the old key.
+        self.checkpoint_locked(&opened.master)?;
         let [old_name, old_seal] = self.entry_keys(&opened.master);
-        let ids = self.entry_names()?;
+        let ids = self.entry_names(&opened.master)?;
         let mut entries = Vec::with_capacity(ids.len());
         for id in &ids {
-            let Some(e) = self.load_entry(&old_seal, id)? else {
+            let Some(e) = self.load_entry(&opened.master, &old_seal, id)? else {
                 continue;
             };
             if format::entry_id(&old_name, &e.service, &e.username) != *id {
@@ -1078,14 +1088,17 @@ impl Store {
         // the new entries are the leftovers. Otherwise it did: the listed ones are.
         let committed = format::hex(&mac) != old_mac;
         let [_, seal] = self.entry_keys(master);
-        for id in self.entry_names()? {
+        for id in self.entry_names(master)? {
             let name = format::hex(&id);
             if listed.contains(name.as_str()) != committed {
                 continue;
             }
             // Only what does not open under the current key goes: an entry another login
             // wrote meanwhile opens and stays.
-            if matches!(self.load_entry(&seal, &id), Err(Error::Corrupt { .. })) {
+            if matches!(
+                self.load_entry(master, &seal, &id),
+                Err(Error::Corrupt { .. })
+            ) {
                 let _ = fs::unlink(&self.entries, Path::new(&name));
             }
         }
@@ -1133,15 +1146,26 @@ impl Store {
         master.subkeys(&self.id.0, [Purpose::EntryName, Purpose::EntrySeal])
     }
 
-    pub(crate) fn load_entry(&self, seal: &SubKey, id: &[u8; 32]) -> Result<Option<EntryData>> {
+    /// Entry `id`, from the journal if it names it, else from its file (None: no such entry).
+    pub(crate) fn load_entry(
+        &self,
+        master: &MasterKey,
+        seal: &SubKey,
+        id: &[u8; 32],
+    ) -> Result<Option<EntryData>> {
         let name = format::hex(id);
         let display = || self.entry_path(&name);
         let generation = self.entry_cache.as_ref().map(EntryCache::generation);
+        let journaled = match self.journal_overlay(master, id, generation)? {
+            Overlay::File => None,
+            Overlay::Sealed(b) => Some(b),
+            Overlay::Deleted => return Ok(None),
+        };
         let cached = match (&self.entry_cache, generation) {
             (Some(cache), Some(g)) => cache.lookup(g, id),
             _ => None,
         };
-        let (bytes, fresh) = match cached {
+        let (bytes, fresh) = match journaled.or(cached) {
             Some(b) => (b, false),
             None => match read_checked(
                 &self.entries,
@@ -1200,7 +1224,7 @@ impl Store {
     fn entry_with(&self, master: &MasterKey, service: &str, username: &str) -> Result<EntryData> {
         let [name_key, seal] = self.entry_keys(master);
         let id = format::entry_id(&name_key, service, username);
-        let data = match self.load_entry(&seal, &id) {
+        let data = match self.load_entry(master, &seal, &id) {
             Ok(Some(data)) => data,
             // A key from before a rotation finds no entry and opens none: such a session is
             // locked, not missing entries or corrupt (one header read, off the hot path).
@@ -1275,7 +1299,7 @@ impl Store {
         self.migrate_locked(&master)?;
         let [name_key, seal] = self.entry_keys(&master);
         let id = format::entry_id(&name_key, service, username);
-        let old = self.load_entry(&seal, &id)?;
+        let old = self.load_entry(&master, &seal, &id)?;
         let t = now();
         let data = EntryData {
             service: service.into(),
@@ -1303,7 +1327,17 @@ impl Store {
             &crate::mapping::item_attributes(&data),
             old_attrs.as_ref(),
         )?;
-        self.write_entry(&seal, &id, &data)?;
+        let sealed = format::seal_entry(&seal, &self.id, &id, &data)?;
+        if !self.journal_write(&master, KIND_PUT, &id, &sealed)? {
+            let name = format::hex(&id);
+            write_atomic(
+                &self.dir,
+                &self.entries,
+                &name,
+                &sealed,
+                &self.entry_path(&name),
+            )?;
+        }
         self.bump_generation()
     }
 
@@ -1322,7 +1356,7 @@ impl Store {
 
     /// Tell every open store handle (any process) that entries changed: after the change is in
     /// place, under the writer lock.
-    fn bump_generation(&self) -> Result<()> {
+    pub(crate) fn bump_generation(&self) -> Result<()> {
         bump_generation(&self.dir, self.owner)
             .map_err(|e| Error::from_io("write", &self.path.join(GENERATION), e))
     }
@@ -1330,45 +1364,68 @@ impl Store {
     /// Delete (service, username); `NoEntry` if it does not exist.
     pub fn delete(&self, service: &str, username: &str) -> Result<()> {
         let master = self.master()?;
-        let name = format::hex(&self.entry_id(&master, service, username));
+        let id = self.entry_id(&master, service, username);
+        let name = format::hex(&id);
         let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
         self.check_master(&master)?;
         self.migrate_locked(&master)?;
-        match fs::unlink(&self.entries, Path::new(&name)) {
-            Ok(()) => {
-                self.entries
-                    .sync_all()
-                    .map_err(|e| Error::from_io("sync", &self.path.join(ENTRIES), e))?;
-                // Derived data: a lost removal only leaves a candidate that no longer opens.
-                let _ = self.index_removed(&master, &self.entry_id(&master, service, username));
-                self.bump_generation()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoEntry {
+        let exists = match self.journal_overlay(&master, &id, None)? {
+            Overlay::Sealed(_) => true,
+            Overlay::Deleted => false,
+            Overlay::File => match fs::open_read(Some(&self.entries), Path::new(&name)) {
+                Ok(_) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => return Err(Error::from_io("open", &self.entry_path(&name), e)),
+            },
+        };
+        if !exists {
+            return Err(Error::NoEntry {
                 service: service.into(),
                 username: username.into(),
-            }),
-            Err(e) => Err(Error::from_io("delete", &self.entry_path(&name), e)),
+            });
         }
+        if !self.journal_write(&master, KIND_DELETE, &id, &[])? {
+            match fs::unlink(&self.entries, Path::new(&name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::from_io("delete", &self.entry_path(&name), e))
+                }
+                _ => {}
+            }
+            self.entries
+                .sync_all()
+                .map_err(|e| Error::from_io("sync", &self.path.join(ENTRIES), e))?;
+        }
+        // Derived data: a lost removal only leaves a candidate that no longer opens.
+        let _ = self.index_removed(&master, &id);
+        self.bump_generation()
     }
 
-    pub(crate) fn entry_names(&self) -> Result<Vec<[u8; 32]>> {
+    /// The names of every entry: the entry files, with what the journal adds and deletes.
+    pub(crate) fn entry_names(&self, master: &MasterKey) -> Result<Vec<[u8; 32]>> {
         let names = fs::list(&self.entries)
             .map_err(|e| Error::from_io("list", &self.path.join(ENTRIES), e))?;
-        Ok(names
+        let (put, deleted) = self.journal_names(master)?;
+        let mut all: std::collections::HashSet<[u8; 32]> = names
             .iter()
             .filter_map(|n| parse_entry_name(n.as_encoded_bytes()))
-            .collect())
+            .collect();
+        all.extend(put);
+        for d in &deleted {
+            all.remove(d);
+        }
+        Ok(all.into_iter().collect())
     }
 
     /// Every entry that opens, decrypted (secrets included), in no particular order, and the
     /// problem of each one that does not (a damaged, foreign or misnamed file: each error names
     /// its file). One bad entry never hides the others.
     pub fn entries_report(&self) -> Result<(Vec<EntryData>, Vec<Error>)> {
-        let [name_key, seal] = self.entry_keys(&self.master()?);
+        let master = self.master()?;
+        let [name_key, seal] = self.entry_keys(&master);
         let mut out = Vec::new();
         let mut bad = Vec::new();
-        for id in self.entry_names()? {
-            match self.load_entry(&seal, &id) {
+        for id in self.entry_names(&master)? {
+            match self.load_entry(&master, &seal, &id) {
                 // An entry deleted between listing and reading is simply gone.
                 Ok(None) => {}
                 Ok(Some(e)) if format::entry_id(&name_key, &e.service, &e.username) != id => bad
@@ -1414,7 +1471,7 @@ impl Store {
             entries: if locked {
                 None
             } else {
-                Some(self.entry_names()?.len())
+                Some(self.entry_names(&self.master()?)?.len())
             },
         })
     }

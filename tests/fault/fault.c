@@ -1,7 +1,7 @@
 /* Fault injection for the crash and fault tests (tests/faults.rs), loaded with LD_PRELOAD into
  * the keyringrs CLI. KEYRINGRS_FAULT selects one fault; file descriptors 0-2 are never touched.
- *   write-eio            write(2) to a file fails with EIO
- *   fsync-eio            fsync(2) fails with EIO
+ *   write-eio            write(2) and pwrite(2) to a file fail with EIO
+ *   fsync-eio            fsync(2) and fdatasync(2) fail with EIO
  *   crash-before-rename  renameat(2) aborts the process (a crash between fsync and rename) */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -26,6 +26,35 @@ ssize_t write(int fd, const void *buf, size_t n)
 	if (!real)
 		real = dlsym(RTLD_NEXT, "write");
 	return real(fd, buf, n);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+	static ssize_t (*real)(int, const void *, size_t, off_t);
+	if (fd > 2 && fault_is("write-eio")) {
+		errno = EIO;
+		return -1;
+	}
+	if (!real)
+		real = dlsym(RTLD_NEXT, "pwrite64");
+	return real(fd, buf, n, off);
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	return pwrite64(fd, buf, n, off);
+}
+
+int fdatasync(int fd)
+{
+	static int (*real)(int);
+	if (fd > 2 && fault_is("fsync-eio")) {
+		errno = EIO;
+		return -1;
+	}
+	if (!real)
+		real = dlsym(RTLD_NEXT, "fdatasync");
+	return real(fd);
 }
 
 int fsync(int fd)

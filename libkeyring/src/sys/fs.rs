@@ -56,6 +56,12 @@ pub fn open_read(dir: Option<&File>, name: &Path) -> io::Result<File> {
     openat(dir, name, libc::O_RDONLY | libc::O_NONBLOCK, 0)
 }
 
+/// Open an existing file for reading and writing in place, without following a symlink or
+/// blocking on a FIFO.
+pub fn open_rw(dir: &File, name: &Path) -> io::Result<File> {
+    openat(Some(dir), name, libc::O_RDWR | libc::O_NONBLOCK, 0)
+}
+
 /// Open an existing file for reading and appending, without following a symlink or blocking on a FIFO.
 pub fn open_append(dir: &File, name: &Path) -> io::Result<File> {
     openat(
@@ -202,6 +208,19 @@ pub fn list(dir: &File) -> io::Result<Vec<OsString>> {
     // SAFETY: stream is valid and closed exactly once.
     unsafe { libc::closedir(stream) };
     result.map(|()| names)
+}
+
+/// Bytes available to an unprivileged writer on the filesystem of `file` (None: unknown).
+pub fn free_bytes(file: &File) -> Option<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: fstatvfs fills the buffer on success; we read it only then.
+    let r = unsafe { libc::fstatvfs(file.as_raw_fd(), st.as_mut_ptr()) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: initialised by the successful call above.
+    let st = unsafe { st.assume_init() };
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Is the filesystem of `file` a local one, where every writer of the store runs on this

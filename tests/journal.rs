@@ -1,0 +1,148 @@
+//! The write journal (docs/FORMAT.md "journal"): sets and deletes land in it with one fdatasync,
+//! every reader sees them, checkpoints move them into entry files, and a damaged journal is
+//! refused or, when its last record is torn, read as the write before it.
+
+use keyringrs_tests::*;
+use libkeyring::journal::{JOURNAL_LEN, RECORDS_AT, RECORD_FIXED};
+use libkeyring::{Error, Store};
+
+fn new_store(dir: &TempDir) -> Store {
+    fresh_session();
+    Store::init(dir.store(), b"pw", &test_opts()).expect("init")
+}
+
+fn entry_files(dir: &TempDir) -> usize {
+    files_under(&dir.store().join("entries")).len()
+}
+
+fn corrupt_path(e: &Error) -> String {
+    match e {
+        Error::Corrupt { path, .. } => path.display().to_string(),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn sets_and_deletes_land_in_the_journal_and_a_checkpoint_moves_them_to_files() {
+    let dir = TempDir::new("journal-basic");
+    let s = new_store(&dir);
+    let journal = dir.store().join("journal");
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), JOURNAL_LEN);
+    s.set("svc", "a", b"one").unwrap();
+    s.set("svc", "b", b"two").unwrap();
+    assert_eq!(entry_files(&dir), 0, "a set writes no entry file");
+    assert_eq!(
+        std::fs::metadata(&journal).unwrap().len(),
+        JOURNAL_LEN,
+        "never grows"
+    );
+    let other = Store::open(dir.store()).unwrap();
+    assert_eq!(&**other.get("svc", "a").unwrap(), b"one");
+    assert_eq!(other.list().unwrap().len(), 2);
+    s.checkpoint().unwrap();
+    assert_eq!(entry_files(&dir), 2);
+    assert_eq!(&**other.get("svc", "b").unwrap(), b"two");
+    // A delete is a record too: the file stays until the next checkpoint, the entry is gone.
+    s.delete("svc", "a").unwrap();
+    assert_eq!(entry_files(&dir), 2);
+    assert!(matches!(other.get("svc", "a"), Err(Error::NoEntry { .. })));
+    assert_eq!(other.list().unwrap().len(), 1);
+    assert!(matches!(s.delete("svc", "a"), Err(Error::NoEntry { .. })));
+    s.checkpoint().unwrap();
+    assert_eq!(entry_files(&dir), 1);
+    assert_eq!(
+        other.list().unwrap(),
+        vec![("svc".to_string(), "b".to_string())]
+    );
+}
+
+#[test]
+fn a_full_journal_checkpoints_by_itself_and_loses_nothing() {
+    let dir = TempDir::new("journal-full");
+    let s = new_store(&dir);
+    let value = |i: usize, round: usize| format!("{round}-{}", "x".repeat(1000 + i)).into_bytes();
+    for round in 0..10 {
+        for i in 0..40 {
+            s.set(&format!("svc{i}"), "u", &value(i, round)).unwrap();
+        }
+    }
+    // 400 records of ~1 KiB do not fit in 256 KiB: checkpoints happened along the way.
+    assert_eq!(entry_files(&dir), 40);
+    let fresh = Store::open(dir.store()).unwrap();
+    for i in 0..40 {
+        assert_eq!(
+            &**fresh.get(&format!("svc{i}"), "u").unwrap(),
+            value(i, 9).as_slice()
+        );
+    }
+    // An entry too large for the journal is written as a file (after a checkpoint).
+    let big = vec![7u8; JOURNAL_LEN as usize];
+    s.set("big", "u", &big).unwrap();
+    assert_eq!(&**fresh.get("big", "u").unwrap(), big.as_slice());
+    assert_eq!(entry_files(&dir), 41);
+}
+
+#[test]
+fn a_torn_last_record_reads_as_the_write_before_and_a_damaged_middle_one_is_corrupt() {
+    let dir = TempDir::new("journal-damage");
+    let s = new_store(&dir);
+    s.set("svc", "u", b"first").unwrap();
+    s.set("svc", "u", b"second").unwrap();
+    let journal = dir.store().join("journal");
+    let orig = std::fs::read(&journal).unwrap();
+    let first = RECORDS_AT as usize;
+    let first_len = u32::from_le_bytes(orig[first..first + 4].try_into().unwrap()) as usize;
+    let second = first + RECORD_FIXED + first_len + 16;
+    // The last record torn (as a crash mid-write leaves it): the value before it.
+    let mut b = orig.clone();
+    b[second + RECORD_FIXED + 3] ^= 0x20;
+    std::fs::write(&journal, &b).unwrap();
+    assert_eq!(
+        &**Store::open(dir.store()).unwrap().get("svc", "u").unwrap(),
+        b"first"
+    );
+    // A record in the middle damaged, the next one intact: refused, naming the journal.
+    let mut b = orig.clone();
+    b[first + RECORD_FIXED + 3] ^= 0x20;
+    std::fs::write(&journal, &b).unwrap();
+    let e = Store::open(dir.store())
+        .unwrap()
+        .get("svc", "u")
+        .unwrap_err();
+    assert_eq!(corrupt_path(&e), journal.display().to_string());
+    // Cut short, grown, or not a journal: refused, naming it.
+    for bad in [
+        orig[..orig.len() - 1].to_vec(),
+        [orig.as_slice(), b"x"].concat(),
+        [b"not a journal!!\n".as_slice(), &orig[16..]].concat(),
+    ] {
+        std::fs::write(&journal, &bad).unwrap();
+        let e = Store::open(dir.store())
+            .unwrap()
+            .get("svc", "u")
+            .unwrap_err();
+        assert_eq!(corrupt_path(&e), journal.display().to_string());
+    }
+    std::fs::write(&journal, &orig).unwrap();
+    assert_eq!(
+        &**Store::open(dir.store()).unwrap().get("svc", "u").unwrap(),
+        b"second"
+    );
+}
+
+/// A store without a journal (made by a version before it, or on a disk too full for one)
+/// writes entry files, and gets a journal at its next write when there is room.
+#[test]
+fn without_a_journal_writes_go_to_entry_files() {
+    let dir = TempDir::new("journal-none");
+    let s = new_store(&dir);
+    std::fs::remove_file(dir.store().join("journal")).unwrap();
+    assert!(matches!(s.get("svc", "u"), Err(Error::NoEntry { .. })));
+    s.set("svc", "u", b"v").unwrap();
+    // Made again (there is room here), so the set went to it.
+    assert!(dir.store().join("journal").exists());
+    assert_eq!(
+        &**Store::open(dir.store()).unwrap().get("svc", "u").unwrap(),
+        b"v"
+    );
+}
