@@ -51,7 +51,8 @@ struct Entries {
     sealed: HashMap<[u8; 32], Arc<Vec<u8>>>,
 }
 
-/// Sealed entry files by id, for the current generation of the store.
+/// Sealed entry files by id, for the current files generation of the store (journal records
+/// do not move it: they are read from the journal, crate::journal).
 #[derive(Debug)]
 pub struct EntryCache {
     counter: Counter,
@@ -70,6 +71,17 @@ impl EntryCache {
     /// a concurrent write are filed under the older generation and never outlive it).
     pub fn generation(&self) -> u64 {
         self.counter.get()
+    }
+
+    /// The files generation (moves when entry files change; what cached bytes are keyed by).
+    pub fn files_generation(&self) -> u64 {
+        self.counter.files()
+    }
+
+    /// Bump the generation (and the files generation if `files`) through the shared mapping,
+    /// if it is writable (see fs::Counter).
+    pub fn bump(&self, files: bool) -> Option<u64> {
+        self.counter.bump(files)
     }
 
     /// The remembered sealed bytes of entry `id`, if no writer changed the store since

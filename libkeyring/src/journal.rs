@@ -101,6 +101,8 @@ pub struct View {
     /// Where the next record goes.
     pub tail: u64,
     pub latest: HashMap<Name, Option<Arc<Vec<u8>>>>,
+    /// This handle just wrote a record the view holds, and will bump the generation.
+    pub own_write: bool,
 }
 
 impl View {
@@ -295,7 +297,7 @@ mod store_side {
     use crate::sys::fs;
 
     /// Bytes read per step when scanning records.
-    const CHUNK: usize = 16 << 10;
+    const CHUNK: usize = 4 << 10;
 
     /// What the journal says about one entry: not named (read the file), a sealed value, or
     /// deleted.
@@ -361,13 +363,28 @@ mod store_side {
         /// file or its epoch changed (a checkpoint). The epoch is read again after the scan,
         /// and the scan redone if it moved meanwhile.
         pub(crate) fn refresh_journal(&self, master: &MasterKey, view: &mut View) -> Result<()> {
-            let Some((f, file)) = self.open_journal(false)? else {
-                view.reset((0, 0), [0; 16]);
-                return Ok(());
-            };
+            match self.open_journal(false)? {
+                Some(opened) => self.refresh_journal_from(master, view, &opened, false),
+                None => {
+                    view.reset((0, 0), [0; 16]);
+                    Ok(())
+                }
+            }
+        }
+
+        /// [`Store::refresh_journal`] from an open journal; `locked`: under the writer lock
+        /// (no checkpoint can start meanwhile, so the epoch is read once).
+        fn refresh_journal_from(
+            &self,
+            master: &MasterKey,
+            view: &mut View,
+            (f, file): &(std::fs::File, (u64, u64)),
+            locked: bool,
+        ) -> Result<()> {
+            let file = *file;
             let key = self.journal_key(master);
             for _ in 0..8 {
-                let epoch = self.read_epoch(&f)?;
+                let epoch = self.read_epoch(f)?;
                 if view.file != file || view.epoch != epoch {
                     view.reset(file, epoch);
                 }
@@ -398,7 +415,7 @@ mod store_side {
                         _ => break,
                     }
                 }
-                if self.read_epoch(&f)? == epoch {
+                if locked || self.read_epoch(f)? == epoch {
                     return Ok(());
                 }
             }
@@ -489,17 +506,17 @@ mod store_side {
                     }
                 }
             };
-            let (f, _) = opened;
             let mut view = lock_mutex(&self.journal);
             // Under the lock, always from the file: a writer killed after its record but
             // before its generation bump left a record no generation announced.
-            self.refresh_journal(master, &mut view)?;
+            self.refresh_journal_from(master, &mut view, &opened, true)?;
+            let f = &opened.0;
             let whole = (RECORD_FIXED + sealed.len() + 16) as u64;
             if view.tail + whole > JOURNAL_LEN {
                 drop(view);
                 self.checkpoint_locked(master)?;
                 view = lock_mutex(&self.journal);
-                self.refresh_journal(master, &mut view)?;
+                self.refresh_journal_from(master, &mut view, &opened, true)?;
             }
             let key = self.journal_key(master);
             let at = view.tail;
@@ -518,8 +535,9 @@ mod store_side {
             view.tail = at + whole;
             view.latest
                 .insert(*id, (kind == KIND_PUT).then(|| Arc::new(sealed.to_vec())));
-            // The caller bumps the generation; this handle's view is current already.
+            // Current as of the generation the caller's bump makes (Store::bump_generation).
             view.generation = None;
+            view.own_write = true;
             Ok(true)
         }
 
@@ -530,8 +548,7 @@ mod store_side {
             let _guard = fs::flock_exclusive(&self.dir, self.wait)
                 .map_err(|e| crate::store::busy(&self.path, e))?;
             self.check_master(&master)?;
-            self.checkpoint_locked(&master)?;
-            self.bump_generation()
+            self.checkpoint_locked(&master)
         }
 
         /// Under the writer lock: move every journaled entry into its file (temp files, fsync,
@@ -599,7 +616,9 @@ mod store_side {
                 .map_err(|e| Error::from_io("write", &display, e))?;
             view.reset(file, epoch);
             view.generation = None;
-            Ok(())
+            drop(view);
+            // Entry files changed: cached bytes of the old ones must go.
+            self.bump_generation()
         }
     }
 }

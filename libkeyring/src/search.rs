@@ -319,6 +319,10 @@ impl Store {
         attrs: &BTreeMap<String, String>,
         old: Option<&BTreeMap<String, String>>,
     ) -> Result<()> {
+        // The usual `set`: a new secret, the same attributes (no key derived, nothing hashed).
+        if old.is_some_and(|o| attrs.iter().all(|(k, v)| o.get(k) == Some(v))) {
+            return Ok(());
+        }
         let keys = IndexKeys::new(master, &self.id);
         let tokens = keys.tokens(attrs);
         if let Some(old) = old {

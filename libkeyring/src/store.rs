@@ -371,12 +371,17 @@ fn generation_file(dir: &File, owner: u32, create: bool) -> std::io::Result<File
 }
 
 /// Bump the generation counter (under the writer lock, after a change is in place).
-fn bump_generation(dir: &File, owner: u32) -> std::io::Result<()> {
+fn bump_generation(dir: &File, owner: u32, files: bool) -> std::io::Result<u64> {
     let f = generation_file(dir, owner, true)?;
-    let mut now = [0u8; 8];
+    let mut now = [0u8; 16];
     let n = std::os::unix::fs::FileExt::read_at(&f, &mut now, 0)?;
-    let current = if n == 8 { u64::from_le_bytes(now) } else { 0 };
-    fs::write_counter(&f, current.wrapping_add(1))
+    let word = |i: usize| u64::from_le_bytes(now[i..i + 8].try_into().expect("8 bytes"));
+    let generation = if n >= 8 { word(0) } else { 0 };
+    // A file from before the files generation: it starts as the generation.
+    let files_now = if n == 16 { word(8) } else { generation };
+    let next = generation.wrapping_add(1);
+    fs::write_counters(&f, next, files_now.wrapping_add(u64::from(files)))?;
+    Ok(next)
 }
 
 /// The entry cache of a store on a local filesystem with a generation counter (else None:
@@ -385,11 +390,21 @@ fn entry_cache(dir: &File, owner: u32) -> Option<EntryCache> {
     if !fs::is_local_filesystem(dir) {
         return None;
     }
-    let f = generation_file(dir, owner, false).ok()?;
-    if f.metadata().ok()?.len() < 8 {
+    // Writable if we may (writers then bump it without a system call), else read-only.
+    let (f, writable) = match fs::open_rw(dir, Path::new(GENERATION)) {
+        Ok(f) => (f, true),
+        Err(_) => (generation_file(dir, owner, false).ok()?, false),
+    };
+    let m = f.metadata().ok()?;
+    if !m.file_type().is_file()
+        || m.uid() != owner
+        || m.mode() & 0o022 != 0
+        || m.nlink() != 1
+        || m.len() < 8
+    {
         return None;
     }
-    fs::Counter::map(&f).ok().map(EntryCache::new)
+    fs::Counter::map(&f, writable).ok().map(EntryCache::new)
 }
 
 impl Store {
@@ -528,7 +543,7 @@ impl Store {
             &header.encode(&master),
             &path.join(HEADER),
         )?;
-        bump_generation(&dir, owner)
+        bump_generation(&dir, owner, true)
             .map_err(|e| Error::from_io("write", &path.join(GENERATION), e))?;
         drop(guard);
         let entry_cache = entry_cache(&dir, owner);
@@ -955,6 +970,22 @@ impl Store {
     /// Before a write (under the writer lock): the key from the kernel must be the one the header
     /// is authenticated with. A key left from before a rotation (another login's) or any other
     /// key would seal entries nobody can open later: such a session counts as locked.
+    /// Under the writer lock: the master key, checked against the header MAC (a key from
+    /// before a rotation is Locked), read through the remembered serial when there is one (a
+    /// serial now naming another key fails the check, and the key is searched for again).
+    fn writer_master(&self) -> Result<MasterKey> {
+        let (master, remembered) = self.master_fast()?;
+        match self.check_master(&master) {
+            Err(Error::Locked) if remembered => {
+                self.key_cache.forget();
+                let master = self.master()?;
+                self.check_master(&master)?;
+                Ok(master)
+            }
+            r => r.map(|()| master),
+        }
+    }
+
     pub(crate) fn check_master(&self, master: &MasterKey) -> Result<()> {
         let (header, mac) = Self::read_header(&self.dir, &self.path, self.owner)?;
         if header.id != self.id {
@@ -1155,13 +1186,15 @@ impl Store {
     ) -> Result<Option<EntryData>> {
         let name = format::hex(id);
         let display = || self.entry_path(&name);
+        // Both read before anything from disk (see crate::cache).
+        let files = self.entry_cache.as_ref().map(EntryCache::files_generation);
         let generation = self.entry_cache.as_ref().map(EntryCache::generation);
         let journaled = match self.journal_overlay(master, id, generation)? {
             Overlay::File => None,
             Overlay::Sealed(b) => Some(b),
             Overlay::Deleted => return Ok(None),
         };
-        let cached = match (&self.entry_cache, generation) {
+        let cached = match (&self.entry_cache, files) {
             (Some(cache), Some(g)) => cache.lookup(g, id),
             _ => None,
         };
@@ -1184,7 +1217,7 @@ impl Store {
             }
             EntryError::Malformed(why) => Error::corrupt(&display(), why),
         })?;
-        if let (true, Some(cache), Some(g)) = (fresh, &self.entry_cache, generation) {
+        if let (true, Some(cache), Some(g)) = (fresh, &self.entry_cache, files) {
             cache.insert(g, id, &bytes);
         }
         Ok(Some(data))
@@ -1293,9 +1326,8 @@ impl Store {
             attributes.unwrap_or(&empty),
             secret,
         )?;
-        let master = self.master()?;
         let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
-        self.check_master(&master)?;
+        let master = self.writer_master()?;
         self.migrate_locked(&master)?;
         let [name_key, seal] = self.entry_keys(&master);
         let id = format::entry_id(&name_key, service, username);
@@ -1328,16 +1360,17 @@ impl Store {
             old_attrs.as_ref(),
         )?;
         let sealed = format::seal_entry(&seal, &self.id, &id, &data)?;
-        if !self.journal_write(&master, KIND_PUT, &id, &sealed)? {
-            let name = format::hex(&id);
-            write_atomic(
-                &self.dir,
-                &self.entries,
-                &name,
-                &sealed,
-                &self.entry_path(&name),
-            )?;
+        if self.journal_write(&master, KIND_PUT, &id, &sealed)? {
+            return self.bump_journal();
         }
+        let name = format::hex(&id);
+        write_atomic(
+            &self.dir,
+            &self.entries,
+            &name,
+            &sealed,
+            &self.entry_path(&name),
+        )?;
         self.bump_generation()
     }
 
@@ -1357,17 +1390,36 @@ impl Store {
     /// Tell every open store handle (any process) that entries changed: after the change is in
     /// place, under the writer lock.
     pub(crate) fn bump_generation(&self) -> Result<()> {
-        bump_generation(&self.dir, self.owner)
-            .map_err(|e| Error::from_io("write", &self.path.join(GENERATION), e))
+        self.bump(true)
+    }
+
+    /// Tell every open store handle that the journal has a new record (entry files unchanged:
+    /// their cached bytes stay valid).
+    pub(crate) fn bump_journal(&self) -> Result<()> {
+        self.bump(false)
+    }
+
+    fn bump(&self, files: bool) -> Result<()> {
+        let next = match self.entry_cache.as_ref().and_then(|c| c.bump(files)) {
+            Some(next) => next,
+            None => bump_generation(&self.dir, self.owner, files)
+                .map_err(|e| Error::from_io("write", &self.path.join(GENERATION), e))?,
+        };
+        // This handle's journal view already holds its own write: current at the new
+        // generation (the writer lock is still held, so nobody else wrote in between).
+        let mut view = lock_mutex(&self.journal);
+        if std::mem::take(&mut view.own_write) && self.entry_cache.is_some() {
+            view.generation = Some(next);
+        }
+        Ok(())
     }
 
     /// Delete (service, username); `NoEntry` if it does not exist.
     pub fn delete(&self, service: &str, username: &str) -> Result<()> {
-        let master = self.master()?;
+        let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
+        let master = self.writer_master()?;
         let id = self.entry_id(&master, service, username);
         let name = format::hex(&id);
-        let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
-        self.check_master(&master)?;
         self.migrate_locked(&master)?;
         let exists = match self.journal_overlay(&master, &id, None)? {
             Overlay::Sealed(_) => true,
@@ -1384,7 +1436,8 @@ impl Store {
                 username: username.into(),
             });
         }
-        if !self.journal_write(&master, KIND_DELETE, &id, &[])? {
+        let journaled = self.journal_write(&master, KIND_DELETE, &id, &[])?;
+        if !journaled {
             match fs::unlink(&self.entries, Path::new(&name)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Error::from_io("delete", &self.entry_path(&name), e))
@@ -1397,7 +1450,11 @@ impl Store {
         }
         // Derived data: a lost removal only leaves a candidate that no longer opens.
         let _ = self.index_removed(&master, &id);
-        self.bump_generation()
+        if journaled {
+            self.bump_journal()
+        } else {
+            self.bump_generation()
+        }
     }
 
     /// The names of every entry: the entry files, with what the journal adds and deletes.

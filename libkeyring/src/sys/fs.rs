@@ -245,11 +245,15 @@ pub fn is_local_filesystem(file: &File) -> bool {
     LOCAL.contains(&(s.f_type as i64))
 }
 
-/// A read-only shared mapping of the first 8 bytes of a file: a counter that writers in any
-/// process change with [`write_counter`], seen here without a system call.
+/// A shared mapping of the first 16 bytes of a file: two counters (the store's generation and
+/// its files generation, docs/FORMAT.md "generation") that writers in any process change
+/// (through a writable mapping, or [`write_counters`]), seen here without a system call.
 #[derive(Debug)]
 pub struct Counter {
-    ptr: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
+    ptr: std::ptr::NonNull<[std::sync::atomic::AtomicU64; 2]>,
+    writable: bool,
+    /// The file had both counters when mapped (else the second reads as the first).
+    wide: bool,
 }
 
 // SAFETY: the mapping is read through an AtomicU64 only; it lives until Drop unmaps it.
@@ -258,15 +262,22 @@ unsafe impl Send for Counter {}
 unsafe impl Sync for Counter {}
 
 impl Counter {
-    /// Map `file` (at least 8 bytes long) read-only and shared.
-    pub fn map(file: &File) -> io::Result<Counter> {
+    /// Map `file` (at least 8 bytes long) shared: writable if `file` was opened for writing
+    /// (then [`Counter::bump`] works), else read-only.
+    pub fn map(file: &File, writable: bool) -> io::Result<Counter> {
+        let wide = file.metadata()?.len() >= 16;
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
         // SAFETY: a fresh mapping of 8 bytes of a live descriptor; the kernel picks the
         // (page-aligned, so AtomicU64-aligned) address.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                8,
-                libc::PROT_READ,
+                16,
+                prot,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
                 0,
@@ -276,34 +287,71 @@ impl Counter {
             return Err(io::Error::last_os_error());
         }
         std::ptr::NonNull::new(p.cast())
-            .map(|ptr| Counter { ptr })
+            .map(|ptr| Counter {
+                ptr,
+                writable: writable && wide,
+                wide,
+            })
             .ok_or_else(|| io::Error::other("mmap returned NULL"))
+    }
+
+    /// Add one to the generation, and to the files generation if `files`, through a writable
+    /// mapping (no system call); the new generation. None: read-only. Callers hold the store's
+    /// writer lock, so bumps never race each other. The files generation moves first: a reader
+    /// that sees the new generation sees it too.
+    pub fn bump(&self, files: bool) -> Option<u64> {
+        if !self.writable {
+            return None;
+        }
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        // SAFETY: ptr is a live, aligned, writable 16-byte mapping of a 16-byte file (`map`).
+        let [g, f] = unsafe { self.ptr.as_ref() };
+        if files {
+            f.store(
+                (u64::from_le(f.load(Acquire)).wrapping_add(1)).to_le(),
+                Release,
+            );
+        }
+        let next = u64::from_le(g.load(Acquire)).wrapping_add(1);
+        g.store(next.to_le(), Release);
+        Some(next)
+    }
+
+    /// The files generation: moves only when entry files change (not for journal records).
+    pub fn files(&self) -> u64 {
+        if !self.wide {
+            return self.get();
+        }
+        // SAFETY: ptr is a live, aligned 16-byte mapping of a file of at least 16 bytes.
+        u64::from_le(unsafe { self.ptr.as_ref() }[1].load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// The counter's current value (little-endian on disk; an acquire load).
     pub fn get(&self) -> u64 {
-        // SAFETY: ptr is a live, aligned 8-byte mapping (see `map`).
-        u64::from_le(unsafe { self.ptr.as_ref() }.load(std::sync::atomic::Ordering::Acquire))
+        // SAFETY: ptr is a live, aligned mapping of at least 8 bytes of the file (see `map`).
+        u64::from_le(unsafe { self.ptr.as_ref() }[0].load(std::sync::atomic::Ordering::Acquire))
     }
 }
 
 impl Drop for Counter {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the mapping made in `map`, once.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), 8) };
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), 16) };
     }
 }
 
-/// Set the counter in `file` to `value` (pwrite of 8 bytes at offset 0: mappings of the file in
-/// every process see it at once, through the page cache).
-pub fn write_counter(file: &File, value: u64) -> io::Result<()> {
-    let bytes = value.to_le_bytes();
-    // SAFETY: 8 readable bytes at a live descriptor.
-    let n = unsafe { libc::pwrite(file.as_raw_fd(), bytes.as_ptr().cast(), 8, 0) };
+/// Set the two counters in `file` (pwrite of 16 bytes at offset 0: mappings of the file in
+/// every process see them at once, through the page cache).
+pub fn write_counters(file: &File, generation: u64, files: u64) -> io::Result<()> {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&generation.to_le_bytes());
+    bytes[8..].copy_from_slice(&files.to_le_bytes());
+    // SAFETY: 16 readable bytes at a live descriptor.
+    let n = unsafe { libc::pwrite(file.as_raw_fd(), bytes.as_ptr().cast(), 16, 0) };
     match n {
-        8 => Ok(()),
+        16 => Ok(()),
         n if n < 0 => Err(io::Error::last_os_error()),
-        _ => Err(io::Error::other("short write of the generation counter")),
+        _ => Err(io::Error::other("short write of the generation counters")),
     }
 }
 
