@@ -37,6 +37,8 @@ TEST_PACKAGES  += dbus-x11 gnome-keyring python3-dbus
 # that the package never starts (or enables) the machine's own sshd.
 SSHD_TEST_PACKAGES = openssh-server sshpass
 TEST_PACKAGES  += $(SSHD_TEST_PACKAGES)
+# tests/network_home.rs mounts one store twice with sshfs (FUSE) through that sshd: a network home.
+TEST_PACKAGES  += sshfs
 # Needed only by `make bench` (and its quick mode in `make test`): the peers it measures
 # (gnome-keyring over D-Bus, keyctl, secret-tool), libdbus for the in-process D-Bus client, GNU time.
 BENCH_PACKAGES  = keyutils gnome-keyring dbus-daemon dbus-x11 libsecret-tools libdbus-1-dev pkg-config time

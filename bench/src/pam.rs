@@ -50,16 +50,19 @@ fn ok(c: &mut Command, what: &str) -> Result<(), String> {
 
 /// Run the driver: `cycles` logins (auth, open, close, end); the open times in ns.
 fn logins(driver: &Path, service: &str, user: &str, cycles: usize) -> Result<Vec<f64>, String> {
-    logins_with(driver, service, user, PASSWORD, cycles)
+    logins_with(driver, service, user, PASSWORD, cycles, "").map(|(v, _)| v)
 }
 
+/// `cycles` logins running `in_session` (driver steps, e.g. `run CMD`) after each open; the open
+/// times in ns and the driver's transcript.
 fn logins_with(
     driver: &Path,
     service: &str,
     user: &str,
     password: &str,
     cycles: usize,
-) -> Result<Vec<f64>, String> {
+    in_session: &str,
+) -> Result<(Vec<f64>, String), String> {
     use std::io::Write;
     let mut child = Command::new(driver)
         .args([service, user])
@@ -68,7 +71,7 @@ fn logins_with(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("pam-driver: {e}"))?;
-    let steps = format!("auth {}\nopen\nclose\nend\n", hex(password)).repeat(cycles);
+    let steps = format!("auth {}\nopen\n{in_session}close\nend\n", hex(password)).repeat(cycles);
     let mut stdin = child.stdin.take().ok_or("pam-driver stdin")?;
     stdin
         .write_all(steps.as_bytes())
@@ -92,7 +95,7 @@ fn logins_with(
     if v.len() != cycles {
         return Err(format!("expected {cycles} opens, got {}", v.len()));
     }
-    Ok(v)
+    Ok((v, text.into_owned()))
 }
 
 /// The open times of first logins (the store is created) of a user whose home holds a
@@ -120,6 +123,13 @@ fn first_logins_importing(
     chpasswd(&setup.user, crate::gnome::PASSWORD)?;
     let keyrings = home.join(".local/share/keyrings");
     let store = home.join(".local/share/keyringrs");
+    // The CLI the user runs in the session to count what was imported: a copy the user can run.
+    let cli = home.join("keyringrs");
+    let built = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name("keyringrs");
+    std::fs::copy(&built, &cli).map_err(|e| format!("copy {}: {e}", built.display()))?;
+    ok(Command::new("chown").arg(&setup.user).arg(&cli), "chown")?;
     let mut out = vec![];
     for _ in 0..samples {
         let _ = std::fs::remove_dir_all(&store);
@@ -132,14 +142,25 @@ fn first_logins_importing(
                 .arg(home.join(".local")),
             "chown",
         )?;
-        out.extend(logins_with(
+        // Counted by the user's `keyringrs list` inside the session (items may be in the
+        // store's journal rather than in entry files).
+        let (v, text) = logins_with(
             driver,
             service,
             &setup.user,
             crate::gnome::PASSWORD,
             1,
-        )?);
-        let imported = std::fs::read_dir(store.join("entries")).map_or(0, |d| d.count());
+            &format!(
+                "run echo imported=$({} --store {} list | wc -l)\n",
+                cli.display(),
+                store.display()
+            ),
+        )?;
+        out.extend(v);
+        let imported: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("imported=")?.trim().parse().ok())
+            .unwrap_or(0);
         if imported != items + 1 {
             return Err(format!("{imported} of {} items imported", items + 1));
         }

@@ -17,7 +17,7 @@ pub const JOURNAL_MAGIC: &[u8; 16] = b"keyringrs-journ\n";
 /// The journal's own format version.
 pub const JOURNAL_VERSION: u16 = 1;
 /// The journal's fixed size: written whole (zeros) when it is created, never grown or shrunk.
-pub const JOURNAL_LEN: u64 = 256 << 10;
+pub const JOURNAL_LEN: u64 = 64 << 10;
 /// The header block; records start after it.
 pub const RECORDS_AT: u64 = 4096;
 /// length ‖ kind ‖ entry name.
@@ -489,7 +489,10 @@ mod store_side {
             id: &Name,
             sealed: &[u8],
         ) -> Result<bool> {
-            if sealed.len() > MAX_PAYLOAD {
+            // Too large for a record, or a network filesystem (two machines could write the
+            // same offset: their lock may not reach each other): an entry file, after whatever
+            // the journal holds has gone to files.
+            if sealed.len() > MAX_PAYLOAD || !self.local {
                 self.checkpoint_locked(master)?;
                 return Ok(false);
             }

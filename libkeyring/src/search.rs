@@ -45,6 +45,9 @@ impl Store {
         let master = self.master()?;
         self.migrate_if_free(&master);
         let keys = IndexKeys::new(&master, &self.id);
+        if !self.local {
+            return self.search_every_item(&master, query);
+        }
         let candidates = {
             let mut guard = crate::store::lock_mutex(&self.index);
             let idx = self.refresh_index(&master, &keys, guard.take())?;
@@ -68,6 +71,29 @@ impl Store {
             }
             let attrs = mapping::item_attributes(&e);
             if query.iter().all(|(k, v)| attrs.get(k) == Some(v)) {
+                found.push((format::hex(&id), e));
+            }
+        }
+        found.sort_by(|a, b| b.1.modified.cmp(&a.1.modified).then_with(|| a.0.cmp(&b.0)));
+        Ok(found)
+    }
+
+    /// On a network filesystem: every item read and compared (the index is not kept there:
+    /// two machines appending at once, without a lock that reaches both, could lose a record).
+    fn search_every_item(
+        &self,
+        master: &MasterKey,
+        query: &BTreeMap<String, String>,
+    ) -> Result<Vec<Found>> {
+        let [name_key, seal] = self.entry_keys(master);
+        let mut found = Vec::new();
+        for id in self.entry_names(master)? {
+            let Ok(Some(e)) = self.load_entry(master, &seal, &id) else {
+                continue;
+            };
+            let attrs = mapping::item_attributes(&e);
+            if names_match(&name_key, &id, &e) && query.iter().all(|(k, v)| attrs.get(k) == Some(v))
+            {
                 found.push((format::hex(&id), e));
             }
         }
@@ -319,6 +345,9 @@ impl Store {
         attrs: &BTreeMap<String, String>,
         old: Option<&BTreeMap<String, String>>,
     ) -> Result<()> {
+        if !self.local {
+            return self.drop_index();
+        }
         // The usual `set`: a new secret, the same attributes (no key derived, nothing hashed).
         if old.is_some_and(|o| attrs.iter().all(|(k, v)| o.get(k) == Some(v))) {
             return Ok(());
@@ -338,8 +367,23 @@ impl Store {
 
     /// Under the writer lock, after entry `id` was deleted.
     pub(crate) fn index_removed(&self, master: &MasterKey, id: &Name) -> Result<()> {
+        if !self.local {
+            return self.drop_index();
+        }
         let keys = IndexKeys::new(master, &self.id);
         self.append_record(&keys, KIND_REMOVED, id, &[], false)
+    }
+
+    /// A write on a network filesystem: the index would miss it, so there is none until a
+    /// search on a local filesystem rebuilds it from the entries.
+    fn drop_index(&self) -> Result<()> {
+        *crate::store::lock_mutex(&self.index) = None;
+        match fs::unlink(&self.dir, Path::new(INDEX)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::from_io("remove", &self.index_path(), e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Under the writer lock: build and write the index from scratch (after a rotation).

@@ -150,6 +150,10 @@ pub struct Store {
     pub(crate) wait: fs::Wait,
     key_cache: KeyCache,
     entry_cache: Option<EntryCache>,
+    /// On a local filesystem (every writer on this machine, flock holds): the journal and the
+    /// index are used. On NFS, SMB, sshfs two machines may write at once without a common lock,
+    /// so writes go to entry files and searches read every item (docs/FORMAT.md).
+    pub(crate) local: bool,
 }
 
 /// The total Argon2id cost (KiB × passes, summed over the keyslots tried) one unlock may spend:
@@ -428,6 +432,7 @@ impl Store {
         let header = Self::read_header(&dir, &path, owner)?;
         let entries = open_dir_checked(Some(&dir), Path::new(ENTRIES), &path.join(ENTRIES), owner)?;
         let entry_cache = entry_cache(&dir, owner);
+        let local = fs::is_local_filesystem(&dir);
         Ok(Store {
             description: key_description(&header.0.id),
             id: header.0.id,
@@ -440,6 +445,7 @@ impl Store {
             owner,
             wait: None,
             key_cache: KeyCache::default(),
+            local,
             entry_cache,
         })
     }
@@ -526,7 +532,9 @@ impl Store {
         )?);
         // The journal (best effort: writes fall back to entry files without one), and the index
         // (empty), before the header: a store is never version 2 without an index.
-        let _ = Store::create_journal(&dir, &path);
+        if fs::is_local_filesystem(&dir) {
+            let _ = Store::create_journal(&dir, &path);
+        }
         let keys = crate::index::IndexKeys::new(&master, &header.id);
         let empty = crate::index::Index::default().encode(&keys, &crypto::random()?);
         write_atomic(
@@ -547,6 +555,7 @@ impl Store {
             .map_err(|e| Error::from_io("write", &path.join(GENERATION), e))?;
         drop(guard);
         let entry_cache = entry_cache(&dir, owner);
+        let local = fs::is_local_filesystem(&dir);
         let store = Store {
             description: key_description(&header.id),
             id: header.id,
@@ -559,6 +568,7 @@ impl Store {
             owner,
             wait: opts.lock_wait,
             key_cache: KeyCache::default(),
+            local,
             entry_cache,
         };
         Ok((

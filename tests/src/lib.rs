@@ -10,6 +10,7 @@ use libkeyring::{KdfParams, UnlockOptions};
 
 pub mod gnome;
 pub mod pam;
+pub mod sshd;
 
 /// Small Argon2id parameters for tests, passed through the same options users have
 /// (`KEYRINGRS_KDF_MEMORY` / `KEYRINGRS_KDF_TIME`, `UnlockOptions::kdf`).
