@@ -71,7 +71,22 @@ struct Plan {
 }
 
 impl Plan {
+    /// The mode's plan; `KEYRINGRS_BENCH_SS_SIZES=200,2000` measures the lookup and CreateItem
+    /// rows at those store sizes instead (the load at the largest), e.g. to re-measure a table.
     fn new(quick: bool) -> Plan {
+        let mut plan = Plan::for_mode(quick);
+        if let Ok(v) = std::env::var("KEYRINGRS_BENCH_SS_SIZES") {
+            let sizes: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            if let Some(&max) = sizes.iter().max() {
+                plan.lookup_sizes = sizes.clone();
+                plan.create_sizes = sizes;
+                plan.load_size = max;
+            }
+        }
+        plan
+    }
+
+    fn for_mode(quick: bool) -> Plan {
         if quick {
             Plan {
                 lookup_sizes: vec![10, 100],

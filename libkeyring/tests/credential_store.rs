@@ -129,6 +129,8 @@ fn locked_is_no_storage_access_and_corrupt_is_bad_data_format() {
     let e = f.entry("s", "u");
     e.set_password("v").unwrap();
     let raw = libkeyring::Store::open(f.dir.join("store")).unwrap();
+    // Out of the journal into its entry file (docs/FORMAT.md "journal").
+    raw.checkpoint().unwrap();
     let name = raw.entry_name("s", "u").unwrap();
     let file = f.dir.join("store/entries").join(name);
     let mut bytes = std::fs::read(&file).unwrap();

@@ -289,6 +289,12 @@ impl Store {
             .map_err(to_py)
     }
 
+    /// Move the journal's writes into entry files now (e.g. before copying the store's files;
+    /// a full journal does it by itself).
+    fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {
+        py.allow_threads(|| self.inner.checkpoint()).map_err(to_py)
+    }
+
     fn __repr__(&self) -> String {
         format!("keyringrs.Store({:?})", self.inner.path())
     }

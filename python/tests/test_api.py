@@ -105,6 +105,7 @@ def test_no_store_raises_no_store_error_and_the_backend_is_not_viable(tmp_path, 
 
 def test_a_corrupt_entry_is_corrupt_error_naming_the_file(store):
     store.set("s", "u", "v")
+    store.checkpoint()  # out of the journal into its entry file
     entries = os.path.join(store.path, "entries")
     (name,) = [n for n in os.listdir(entries) if not n.startswith(".")]
     path = os.path.join(entries, name)
