@@ -6,7 +6,7 @@
 //! index with the entry directory (crate::search). This module is the file format and the
 //! in-memory form; crate::search keeps it in step with the store.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use crate::crypto::{MasterKey, Purpose, SubKey};
 use crate::format::{StoreId, MAX_ATTRIBUTES};
@@ -138,8 +138,8 @@ pub struct Index {
     pub len: u64,
     /// Records applied (live and dead): when far more than the items, the file is compacted.
     pub records: usize,
-    items: HashMap<Name, Vec<Token>>,
-    postings: HashMap<Token, Vec<Name>>,
+    items: crate::cache::KeyedMap<Name, Vec<Token>>,
+    postings: crate::cache::KeyedMap<Token, Vec<Name>>,
 }
 
 impl Index {

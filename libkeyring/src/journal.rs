@@ -5,7 +5,6 @@
 //! the records on the entry files; a checkpoint moves them into entry files and starts a new
 //! epoch. This module is the file format and the in-memory view; crate::store drives it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::crypto::SubKey;
@@ -100,7 +99,7 @@ pub struct View {
     pub epoch: [u8; 16],
     /// Where the next record goes.
     pub tail: u64,
-    pub latest: HashMap<Name, Option<Arc<Vec<u8>>>>,
+    pub latest: crate::cache::KeyedMap<Name, Option<Arc<Vec<u8>>>>,
     /// This handle just wrote a record the view holds, and will bump the generation.
     pub own_write: bool,
 }
