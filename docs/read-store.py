@@ -115,7 +115,7 @@ def main(store, password):
 def read_journal(path, mac_key):
     """name -> sealed entry bytes, or False (deleted), for the journal's valid records."""
     data = open(path, "rb").read()
-    assert len(data) == 64 * 1024, "journal size"
+    assert len(data) == 16 * 1024, "journal size"
     assert data[:16] == b"keyringrs-journ\n" and data[16:18] == b"\x01\x00", "journal magic"
     epoch, pos, out = data[18:34], 4096, {}
     while pos + 37 <= len(data):

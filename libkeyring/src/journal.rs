@@ -16,7 +16,9 @@ pub const JOURNAL_MAGIC: &[u8; 16] = b"keyringrs-journ\n";
 /// The journal's own format version.
 pub const JOURNAL_VERSION: u16 = 1;
 /// The journal's fixed size: written whole (zeros) when it is created, never grown or shrunk.
-pub const JOURNAL_LEN: u64 = 64 << 10;
+pub const JOURNAL_LEN: u64 = 16 << 10;
+/// A journal is made only where at least this much is free (never take a full disk's last space).
+pub const MIN_FREE_FOR_JOURNAL: u64 = 1 << 20;
 /// The header block; records start after it.
 pub const RECORDS_AT: u64 = 4096;
 /// length ‖ kind ‖ entry name.
@@ -465,7 +467,7 @@ mod store_side {
         /// records later overwrite them in place).
         pub(crate) fn create_journal(dir: &std::fs::File, path: &Path) -> Result<()> {
             // Never the last free space: a nearly full disk writes entry files instead.
-            if fs::free_bytes(dir).map_or(true, |free| free < 16 * JOURNAL_LEN) {
+            if fs::free_bytes(dir).map_or(true, |free| free < MIN_FREE_FOR_JOURNAL) {
                 return Err(Error::Quota(format!(
                     "{}: too little free space for a journal",
                     path.display()
