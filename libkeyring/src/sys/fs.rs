@@ -210,6 +210,13 @@ pub fn list(dir: &File) -> io::Result<Vec<OsString>> {
     result.map(|()| names)
 }
 
+/// syncfs(2): write out everything dirty on `file`'s filesystem and wait; errors of that
+/// writeback are reported (Linux ≥ 5.8).
+pub fn sync_filesystem(file: &File) -> io::Result<()> {
+    // SAFETY: a live descriptor.
+    check(unsafe { libc::syncfs(file.as_raw_fd()) }).map(drop)
+}
+
 /// Bytes available to an unprivileged writer on the filesystem of `file` (None: unknown).
 pub fn free_bytes(file: &File) -> Option<u64> {
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
