@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, EntryData, VERSION, VERSION_1};
 use crate::index::{self, Index, IndexKeys, Name, INDEX, KIND_ITEM, KIND_REMOVED};
 use crate::mapping;
-use crate::store::{busy, parse_entry_name, read_checked, write_atomic, Store, HEADER};
+use crate::store::{busy, parse_entry_name, read_checked, write_atomic, Store};
 use crate::sys::fs;
 
 /// Compact when dead records outnumber the items by this much.
@@ -85,20 +85,42 @@ impl Store {
         master: &MasterKey,
         query: &BTreeMap<String, String>,
     ) -> Result<Vec<Found>> {
-        let [name_key, seal] = self.entry_keys(master);
-        let mut found = Vec::new();
-        for id in self.entry_names(master)? {
-            let Ok(Some(e)) = self.load_entry(master, &seal, &id) else {
-                continue;
-            };
-            let attrs = mapping::item_attributes(&e);
-            if names_match(&name_key, &id, &e) && query.iter().all(|(k, v)| attrs.get(k) == Some(v))
-            {
-                found.push((format::hex(&id), e));
-            }
-        }
+        let mut found: Vec<Found> = self
+            .every_entry(master)?
+            .into_iter()
+            .filter(|(_, e)| {
+                let attrs = mapping::item_attributes(e);
+                query.iter().all(|(k, v)| attrs.get(k) == Some(v))
+            })
+            .map(|(id, e)| (format::hex(&id), e))
+            .collect();
         found.sort_by(|a, b| b.1.modified.cmp(&a.1.modified).then_with(|| a.0.cmp(&b.0)));
         Ok(found)
+    }
+
+    /// Every entry that opens under its own name, decrypted (the ones that do not are left
+    /// out: `list` reports them).
+    fn every_entry(&self, master: &MasterKey) -> Result<Vec<(Name, EntryData)>> {
+        let [name_key, seal] = self.entry_keys(master);
+        let mut out = Vec::new();
+        for id in self.entry_names(master)? {
+            if let Ok(Some(e)) = self.load_entry(master, &seal, &id) {
+                if names_match(&name_key, &id, &e) {
+                    out.push((id, e));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// An index built from every entry (nothing written).
+    fn index_of_every_entry(&self, master: &MasterKey, keys: &IndexKeys) -> Result<Index> {
+        let items: Vec<(Name, BTreeMap<String, String>)> = self
+            .every_entry(master)?
+            .iter()
+            .map(|(id, e)| (*id, mapping::item_attributes(e)))
+            .collect();
+        Ok(Index::build(keys, items.iter().map(|(n, a)| (*n, a))))
     }
 
     /// The item whose entry file is `name` (64 hex digits, as [`Store::search`] and
@@ -252,16 +274,7 @@ impl Store {
 
     /// Build the index from every entry and write it (if the writer lock is free at once).
     fn rebuild_index(&self, master: &MasterKey, keys: &IndexKeys) -> Result<Index> {
-        let [name_key, seal] = self.entry_keys(master);
-        let mut items = Vec::new();
-        for id in self.entry_names(master)? {
-            if let Ok(Some(e)) = self.load_entry(master, &seal, &id) {
-                if names_match(&name_key, &id, &e) {
-                    items.push((id, mapping::item_attributes(&e)));
-                }
-            }
-        }
-        let mut idx = Index::build(keys, items.iter().map(|(n, a)| (*n, a)));
+        let mut idx = self.index_of_every_entry(master, keys)?;
         if let Ok(_guard) = fs::flock_exclusive(&self.dir, Some(std::time::Duration::ZERO)) {
             self.write_index(keys, &mut idx)?;
         }
@@ -389,16 +402,7 @@ impl Store {
     /// Under the writer lock: build and write the index from scratch (after a rotation).
     pub(crate) fn reindex_locked(&self, master: &MasterKey) -> Result<()> {
         let keys = IndexKeys::new(master, &self.id);
-        let [name_key, seal] = self.entry_keys(master);
-        let mut items = Vec::new();
-        for id in self.entry_names(master)? {
-            if let Ok(Some(e)) = self.load_entry(master, &seal, &id) {
-                if names_match(&name_key, &id, &e) {
-                    items.push((id, mapping::item_attributes(&e)));
-                }
-            }
-        }
-        let mut idx = Index::build(&keys, items.iter().map(|(n, a)| (*n, a)));
+        let mut idx = self.index_of_every_entry(master, &keys)?;
         self.write_index(&keys, &mut idx)?;
         *crate::store::lock_mutex(&self.index) = None;
         Ok(())
@@ -432,13 +436,7 @@ impl Store {
         }
         self.reindex_locked(master)?;
         header.version = VERSION;
-        write_atomic(
-            &self.dir,
-            &self.dir,
-            HEADER,
-            &header.encode(master),
-            &self.path.join(HEADER),
-        )?;
+        self.write_header(&header, master)?;
         self.version
             .store(VERSION, std::sync::atomic::Ordering::Relaxed);
         Ok(true)

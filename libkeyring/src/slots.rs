@@ -13,7 +13,7 @@ use crate::crypto::{self, KdfParams};
 use crate::error::{Error, Result};
 use crate::format::{self, Header, Keyslot, SLOT_EMPTY, SLOT_EXTRA, SLOT_PASSWORD, SLOT_RECOVERY};
 use crate::recovery::RecoveryKey;
-use crate::store::{busy, read_checked, write_atomic, Opened, Store, HEADER};
+use crate::store::{busy, read_checked, write_atomic, Opened, Store};
 use crate::sys::fs;
 
 /// The names file.
@@ -219,13 +219,7 @@ impl Store {
             header.slots.pop();
         }
         names.retain(|(i, _, _)| *i < header.slots.len());
-        write_atomic(
-            &self.dir,
-            &self.dir,
-            HEADER,
-            &header.encode(&opened.master),
-            &self.path.join(HEADER),
-        )?;
+        self.write_header(&header, &opened.master)?;
         self.write_names(&names)?;
         Ok(out)
     }

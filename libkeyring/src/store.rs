@@ -904,13 +904,7 @@ impl Store {
         let kind = header.slots[index].kind;
         header.slots[index] =
             Keyslot::wrap_kind(kind, &header.prefix(), index, master, password, kdf)?;
-        write_atomic(
-            &self.dir,
-            &self.dir,
-            HEADER,
-            &header.encode(master),
-            &self.path.join(HEADER),
-        )
+        self.write_header(&header, master)
     }
 
     /// Change the password: rewrap the master key only; entries are untouched. Works whether
@@ -980,6 +974,17 @@ impl Store {
     /// Before a write (under the writer lock): the key from the kernel must be the one the header
     /// is authenticated with. A key left from before a rotation (another login's) or any other
     /// key would seal entries nobody can open later: such a session counts as locked.
+    /// Replace the header (under the writer lock): temp file, fsync, rename, directory fsync.
+    pub(crate) fn write_header(&self, header: &Header, master: &MasterKey) -> Result<()> {
+        write_atomic(
+            &self.dir,
+            &self.dir,
+            HEADER,
+            &header.encode(master),
+            &self.path.join(HEADER),
+        )
+    }
+
     /// Under the writer lock: the master key, checked against the header MAC (a key from
     /// before a rotation is Locked), read through the remembered serial when there is one (a
     /// serial now naming another key fails the check, and the key is searched for again).
@@ -1075,13 +1080,7 @@ impl Store {
         next.slots
             .push(Keyslot::wrap(&next.prefix(), 0, &master, new, kdf)?);
         // The commit.
-        write_atomic(
-            &self.dir,
-            &self.dir,
-            HEADER,
-            &next.encode(&master),
-            &self.path.join(HEADER),
-        )?;
+        self.write_header(&next, &master)?;
         self.bump_generation()?;
         self.key_cache.forget();
         // Only the password's slot is left: names of the others are gone with them.
