@@ -1,5 +1,6 @@
 //! Hostile files (THREAT-MODEL.md "A malicious file planted in the user's home"): whatever is put
-//! in place of the store directory, the header, the entries directory or an entry — symlink, hard
+//! in place of the store directory, the header, the entries directory, an entry or the journal —
+//! symlink, hard
 //! link, FIFO, device, directory, foreign owner, loose mode, oversize — is refused with a clear
 //! error naming it; a link's target is never read or written; nothing blocks.
 
@@ -15,6 +16,8 @@ enum Place {
     Header,
     EntriesDir,
     Entry,
+    /// The write journal (docs/FORMAT.md "journal").
+    Journal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -125,11 +128,13 @@ fn case(place: Place, kind: Kind) {
         Place::Header => store.join("header"),
         Place::EntriesDir => store.join("entries"),
         Place::Entry => entry,
+        Place::Journal => store.join("journal"),
     };
     plant(&victim, kind, &outside);
     let before = snapshot(&outside);
     let mut commands = vec![&["get", "svc", "u"][..], &["set", "svc", "u"], &["list"]];
-    if place != Place::Entry {
+    // Unlock reads neither an entry nor the journal: the reads after it say what is wrong.
+    if place != Place::Entry && place != Place::Journal {
         commands.push(&["unlock", "--password-stdin"]);
     }
     for args in commands {
@@ -202,6 +207,11 @@ fn hostile_things_in_place_of_the_entries_dir_are_refused() {
 #[test]
 fn hostile_things_in_place_of_an_entry_are_refused() {
     cases(Place::Entry, FILE_KINDS);
+}
+
+#[test]
+fn hostile_things_in_place_of_the_journal_are_refused() {
+    cases(Place::Journal, FILE_KINDS);
 }
 
 /// While writers run, a loop keeps swapping the entries directory and the header for symlinks

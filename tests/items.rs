@@ -284,3 +284,57 @@ fn nothing_on_disk_names_an_attribute_or_a_value() {
         }
     }
 }
+
+/// Something planted in place of the index (derived data) is never followed or written through:
+/// a symlink, a FIFO, a file of another mode or a hard link is replaced by a new index, and
+/// every item is still found.
+#[test]
+fn a_planted_index_is_replaced_never_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    for kind in ["symlink", "fifo", "loose mode", "hard link"] {
+        let dir = TempDir::new("items-planted");
+        let s = new_store(&dir);
+        add_app_item(&s, "org.example.App", "1", b"one");
+        let index = dir.store().join("index");
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"must not change").unwrap();
+        std::fs::remove_file(&index).unwrap();
+        match kind {
+            "symlink" => std::os::unix::fs::symlink(&outside, &index).unwrap(),
+            "fifo" => {
+                let st = std::process::Command::new("mkfifo")
+                    .arg(&index)
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }
+            "loose mode" => {
+                std::fs::write(&index, b"keyringrs-index\n").unwrap();
+                std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o666)).unwrap();
+            }
+            _ => std::fs::hard_link(&outside, &index).unwrap(),
+        }
+        // A write appends to it (a new item), a fresh handle searches through it.
+        add_app_item(&s, "org.example.App", "2", b"two");
+        let fresh = Store::open(dir.store()).unwrap();
+        let found = fresh
+            .search(&attrs(&[("xdg:schema", "org.example.App")]))
+            .unwrap();
+        assert_eq!(
+            secrets(&found),
+            vec![b"one".to_vec(), b"two".to_vec()],
+            "{kind}"
+        );
+        assert_eq!(
+            std::fs::read(&outside).unwrap(),
+            b"must not change",
+            "{kind}"
+        );
+        let m = std::fs::symlink_metadata(&index).unwrap();
+        assert!(
+            m.file_type().is_file(),
+            "{kind}: replaced by a regular file"
+        );
+        assert_eq!(m.permissions().mode() & 0o777, 0o600, "{kind}");
+    }
+}

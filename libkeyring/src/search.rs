@@ -311,7 +311,14 @@ impl Store {
         let io = |what, e| Error::from_io(what, &display, e);
         let f = match fs::open_append(&self.dir, Path::new(INDEX)) {
             Ok(f) => Some(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            // Missing, or a symlink (never followed): replaced below by a new file (a rename
+            // replaces the link itself; its target is never touched).
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ELOOP) =>
+            {
+                None
+            }
             Err(e) => return Err(io("open", e)),
         };
         let checked = match f {
