@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use keyringrs_tests::*;
-use libkeyring::Store;
+use libkeyring::{Error, Store};
 
 /// Build tests/fault/fault.c into an LD_PRELOAD library in `dir`.
 fn fault_library(dir: &Path) -> PathBuf {
@@ -303,6 +303,45 @@ fn kill_9_during_a_master_key_rotation_never_loses_an_entry() {
 /// After a rotation, an old header with the old password (a backup, a stolen image) opens the
 /// old master key only, which opens nothing written since; another login's old key counts as
 /// locked (reads and writes), until it unlocks with the new password.
+/// A long-lived handle in another login remembers the header it checked its key against; after
+/// a rotation elsewhere it must check against the new header, so its old key writes nothing.
+#[test]
+fn a_handle_that_remembers_the_old_header_writes_nothing_after_a_rotation() {
+    let dir = TempDir::new("rotate-remembered");
+    fresh_session();
+    let s = Store::init(dir.store(), b"old", &test_opts()).unwrap();
+    s.set("svc", "u", b"before").unwrap();
+    let (ready, wait_ready) = std::sync::mpsc::channel();
+    let (rotated, wait_rotated) = std::sync::mpsc::channel();
+    let late = std::thread::scope(|t| {
+        let store = dir.store();
+        let other = t.spawn(move || {
+            fresh_session();
+            let o = Store::open(store).unwrap();
+            o.unlock(b"old", &test_opts()).unwrap();
+            // A write: the handle has now read and checked the header.
+            o.set("svc", "other", b"x").unwrap();
+            ready.send(()).unwrap();
+            wait_rotated.recv().unwrap();
+            o.set("svc", "late", b"under the old key")
+        });
+        wait_ready.recv().unwrap();
+        let o = keyringrs(
+            &dir.store(),
+            &["passwd", "--rotate", "--password-stdin"],
+            b"old\nnew\n",
+        );
+        assert_exit(&o, 0);
+        rotated.send(()).unwrap();
+        other.join().unwrap()
+    });
+    assert!(matches!(late, Err(Error::Locked)), "{late:?}");
+    let (good, bad) = s.list_report().unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(good.len(), 2, "{good:?}");
+    assert!(matches!(s.get("svc", "late"), Err(Error::NoEntry { .. })));
+}
+
 #[test]
 fn after_a_rotation_the_old_key_and_an_old_header_open_nothing_new() {
     let dir = TempDir::new("rotate-old");

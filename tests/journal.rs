@@ -56,6 +56,47 @@ fn sets_and_deletes_land_in_the_journal_and_a_checkpoint_moves_them_to_files() {
     );
 }
 
+/// A handle keeps the entry bytes it remembers across its own checkpoint, with the entries the
+/// checkpoint wrote replaced: what it returns afterwards is what the files hold, and every other
+/// handle reads the files again.
+#[test]
+fn a_checkpoint_keeps_the_writers_memory_current() {
+    let dir = TempDir::new("journal-carry");
+    let s = new_store(&dir);
+    let other = Store::open(dir.store()).unwrap();
+    for (svc, v) in [("kept", "k0"), ("changed", "c0"), ("deleted", "d0")] {
+        s.set(svc, "u", v.as_bytes()).unwrap();
+    }
+    s.checkpoint().unwrap();
+    // Both handles now remember the three entries as their files hold them.
+    for h in [&s, &other] {
+        assert_eq!(&**h.get("kept", "u").unwrap(), b"k0");
+        assert_eq!(&**h.get("changed", "u").unwrap(), b"c0");
+        assert_eq!(&**h.get("deleted", "u").unwrap(), b"d0");
+    }
+    s.set("changed", "u", b"c1").unwrap();
+    s.delete("deleted", "u").unwrap();
+    s.set("new", "u", b"n1").unwrap();
+    s.checkpoint().unwrap();
+    for (name, h) in [("writer", &s), ("other", &other)] {
+        assert_eq!(&**h.get("kept", "u").unwrap(), b"k0", "{name}");
+        assert_eq!(&**h.get("changed", "u").unwrap(), b"c1", "{name}");
+        assert!(
+            matches!(h.get("deleted", "u"), Err(Error::NoEntry { .. })),
+            "{name}"
+        );
+        assert_eq!(&**h.get("new", "u").unwrap(), b"n1", "{name}");
+    }
+    // And what the files hold, read by a handle that remembers nothing.
+    let fresh = Store::open(dir.store()).unwrap();
+    assert_eq!(&**fresh.get("changed", "u").unwrap(), b"c1");
+    assert!(matches!(
+        fresh.get("deleted", "u"),
+        Err(Error::NoEntry { .. })
+    ));
+    assert_eq!(fresh.list().unwrap().len(), 3);
+}
+
 #[test]
 fn a_full_journal_checkpoints_by_itself_and_loses_nothing() {
     let dir = TempDir::new("journal-full");

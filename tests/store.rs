@@ -333,6 +333,9 @@ fn a_flipped_entry_byte_anywhere_is_corrupt_naming_the_entry() {
     s.set("svc", "u", b"secret").unwrap();
     // Out of the journal into its entry file (docs/FORMAT.md "journal").
     s.checkpoint().unwrap();
+    // A fresh handle: hand edits below move no generation, and the handle that checkpointed
+    // remembers the bytes it wrote (libkeyring::cache).
+    let s = Store::open(dir.store()).unwrap();
     let f = files_under(&dir.store().join("entries")).remove(0);
     let orig = std::fs::read(&f).unwrap();
     for i in 0..orig.len() {
@@ -358,6 +361,9 @@ fn swapped_entry_files_are_corrupt() {
     s.set("one", "u", b"1").unwrap();
     s.set("two", "u", b"2").unwrap();
     s.checkpoint().unwrap();
+    // A fresh handle: hand edits below move no generation, and the handle that checkpointed
+    // remembers the bytes it wrote (libkeyring::cache).
+    let s = Store::open(dir.store()).unwrap();
     let fs = files_under(&dir.store().join("entries"));
     let (a, b) = (
         std::fs::read(&fs[0]).unwrap(),
@@ -378,6 +384,9 @@ fn entries_from_another_store_do_not_open() {
     s2.set("svc", "u", b"2").unwrap();
     s1.checkpoint().unwrap();
     s2.checkpoint().unwrap();
+    // A fresh handle: hand edits below move no generation, and a handle that checkpointed
+    // remembers the bytes it wrote (libkeyring::cache).
+    let s2 = Store::open(d2.store()).unwrap();
     let f1 = files_under(&d1.store().join("entries")).remove(0);
     let f2 = files_under(&d2.store().join("entries")).remove(0);
     std::fs::copy(&f1, &f2).unwrap();
@@ -390,6 +399,9 @@ fn a_symlinked_entry_is_refused_and_its_target_untouched() {
     let s = new_store(&dir);
     s.set("svc", "u", b"x").unwrap();
     s.checkpoint().unwrap();
+    // A fresh handle: hand edits below move no generation, and the handle that checkpointed
+    // remembers the bytes it wrote (libkeyring::cache).
+    let s = Store::open(dir.store()).unwrap();
     let f = files_under(&dir.store().join("entries")).remove(0);
     let target = dir.path().join("target");
     std::fs::write(&target, b"do not touch").unwrap();
@@ -432,6 +444,9 @@ fn fifos_and_hard_links_and_loose_modes_are_refused() {
     let s = new_store(&dir);
     s.set("svc", "u", b"x").unwrap();
     s.checkpoint().unwrap();
+    // A fresh handle: hand edits below move no generation, and the handle that checkpointed
+    // remembers the bytes it wrote (libkeyring::cache).
+    let s = Store::open(dir.store()).unwrap();
     let f = files_under(&dir.store().join("entries")).remove(0);
     // Hard link.
     let other = dir.path().join("hardlink");
@@ -566,6 +581,9 @@ fn an_older_generation_of_an_entry_restored_reads_as_that_generation() {
     let old = std::fs::read(&f).unwrap();
     s.set("svc", "u", b"generation 2").unwrap();
     s.checkpoint().unwrap();
+    // A fresh handle: hand edits below move no generation, and the handle that checkpointed
+    // remembers the bytes it wrote (libkeyring::cache).
+    let s = Store::open(dir.store()).unwrap();
     std::fs::write(&f, &old).unwrap();
     assert_eq!(&**s.get("svc", "u").unwrap(), b"generation 1");
 }

@@ -12,11 +12,15 @@
 //!   after its change, mapped shared and read-only here, so checking it costs no system call.
 //!   Only on local filesystems: on NFS, SMB or sshfs another machine's write would not show in
 //!   our mapping, so those stores read the files every time.
+//! - The header (public bytes) as a writer last read it, valid while the files generation
+//!   (every header replacement bumps it) and the file's identity (one `statx`) are unchanged.
+//!   Its MAC is still checked against the key on every write.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::format::Header;
 use crate::keyring::KeySerial;
 use crate::sys::fs::Counter;
 
@@ -90,6 +94,20 @@ struct Entries {
 pub struct EntryCache {
     counter: Counter,
     entries: Mutex<Entries>,
+    header: Mutex<Option<SeenHeader>>,
+}
+
+/// (device, inode, size) of a file.
+pub type FileId = (u64, u64, u64);
+
+/// The parsed header and its MAC.
+pub type HeaderAndMac = Arc<(Header, [u8; 32])>;
+
+#[derive(Debug)]
+struct SeenHeader {
+    files: u64,
+    file: FileId,
+    header: HeaderAndMac,
 }
 
 impl EntryCache {
@@ -97,6 +115,7 @@ impl EntryCache {
         EntryCache {
             counter,
             entries: Mutex::new(Entries::default()),
+            header: Mutex::new(None),
         }
     }
 
@@ -141,6 +160,55 @@ impl EntryCache {
         if e.generation == generation && e.bytes + bytes.len() <= MAX_CACHED_TOTAL {
             e.bytes += bytes.len();
             e.sealed.insert(*id, Arc::clone(bytes));
+        }
+    }
+
+    /// The header remembered for files generation `files` and file `file`, if any.
+    pub fn header(&self, files: u64, file: FileId) -> Option<HeaderAndMac> {
+        let h = self.header.lock().unwrap_or_else(|p| p.into_inner());
+        h.as_ref()
+            .filter(|h| h.files == files && h.file == file)
+            .map(|h| Arc::clone(&h.header))
+    }
+
+    /// Remember `header`, read from file `file` after files generation `files` was read.
+    pub fn remember_header(&self, files: u64, file: FileId, header: &HeaderAndMac) {
+        *self.header.lock().unwrap_or_else(|p| p.into_inner()) = Some(SeenHeader {
+            files,
+            file,
+            header: Arc::clone(header),
+        });
+    }
+
+    /// After this handle's own checkpoint moved the files generation from `from` to `to`: keep
+    /// what is remembered, with the entries the checkpoint wrote (`changed`: their new sealed
+    /// bytes, None for removed) replaced. Only if nothing else moved it meanwhile.
+    pub fn carry<'a>(
+        &self,
+        from: u64,
+        to: u64,
+        changed: impl Iterator<Item = (&'a [u8; 32], Option<&'a Arc<Vec<u8>>>)>,
+    ) {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if e.generation != from {
+            return;
+        }
+        e.generation = to;
+        for (id, bytes) in changed {
+            if let Some(old) = e.sealed.remove(id) {
+                e.bytes -= old.len();
+            }
+            if let Some(b) = bytes {
+                if b.len() <= MAX_CACHED_ENTRY && e.bytes + b.len() <= MAX_CACHED_TOTAL {
+                    e.bytes += b.len();
+                    e.sealed.insert(*id, Arc::clone(b));
+                }
+            }
+        }
+        drop(e);
+        let mut h = self.header.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = h.as_mut().filter(|h| h.files == from) {
+            h.files = to;
         }
     }
 }

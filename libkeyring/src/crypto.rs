@@ -152,6 +152,50 @@ impl SubKey {
         Ok((nonce, ct))
     }
 
+    /// Seal the `len`-byte plaintext that `fill` appends to the buffer it is given. Small
+    /// plaintexts (every ordinary entry) are built in a per-thread scratch buffer that is
+    /// mlocked once and wiped after each use (no allocation, no mlock call); larger ones in a
+    /// fresh mlocked buffer, wiped on drop. `fill` must append exactly `len` bytes.
+    pub fn seal_with(
+        &self,
+        aad: &[u8],
+        len: usize,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<([u8; NONCE_LEN], Vec<u8>)> {
+        const SCRATCH: usize = 4096;
+        thread_local! {
+            static BUF: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+        }
+        let mut fill = Some(fill);
+        if len <= SCRATCH {
+            let fast = BUF.try_with(|cell| {
+                let mut guard = cell.try_borrow_mut().ok()?;
+                let buf = guard.get_or_insert_with(|| {
+                    let mut b = vec![0u8; SCRATCH];
+                    crate::sys::lock_memory(&b);
+                    b.clear();
+                    b
+                });
+                (fill.take()?)(buf);
+                debug_assert_eq!(buf.len(), len);
+                debug_assert_eq!(buf.capacity(), SCRATCH, "the scratch buffer grew");
+                let r = self.seal(aad, buf);
+                buf.zeroize();
+                Some(r)
+            });
+            if let Ok(Some(r)) = fast {
+                return r;
+            }
+        }
+        // Large, re-entered or during thread teardown: a buffer of its own.
+        let mut buf = Zeroizing::new(Vec::with_capacity(len));
+        if let Some(fill) = fill.take() {
+            fill(&mut buf);
+        }
+        crate::sys::lock_memory(&buf);
+        self.seal(aad, &buf)
+    }
+
     /// Decrypt and authenticate; `None` if anything (key, nonce, aad, ciphertext) is wrong.
     /// The plaintext is produced in place in one mlocked, zeroize-on-drop buffer.
     pub fn open(

@@ -451,32 +451,48 @@ pub fn check_limits_typed(
 impl EntryData {
     /// The plaintext sealed into a version 2 entry file (lengths are u32 LE).
     pub fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        let len = 64
-            + self.service.len()
-            + self.username.len()
-            + self.label.len()
-            + self.content_type.len();
+        // Exact capacity: the buffer never reallocates, so no unwiped copy is left behind.
+        let mut v = zeroize::Zeroizing::new(Vec::with_capacity(self.encoded_len()));
+        self.encode_into(&mut v);
+        crate::sys::lock_memory(&v);
+        v
+    }
+
+    /// The length of [`EntryData::encode`]'s plaintext.
+    pub fn encoded_len(&self) -> usize {
         let attrs: usize = self
             .attributes
             .iter()
             .map(|(k, v)| 8 + k.len() + v.len())
             .sum();
-        // Exact capacity: the buffer never reallocates, so no unwiped copy is left behind.
-        let mut v = zeroize::Zeroizing::new(Vec::with_capacity(len + attrs + self.secret.len()));
-        put_bytes(&mut v, self.service.as_bytes());
-        put_bytes(&mut v, self.username.as_bytes());
-        put_bytes(&mut v, self.label.as_bytes());
-        put_bytes(&mut v, self.content_type.as_bytes());
+        4 * 4
+            + self.service.len()
+            + self.username.len()
+            + self.label.len()
+            + self.content_type.len()
+            + 4
+            + attrs
+            + 8
+            + 8
+            + 4
+            + self.secret.len()
+    }
+
+    /// Append the plaintext to `v` (which should have room for [`EntryData::encoded_len`]
+    /// more bytes, so it never reallocates).
+    pub fn encode_into(&self, v: &mut Vec<u8>) {
+        put_bytes(v, self.service.as_bytes());
+        put_bytes(v, self.username.as_bytes());
+        put_bytes(v, self.label.as_bytes());
+        put_bytes(v, self.content_type.as_bytes());
         v.extend_from_slice(&(self.attributes.len() as u32).to_le_bytes());
         for (k, val) in &self.attributes {
-            put_bytes(&mut v, k.as_bytes());
-            put_bytes(&mut v, val.as_bytes());
+            put_bytes(v, k.as_bytes());
+            put_bytes(v, val.as_bytes());
         }
         v.extend_from_slice(&self.created.to_le_bytes());
         v.extend_from_slice(&self.modified.to_le_bytes());
-        put_bytes(&mut v, &self.secret);
-        crate::sys::lock_memory(&v);
-        v
+        put_bytes(v, &self.secret);
     }
 
     /// Parse a decrypted version 2 plaintext (already authenticated, still parsed with bounds).
@@ -486,6 +502,12 @@ impl EntryData {
 
     /// Parse a decrypted plaintext of entry format `version` (1: no content type).
     pub fn decode_version(pt: &[u8], version: u16) -> Result<EntryData, Malformed> {
+        Self::decode_parts(pt, version, true)
+    }
+
+    /// [`EntryData::decode_version`]; `secret` false leaves the secret empty (still checked
+    /// for bounds): no copy of it, and no mlock call, for callers that only want the rest.
+    pub fn decode_parts(pt: &[u8], version: u16, secret: bool) -> Result<EntryData, Malformed> {
         let mut r = Reader::new(pt);
         let service = r.string("service")?;
         let username = r.string("username")?;
@@ -507,7 +529,8 @@ impl EntryData {
         }
         let created = r.i64("created")?;
         let modified = r.i64("modified")?;
-        let secret = zeroize::Zeroizing::new(r.bytes(MAX_SECRET_LEN, "secret")?.to_vec());
+        let bytes = r.bytes(MAX_SECRET_LEN, "secret")?;
+        let secret = zeroize::Zeroizing::new(if secret { bytes.to_vec() } else { Vec::new() });
         crate::sys::lock_memory(&secret);
         r.finish("secret")?;
         Ok(EntryData {
@@ -545,7 +568,10 @@ pub fn seal_entry(
     id: &[u8; 32],
     data: &EntryData,
 ) -> Result<Vec<u8>> {
-    let (nonce, ct) = seal_key.seal(&entry_aad(VERSION, store, id), &data.encode())?;
+    let (nonce, ct) =
+        seal_key.seal_with(&entry_aad(VERSION, store, id), data.encoded_len(), |v| {
+            data.encode_into(v)
+        })?;
     Ok([ENTRY_MAGIC.as_slice(), &VERSION.to_le_bytes(), &nonce, &ct].concat())
 }
 
@@ -563,6 +589,17 @@ pub fn open_entry(
     id: &[u8; 32],
     bytes: &[u8],
 ) -> Result<EntryData, EntryError> {
+    open_entry_parts(seal_key, store, id, bytes, true)
+}
+
+/// [`open_entry`]; `secret` false: everything but the secret (see [`EntryData::decode_parts`]).
+pub fn open_entry_parts(
+    seal_key: &SubKey,
+    store: &StoreId,
+    id: &[u8; 32],
+    bytes: &[u8],
+    secret: bool,
+) -> Result<EntryData, EntryError> {
     let mut r = Reader::new(bytes);
     let m = |e| EntryError::Malformed(e);
     if r.take(16, "magic").map_err(m)? != ENTRY_MAGIC {
@@ -576,7 +613,7 @@ pub fn open_entry(
     debug_assert_eq!(r.pos, ENTRY_PREFIX_LEN);
     seal_key
         .open_with(&nonce, &entry_aad(version, store, id), r.rest(), |pt| {
-            EntryData::decode_version(pt, version)
+            EntryData::decode_parts(pt, version, secret)
         })
         .ok_or_else(|| {
             m("authentication failed (damaged, altered, swapped or from another store)".into())

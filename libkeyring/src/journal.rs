@@ -104,6 +104,19 @@ pub struct View {
     pub latest: crate::cache::KeyedMap<Name, Option<Arc<Vec<u8>>>>,
     /// This handle just wrote a record the view holds, and will bump the generation.
     pub own_write: bool,
+    /// The journal file as this handle last opened it, kept between calls: each use checks it
+    /// against the path with one `statx` (a journal replaced or removed meanwhile is opened
+    /// afresh), instead of an open, a stat and a close per call.
+    pub kept: Option<Arc<Opened>>,
+}
+
+/// An open journal file, checked to be ours when opened.
+#[derive(Debug)]
+pub struct Opened {
+    pub file: std::fs::File,
+    /// (device, inode).
+    pub id: (u64, u64),
+    pub writable: bool,
 }
 
 impl View {
@@ -286,7 +299,7 @@ mod tests {
 // The store's side: reading the journal into a view, writing records, checkpoints.
 
 mod store_side {
-    use std::os::unix::fs::{FileExt, MetadataExt};
+    use std::os::unix::fs::FileExt;
     use std::path::Path;
     use std::sync::Arc;
 
@@ -319,8 +332,17 @@ mod store_side {
             master.subkey(&self.id.0, Purpose::JournalMac)
         }
 
-        /// Open the journal and check it is ours (None: there is none).
-        fn open_journal(&self, write: bool) -> Result<Option<(std::fs::File, (u64, u64))>> {
+        /// The journal, checked to be ours (None: there is none): the one `view` keeps if the
+        /// path still names it, else opened afresh (and kept).
+        fn open_journal(&self, view: &mut View, write: bool) -> Result<Option<Arc<Opened>>> {
+            if let Some(kept) = &view.kept {
+                let same = fs::stat_at(&self.dir, Path::new(JOURNAL))
+                    .is_ok_and(|m| (m.dev(), m.ino()) == kept.id && self.journal_file_ok(&m));
+                if same && (kept.writable || !write) {
+                    return Ok(Some(Arc::clone(kept)));
+                }
+            }
+            view.kept = None;
             let display = self.journal_path();
             let f = if write {
                 fs::open_rw(&self.dir, Path::new(JOURNAL))
@@ -332,15 +354,8 @@ mod store_side {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(Error::from_io("open", &display, e)),
             };
-            let m = f
-                .metadata()
-                .map_err(|e| Error::from_io("stat", &display, e))?;
-            if !m.file_type().is_file()
-                || m.uid() != self.owner
-                || m.nlink() != 1
-                || m.mode() & 0o022 != 0
-                || m.len() != JOURNAL_LEN
-            {
+            let m = fs::stat(&f).map_err(|e| Error::from_io("stat", &display, e))?;
+            if !self.journal_file_ok(&m) {
                 return Err(Error::corrupt(
                     &display,
                     format!(
@@ -350,7 +365,23 @@ mod store_side {
                     ),
                 ));
             }
-            Ok(Some((f, (m.dev(), m.ino()))))
+            let opened = Arc::new(Opened {
+                file: f,
+                id: (m.dev(), m.ino()),
+                writable: write,
+            });
+            view.kept = Some(Arc::clone(&opened));
+            Ok(Some(opened))
+        }
+
+        /// A regular file of the store's owner with one link, writable only by the owner, of
+        /// the journal's size.
+        fn journal_file_ok(&self, m: &fs::Stat) -> bool {
+            m.is_file()
+                && m.uid() == self.owner
+                && m.nlink() == 1
+                && m.mode() & 0o022 == 0
+                && m.len() == JOURNAL_LEN
         }
 
         fn read_epoch(&self, f: &std::fs::File) -> Result<[u8; 16]> {
@@ -366,7 +397,7 @@ mod store_side {
         /// file or its epoch changed (a checkpoint). The epoch is read again after the scan,
         /// and the scan redone if it moved meanwhile.
         pub(crate) fn refresh_journal(&self, master: &MasterKey, view: &mut View) -> Result<()> {
-            match self.open_journal(false)? {
+            match self.open_journal(view, false)? {
                 Some(opened) => self.refresh_journal_from(master, view, &opened, false),
                 None => {
                     view.reset((0, 0), [0; 16]);
@@ -381,10 +412,10 @@ mod store_side {
             &self,
             master: &MasterKey,
             view: &mut View,
-            (f, file): &(std::fs::File, (u64, u64)),
+            opened: &Opened,
             locked: bool,
         ) -> Result<()> {
-            let file = *file;
+            let (f, file) = (&opened.file, opened.id);
             let key = self.journal_key(master);
             for _ in 0..8 {
                 let epoch = self.read_epoch(f)?;
@@ -499,24 +530,24 @@ mod store_side {
                 self.checkpoint_locked(master)?;
                 return Ok(false);
             }
-            let opened = match self.open_journal(true)? {
+            let mut view = lock_mutex(&self.journal);
+            let opened = match self.open_journal(&mut view, true)? {
                 Some(j) => j,
                 None => {
                     // A store from before the journal, or one whose journal could not be made.
                     if Self::create_journal(&self.dir, &self.path).is_err() {
                         return Ok(false);
                     }
-                    match self.open_journal(true)? {
+                    match self.open_journal(&mut view, true)? {
                         Some(j) => j,
                         None => return Ok(false),
                     }
                 }
             };
-            let mut view = lock_mutex(&self.journal);
             // Under the lock, always from the file: a writer killed after its record but
             // before its generation bump left a record no generation announced.
             self.refresh_journal_from(master, &mut view, &opened, true)?;
-            let f = &opened.0;
+            let f = &opened.file;
             let whole = (RECORD_FIXED + sealed.len() + 16) as u64;
             if view.tail + whole > JOURNAL_LEN {
                 drop(view);
@@ -562,11 +593,12 @@ mod store_side {
         /// and fdatasync'd). A crash anywhere leaves the journal's records in force (they equal
         /// or supersede what the files hold).
         pub(crate) fn checkpoint_locked(&self, master: &MasterKey) -> Result<()> {
-            let Some((f, file)) = self.open_journal(true)? else {
+            let mut view = lock_mutex(&self.journal);
+            let Some(opened) = self.open_journal(&mut view, true)? else {
                 return Ok(());
             };
-            let mut view = lock_mutex(&self.journal);
-            self.refresh_journal(master, &mut view)?;
+            self.refresh_journal_from(master, &mut view, &opened, true)?;
+            let (f, file) = (&opened.file, opened.id);
             if view.latest.is_empty() && view.tail == RECORDS_AT {
                 return Ok(());
             }
@@ -634,11 +666,13 @@ mod store_side {
             f.write_all_at(&encode_header(&epoch), 0)
                 .and_then(|()| f.sync_data())
                 .map_err(|e| Error::from_io("write", &display, e))?;
+            let moved = std::mem::take(&mut view.latest);
             view.reset(file, epoch);
             view.generation = None;
             drop(view);
-            // Entry files changed: cached bytes of the old ones must go.
-            self.bump_generation()
+            // Entry files changed: other handles drop what they remember of the files; this
+            // one keeps it, with the entries it just wrote.
+            self.bump_after_checkpoint(&moved)
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::crypto::{self, MasterKey};
@@ -174,9 +174,7 @@ impl Store {
             Ok(f) => f,
             Err(_) => return self.load_index(master, keys),
         };
-        let m = f
-            .metadata()
-            .map_err(|e| Error::from_io("stat", &self.index_path(), e))?;
+        let m = fs::stat(&f).map_err(|e| Error::from_io("stat", &self.index_path(), e))?;
         if (m.dev(), m.ino()) != idx.file || m.len() < idx.len || m.len() > index::MAX_INDEX_LEN {
             return self.load_index(master, keys);
         }
@@ -200,9 +198,7 @@ impl Store {
         let display = || self.index_path();
         let parsed = match fs::open_read(Some(&self.dir), Path::new(INDEX)) {
             Ok(f) => {
-                let m = f
-                    .metadata()
-                    .map_err(|e| Error::from_io("stat", &display(), e))?;
+                let m = fs::stat(&f).map_err(|e| Error::from_io("stat", &display(), e))?;
                 match read_checked(
                     &self.dir,
                     Path::new(INDEX),
@@ -242,7 +238,7 @@ impl Store {
         if !missing.is_empty() {
             let [name_key, seal] = self.entry_keys(master);
             for id in missing {
-                if let Ok(Some(e)) = self.load_entry(master, &seal, &id) {
+                if let Ok(Some(e)) = self.load_entry_meta(master, &seal, &id) {
                     if names_match(&name_key, &id, &e) {
                         let t = keys.tokens(&mapping::item_attributes(&e));
                         idx.add(&id, &t);
@@ -288,9 +284,7 @@ impl Store {
         write_atomic(&self.dir, &self.dir, INDEX, &bytes, &self.index_path())?;
         let f = fs::open_read(Some(&self.dir), Path::new(INDEX))
             .map_err(|e| Error::from_io("open", &self.index_path(), e))?;
-        let m = f
-            .metadata()
-            .map_err(|e| Error::from_io("stat", &self.index_path(), e))?;
+        let m = fs::stat(&f).map_err(|e| Error::from_io("stat", &self.index_path(), e))?;
         let fresh = Index::parse(keys, &bytes, (m.dev(), m.ino()))
             .map_err(|why| Error::corrupt(&self.index_path(), why))?;
         *idx = fresh;
@@ -323,9 +317,9 @@ impl Store {
         };
         let checked = match f {
             Some(f) => {
-                let m = f.metadata().map_err(|e| io("stat", e))?;
+                let m = fs::stat(&f).map_err(|e| io("stat", e))?;
                 let mut head = [0u8; index::HEADER_LEN];
-                let ok = m.file_type().is_file()
+                let ok = m.is_file()
                     && m.uid() == self.owner
                     && m.nlink() == 1
                     && m.mode() & 0o022 == 0
@@ -453,7 +447,7 @@ impl Store {
 /// The index file's size now (0 if it cannot be read).
 fn file_len(dir: &std::fs::File) -> u64 {
     fs::open_read(Some(dir), Path::new(INDEX))
-        .and_then(|f| f.metadata())
+        .and_then(|f| fs::stat(&f))
         .map_or(0, |m| m.len())
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -209,7 +209,7 @@ fn now() -> i64 {
 
 /// Refuse anything but a directory owned by `owner` that group/other cannot write.
 fn check_dir(f: &File, path: &Path, owner: u32) -> Result<()> {
-    let m = f.metadata().map_err(|e| Error::from_io("stat", path, e))?;
+    let m = fs::stat(f).map_err(|e| Error::from_io("stat", path, e))?;
     if !m.is_dir() {
         return Err(Error::corrupt(path, "is not a directory"));
     }
@@ -262,10 +262,8 @@ pub(crate) fn read_checked(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::from_io("open", &display(), e)),
     };
-    let m = f
-        .metadata()
-        .map_err(|e| Error::from_io("stat", &display(), e))?;
-    if !m.file_type().is_file() {
+    let m = fs::stat(&f).map_err(|e| Error::from_io("stat", &display(), e))?;
+    if !m.is_file() {
         return Err(Error::corrupt(
             &display(),
             "is not a regular file; refusing it",
@@ -365,8 +363,8 @@ fn generation_file(dir: &File, owner: u32, create: bool) -> std::io::Result<File
     } else {
         fs::open_read(Some(dir), Path::new(GENERATION))?
     };
-    let m = f.metadata()?;
-    if !m.file_type().is_file() || m.uid() != owner || m.mode() & 0o022 != 0 {
+    let m = fs::stat(&f)?;
+    if !m.is_file() || m.uid() != owner || m.mode() & 0o022 != 0 {
         return Err(std::io::Error::other(
             "not a regular file of the store's owner",
         ));
@@ -399,13 +397,8 @@ fn entry_cache(dir: &File, owner: u32) -> Option<EntryCache> {
         Ok(f) => (f, true),
         Err(_) => (generation_file(dir, owner, false).ok()?, false),
     };
-    let m = f.metadata().ok()?;
-    if !m.file_type().is_file()
-        || m.uid() != owner
-        || m.mode() & 0o022 != 0
-        || m.nlink() != 1
-        || m.len() < 8
-    {
+    let m = fs::stat(&f).ok()?;
+    if !m.is_file() || m.uid() != owner || m.mode() & 0o022 != 0 || m.nlink() != 1 || m.len() < 8 {
         return None;
     }
     fs::Counter::map(&f, writable).ok().map(EntryCache::new)
@@ -975,6 +968,8 @@ impl Store {
     /// is authenticated with. A key left from before a rotation (another login's) or any other
     /// key would seal entries nobody can open later: such a session counts as locked.
     /// Replace the header (under the writer lock): temp file, fsync, rename, directory fsync.
+    /// Every replacement moves the files generation: handles that remember the header read it
+    /// again.
     pub(crate) fn write_header(&self, header: &Header, master: &MasterKey) -> Result<()> {
         write_atomic(
             &self.dir,
@@ -982,7 +977,8 @@ impl Store {
             HEADER,
             &header.encode(master),
             &self.path.join(HEADER),
-        )
+        )?;
+        self.bump_generation()
     }
 
     /// Under the writer lock: the master key, checked against the header MAC (a key from
@@ -1002,18 +998,58 @@ impl Store {
     }
 
     pub(crate) fn check_master(&self, master: &MasterKey) -> Result<()> {
-        let (header, mac) = Self::read_header(&self.dir, &self.path, self.owner)?;
+        let seen = self.current_header()?;
+        let (header, mac) = &*seen;
         if header.id != self.id {
             return Err(Error::corrupt(
                 &self.path.join(HEADER),
                 "store id changed while open",
             ));
         }
-        if header.verify_mac(master, &mac) {
+        if header.verify_mac(master, mac) {
             Ok(())
         } else {
             Err(Error::Locked)
         }
+    }
+
+    /// The header as its file holds it now. A handle with a generation counter reuses the
+    /// header it read last while the files generation (every replacement moves it) and the
+    /// file's identity and size are unchanged: one `statx` instead of an open, a stat, a read
+    /// and a close.
+    fn current_header(&self) -> Result<crate::cache::HeaderAndMac> {
+        let read = || Self::read_header(&self.dir, &self.path, self.owner).map(std::sync::Arc::new);
+        let Some(cache) = &self.entry_cache else {
+            return read();
+        };
+        let files = cache.files_generation();
+        let file = fs::stat_at(&self.dir, Path::new(HEADER))
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.len()));
+        if let Some(seen) = file.and_then(|f| cache.header(files, f)) {
+            return Ok(seen);
+        }
+        let header = read()?;
+        if let Some(f) = file {
+            cache.remember_header(files, f, &header);
+        }
+        Ok(header)
+    }
+
+    /// After a checkpoint (under the writer lock) moved the journal's entries (`moved`: their
+    /// sealed bytes, None: deleted) into files: move the files generation, and keep what this
+    /// handle remembers, with those entries' new bytes.
+    pub(crate) fn bump_after_checkpoint(
+        &self,
+        moved: &crate::cache::KeyedMap<[u8; 32], Option<std::sync::Arc<Vec<u8>>>>,
+    ) -> Result<()> {
+        let from = self.entry_cache.as_ref().map(EntryCache::files_generation);
+        self.bump_generation()?;
+        if let (Some(cache), Some(from)) = (&self.entry_cache, from) {
+            let to = cache.files_generation();
+            cache.carry(from, to, moved.iter().map(|(id, b)| (id, b.as_ref())));
+        }
+        Ok(())
     }
 
     /// Change the password and replace the master key: every entry is resealed under a new
@@ -1193,6 +1229,27 @@ impl Store {
         seal: &SubKey,
         id: &[u8; 32],
     ) -> Result<Option<EntryData>> {
+        self.load_entry_parts(master, seal, id, true)
+    }
+
+    /// [`Store::load_entry`] without the secret (left empty): what a write keeps of the old
+    /// entry, and what indexing reads.
+    pub(crate) fn load_entry_meta(
+        &self,
+        master: &MasterKey,
+        seal: &SubKey,
+        id: &[u8; 32],
+    ) -> Result<Option<EntryData>> {
+        self.load_entry_parts(master, seal, id, false)
+    }
+
+    fn load_entry_parts(
+        &self,
+        master: &MasterKey,
+        seal: &SubKey,
+        id: &[u8; 32],
+        secret: bool,
+    ) -> Result<Option<EntryData>> {
         let name = format::hex(id);
         let display = || self.entry_path(&name);
         // Both read before anything from disk (see crate::cache).
@@ -1220,12 +1277,13 @@ impl Store {
                 None => return Ok(None),
             },
         };
-        let data = format::open_entry(seal, &self.id, id, &bytes).map_err(|e| match e {
-            EntryError::UnknownVersion(v) => {
-                Error::corrupt(&display(), format!("unknown entry format version {v}"))
-            }
-            EntryError::Malformed(why) => Error::corrupt(&display(), why),
-        })?;
+        let data =
+            format::open_entry_parts(seal, &self.id, id, &bytes, secret).map_err(|e| match e {
+                EntryError::UnknownVersion(v) => {
+                    Error::corrupt(&display(), format!("unknown entry format version {v}"))
+                }
+                EntryError::Malformed(why) => Error::corrupt(&display(), why),
+            })?;
         if let (true, Some(cache), Some(g)) = (fresh, &self.entry_cache, files) {
             cache.insert(g, id, &bytes);
         }
@@ -1340,7 +1398,7 @@ impl Store {
         self.migrate_locked(&master)?;
         let [name_key, seal] = self.entry_keys(&master);
         let id = format::entry_id(&name_key, service, username);
-        let old = self.load_entry(&master, &seal, &id)?;
+        let old = self.load_entry_meta(&master, &seal, &id)?;
         let t = now();
         let data = EntryData {
             service: service.into(),

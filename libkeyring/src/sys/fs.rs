@@ -119,6 +119,77 @@ pub fn unlink(dir: &File, name: &Path) -> io::Result<()> {
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) }).map(drop)
 }
 
+/// What the store checks of a file: type, permissions, owner, links, size and identity, and
+/// never its times.
+///
+/// Asking for a file's ctime or mtime (as `File::metadata`, a full `statx`, does) tells a
+/// multigrain-timestamp filesystem (ext4, xfs, btrfs, tmpfs since Linux 6.13) that someone
+/// looks: its next write then takes a fine-grained timestamp, which dirties the inode, and the
+/// `fdatasync` after it writes the inode too. A journal record written after a full stat of
+/// its file cost ~45 µs more per write here (docs/PERFORMANCE.md, "set").
+#[derive(Clone, Copy, Debug)]
+pub struct Stat(libc::statx);
+
+impl Stat {
+    pub fn is_file(&self) -> bool {
+        u32::from(self.0.stx_mode) & libc::S_IFMT == libc::S_IFREG
+    }
+    pub fn is_dir(&self) -> bool {
+        u32::from(self.0.stx_mode) & libc::S_IFMT == libc::S_IFDIR
+    }
+    /// Type and permission bits, as `st_mode`.
+    pub fn mode(&self) -> u32 {
+        u32::from(self.0.stx_mode)
+    }
+    pub fn uid(&self) -> u32 {
+        self.0.stx_uid
+    }
+    pub fn nlink(&self) -> u64 {
+        u64::from(self.0.stx_nlink)
+    }
+    /// Size in bytes.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u64 {
+        self.0.stx_size
+    }
+    pub fn dev(&self) -> u64 {
+        libc::makedev(self.0.stx_dev_major, self.0.stx_dev_minor)
+    }
+    pub fn ino(&self) -> u64 {
+        self.0.stx_ino
+    }
+}
+
+/// `statx` of an open file asking for no times (see [`Stat`]).
+pub fn stat(file: &File) -> io::Result<Stat> {
+    statx(file.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+}
+
+/// `statx` of `name` in `dir` without following a symlink, asking for no times (see [`Stat`]).
+pub fn stat_at(dir: &File, name: &Path) -> io::Result<Stat> {
+    statx(dir.as_raw_fd(), &cstr(name)?, libc::AT_SYMLINK_NOFOLLOW)
+}
+
+fn statx(fd: libc::c_int, name: &std::ffi::CStr, flags: libc::c_int) -> io::Result<Stat> {
+    let mask = libc::STATX_TYPE
+        | libc::STATX_MODE
+        | libc::STATX_NLINK
+        | libc::STATX_UID
+        | libc::STATX_INO
+        | libc::STATX_SIZE;
+    // SAFETY: all-zero bytes are a valid statx (plain integers).
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor is live, the path is NUL-terminated and `buf` is writable.
+    check(unsafe { libc::statx(fd, name.as_ptr(), flags, mask, &mut buf) })?;
+    let want = libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_UID | libc::STATX_SIZE;
+    if buf.stx_mask & want != want {
+        return Err(io::Error::other(
+            "the filesystem did not report type, mode, owner and size",
+        ));
+    }
+    Ok(Stat(buf))
+}
+
 /// fchmod to exact permission bits.
 pub fn fchmod(file: &File, mode: u32) -> io::Result<()> {
     // SAFETY: the descriptor is live for the duration of the call.
@@ -272,7 +343,7 @@ impl Counter {
     /// Map `file` (at least 8 bytes long) shared: writable if `file` was opened for writing
     /// (then [`Counter::bump`] works), else read-only.
     pub fn map(file: &File, writable: bool) -> io::Result<Counter> {
-        let wide = file.metadata()?.len() >= 16;
+        let wide = stat(file)?.len() >= 16;
         let prot = if writable {
             libc::PROT_READ | libc::PROT_WRITE
         } else {
