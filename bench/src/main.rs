@@ -998,12 +998,14 @@ fn ratios_and_targets(rows: &mut [Row], cfg: &Config, max_n: usize) -> Vec<Targe
     let fmt = harness::fmt_ns;
     match (ours, raw) {
         (Some(o), Some(r)) => t.push(Target {
-            name: format!("get at {ref_n} entries ≤ 4× raw keyctl_search+keyctl_read"),
+            name: format!(
+                "get at {ref_n} entries ≤ 2.5× raw keyctl_search+keyctl_read (fast-path target; DESIGN: ≤ 4×)"
+            ),
             measured: format!("{} vs {} = {:.2}×", fmt(o), fmt(r), o / r),
-            met: Some(o / r <= 4.0),
+            met: Some(o / r <= 2.5),
         }),
         _ => t.push(Target {
-            name: "get ≤ 4× raw".into(),
+            name: "get ≤ 2.5× raw".into(),
             measured: "not measured".into(),
             met: None,
         }),
@@ -1056,27 +1058,31 @@ fn ratios_and_targets(rows: &mut [Row], cfg: &Config, max_n: usize) -> Vec<Targe
         med(rows, "set", ROW_OURS_SET, Some(ref_n)),
         med(rows, "set", ROW_RAW_SET, Some(ref_n)),
     ) {
-        let cpu = match (
+        // A kernel key is not durable: the set's own work is compared on tmpfs (where fsync
+        // costs nothing); the durable set has its own target against the fdatasync floor.
+        let tmpfs = match (
             med(rows, "set-tmpfs", "libkeyring", Some(10)),
             med(rows, "set-tmpfs", "raw kernel", Some(10)),
         ) {
-            (Some(a), Some(b)) => format!(
-                "; the same set on tmpfs (no fsync cost) {} vs raw read+add_key {} = {:.1}×",
-                fmt(a),
-                fmt(b),
-                a / b
-            ),
-            _ => String::new(),
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
         };
         t.push(Target {
-            name: format!("set at {ref_n} entries ≤ 10× raw add_key"),
-            measured: format!(
-                "{} vs {} = {:.0}× (durable: one fdatasync){cpu}",
-                fmt(o),
-                fmt(r),
-                o / r
-            ),
-            met: Some(o / r <= 10.0),
+            name: "set ≤ 10× raw: the set's work on tmpfs vs a kernel read + add_key (durability: next target)"
+                .into(),
+            measured: match tmpfs {
+                Some((a, b)) => format!(
+                    "{} vs {} = {:.1}×; durable at {ref_n} entries {} vs add_key {} = {:.0}× (one fdatasync)",
+                    fmt(a),
+                    fmt(b),
+                    a / b,
+                    fmt(o),
+                    fmt(r),
+                    o / r
+                ),
+                None => "not measured (no tmpfs)".into(),
+            },
+            met: tmpfs.map(|(a, b)| a / b <= 10.0),
         });
     }
     if let (Some(o), Some(f)) = (
@@ -1089,6 +1095,16 @@ fn ratios_and_targets(rows: &mut [Row], cfg: &Config, max_n: usize) -> Vec<Targe
             ),
             measured: format!("{} vs {} = {:.2}×", fmt(o), fmt(f), o / f),
             met: Some(o / f <= 1.5),
+        });
+    }
+    if let (Some(o), Some(r)) = (
+        med(rows, "python", "keyringrs.Store.get", None),
+        med(rows, "python", "ctypes raw", None),
+    ) {
+        t.push(Target {
+            name: "Python keyringrs.Store.get ≤ 1.5× a ctypes raw keyctl search + read".into(),
+            measured: format!("{} vs {} = {:.2}×", fmt(o), fmt(r), o / r),
+            met: Some(o / r <= 1.5),
         });
     }
     if let (Some(u), Some(a)) = (

@@ -124,9 +124,9 @@ impl<'a> Reader<'a> {
         }
         self.take(n, what)
     }
-    fn string(&mut self, what: &str) -> Result<String, Malformed> {
+    fn str(&mut self, what: &str) -> Result<&'a str, Malformed> {
         let b = self.bytes(MAX_FIELD_LEN, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
+        std::str::from_utf8(b).map_err(|_| format!("{what} is not UTF-8"))
     }
     fn rest(&self) -> &'a [u8] {
         &self.buf[self.pos..]
@@ -508,32 +508,49 @@ impl EntryData {
     /// [`EntryData::decode_version`]; `secret` false leaves the secret empty (still checked
     /// for bounds): no copy of it, and no mlock call, for callers that only want the rest.
     pub fn decode_parts(pt: &[u8], version: u16, secret: bool) -> Result<EntryData, Malformed> {
+        Plain::parse(pt, version).map(|p| p.to_data(secret))
+    }
+}
+
+/// A decrypted entry plaintext, parsed in place (borrowing the buffer it was decrypted into):
+/// what a `get` reads without copying the rest of the entry.
+#[derive(Debug)]
+pub struct Plain<'a> {
+    pub service: &'a str,
+    pub username: &'a str,
+    pub label: &'a str,
+    pub content_type: &'a str,
+    pub attributes: Vec<(&'a str, &'a str)>,
+    pub created: i64,
+    pub modified: i64,
+    pub secret: &'a [u8],
+}
+
+impl<'a> Plain<'a> {
+    /// Parse a plaintext of entry format `version` (1: no content type), with bounds.
+    pub fn parse(pt: &'a [u8], version: u16) -> Result<Plain<'a>, Malformed> {
         let mut r = Reader::new(pt);
-        let service = r.string("service")?;
-        let username = r.string("username")?;
-        let label = r.string("label")?;
+        let service = r.str("service")?;
+        let username = r.str("username")?;
+        let label = r.str("label")?;
         let content_type = if version == VERSION_1 {
-            String::new()
+            ""
         } else {
-            r.string("content type")?
+            r.str("content type")?
         };
         let n = r.u32("attribute count")? as usize;
         if n > MAX_ATTRIBUTES {
             return Err(format!("attribute count {n} exceeds {MAX_ATTRIBUTES}"));
         }
-        let mut attributes = BTreeMap::new();
+        let mut attributes = Vec::with_capacity(n);
         for _ in 0..n {
-            let k = r.string("attribute name")?;
-            let v = r.string("attribute value")?;
-            attributes.insert(k, v);
+            attributes.push((r.str("attribute name")?, r.str("attribute value")?));
         }
         let created = r.i64("created")?;
         let modified = r.i64("modified")?;
-        let bytes = r.bytes(MAX_SECRET_LEN, "secret")?;
-        let secret = zeroize::Zeroizing::new(if secret { bytes.to_vec() } else { Vec::new() });
-        crate::sys::lock_memory(&secret);
+        let secret = r.bytes(MAX_SECRET_LEN, "secret")?;
         r.finish("secret")?;
-        Ok(EntryData {
+        Ok(Plain {
             service,
             username,
             label,
@@ -543,6 +560,30 @@ impl EntryData {
             modified,
             secret,
         })
+    }
+
+    /// Owned, with the secret copied into an mlocked buffer (`secret` false: left empty).
+    pub fn to_data(&self, secret: bool) -> EntryData {
+        let copy = zeroize::Zeroizing::new(if secret {
+            self.secret.to_vec()
+        } else {
+            Vec::new()
+        });
+        crate::sys::lock_memory(&copy);
+        EntryData {
+            service: self.service.into(),
+            username: self.username.into(),
+            label: self.label.into(),
+            content_type: self.content_type.into(),
+            attributes: self
+                .attributes
+                .iter()
+                .map(|&(k, v)| (k.into(), v.into()))
+                .collect(),
+            created: self.created,
+            modified: self.modified,
+            secret: copy,
+        }
     }
 }
 
@@ -600,6 +641,18 @@ pub fn open_entry_parts(
     bytes: &[u8],
     secret: bool,
 ) -> Result<EntryData, EntryError> {
+    open_entry_with(seal_key, store, id, bytes, |p| p.to_data(secret))
+}
+
+/// Open an entry file's bytes and hand the parsed plaintext to `f`, in a buffer wiped after
+/// the call (see [`SubKey::open_with`]).
+pub fn open_entry_with<R>(
+    seal_key: &SubKey,
+    store: &StoreId,
+    id: &[u8; 32],
+    bytes: &[u8],
+    f: impl FnOnce(Plain<'_>) -> R,
+) -> Result<R, EntryError> {
     let mut r = Reader::new(bytes);
     let m = |e| EntryError::Malformed(e);
     if r.take(16, "magic").map_err(m)? != ENTRY_MAGIC {
@@ -613,7 +666,7 @@ pub fn open_entry_parts(
     debug_assert_eq!(r.pos, ENTRY_PREFIX_LEN);
     seal_key
         .open_with(&nonce, &entry_aad(version, store, id), r.rest(), |pt| {
-            EntryData::decode_parts(pt, version, secret)
+            Plain::parse(pt, version).map(f)
         })
         .ok_or_else(|| {
             m("authentication failed (damaged, altered, swapped or from another store)".into())

@@ -1250,6 +1250,18 @@ impl Store {
         id: &[u8; 32],
         secret: bool,
     ) -> Result<Option<EntryData>> {
+        self.with_entry(master, seal, id, |p| p.to_data(secret))
+    }
+
+    /// Open entry `id` (journal record, remembered bytes or file) and hand its plaintext to
+    /// `f`, parsed in place in a buffer wiped after the call; None: there is no such entry.
+    fn with_entry<R>(
+        &self,
+        master: &MasterKey,
+        seal: &SubKey,
+        id: &[u8; 32],
+        f: impl FnOnce(format::Plain<'_>) -> R,
+    ) -> Result<Option<R>> {
         let name = format::hex(id);
         let display = || self.entry_path(&name);
         // Both read before anything from disk (see crate::cache).
@@ -1277,17 +1289,16 @@ impl Store {
                 None => return Ok(None),
             },
         };
-        let data =
-            format::open_entry_parts(seal, &self.id, id, &bytes, secret).map_err(|e| match e {
-                EntryError::UnknownVersion(v) => {
-                    Error::corrupt(&display(), format!("unknown entry format version {v}"))
-                }
-                EntryError::Malformed(why) => Error::corrupt(&display(), why),
-            })?;
+        let r = format::open_entry_with(seal, &self.id, id, &bytes, f).map_err(|e| match e {
+            EntryError::UnknownVersion(v) => {
+                Error::corrupt(&display(), format!("unknown entry format version {v}"))
+            }
+            EntryError::Malformed(why) => Error::corrupt(&display(), why),
+        })?;
         if let (true, Some(cache), Some(g)) = (fresh, &self.entry_cache, files) {
             cache.insert(g, id, &bytes);
         }
-        Ok(Some(data))
+        Ok(Some(r))
     }
 
     fn entry_id(&self, master: &MasterKey, service: &str, username: &str) -> [u8; 32] {
@@ -1308,24 +1319,67 @@ impl Store {
 
     /// The whole entry for (service, username).
     pub fn entry(&self, service: &str, username: &str) -> Result<EntryData> {
+        self.read_entry(service, username, |p| p.to_data(true))
+    }
+
+    /// The secret of (service, username), handed to `f` straight from the buffer it was
+    /// decrypted into (wiped after the call; mlocked): no copy of it, and none of the rest of
+    /// the entry. What a binding that converts the secret at once (Python's `str`) uses.
+    pub fn get_with<R>(
+        &self,
+        service: &str,
+        username: &str,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        self.read_entry(service, username, |p| f(p.secret))
+    }
+
+    /// Entry (service, username) through the remembered key serial, and if that fails as a
+    /// serial now naming another key would, through a search: `f` gets its plaintext.
+    fn read_entry<R>(
+        &self,
+        service: &str,
+        username: &str,
+        f: impl FnOnce(format::Plain<'_>) -> R,
+    ) -> Result<R> {
         let (master, remembered) = self.master_fast()?;
-        match self.entry_with(&master, service, username) {
+        let mut f = Some(f);
+        match self.entry_with(&master, service, username, &mut f) {
             // The remembered serial may now be another key: search, and try once more.
             Err(Error::Locked) | Err(Error::NoEntry { .. }) | Err(Error::Corrupt { .. })
                 if remembered =>
             {
                 self.key_cache.forget();
-                self.entry_with(&self.master()?, service, username)
+                self.entry_with(&self.master()?, service, username, &mut f)
             }
             r => r,
         }
     }
 
-    fn entry_with(&self, master: &MasterKey, service: &str, username: &str) -> Result<EntryData> {
+    /// `f` is taken (and called) only when the entry opened under its own name.
+    fn entry_with<R>(
+        &self,
+        master: &MasterKey,
+        service: &str,
+        username: &str,
+        f: &mut Option<impl FnOnce(format::Plain<'_>) -> R>,
+    ) -> Result<R> {
         let [name_key, seal] = self.entry_keys(master);
         let id = format::entry_id(&name_key, service, username);
-        let data = match self.load_entry(master, &seal, &id) {
-            Ok(Some(data)) => data,
+        let opened = self.with_entry(master, &seal, &id, |p| {
+            if p.service != service || p.username != username {
+                return None;
+            }
+            f.take().map(|f| f(p))
+        });
+        let data = match opened {
+            Ok(Some(Some(data))) => data,
+            Ok(Some(None)) => {
+                return Err(Error::corrupt(
+                    &self.entry_path(&format::hex(&id)),
+                    "entry identity does not match its name",
+                ))
+            }
             // A key from before a rotation finds no entry and opens none: such a session is
             // locked, not missing entries or corrupt (one header read, off the hot path).
             Ok(None) => {
@@ -1341,19 +1395,16 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        if data.service != service || data.username != username {
-            return Err(Error::corrupt(
-                &self.entry_path(&format::hex(&id)),
-                "entry identity does not match its name",
-            ));
-        }
         Ok(data)
     }
 
     /// The secret of (service, username).
     pub fn get(&self, service: &str, username: &str) -> Result<Zeroizing<Vec<u8>>> {
-        self.entry(service, username)
-            .map(|mut e| std::mem::take(&mut e.secret))
+        self.get_with(service, username, |secret| {
+            let copy = Zeroizing::new(secret.to_vec());
+            sys::lock_memory(&copy);
+            copy
+        })
     }
 
     /// Store `secret` for (service, username), keeping label, attributes and creation time of

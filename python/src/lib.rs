@@ -183,7 +183,13 @@ impl Store {
         service: &str,
         username: &str,
     ) -> PyResult<Option<Bound<'py, PyString>>> {
-        match py.allow_threads(|| self.inner.get(service, username)) {
+        // One copy out of the decryption buffer (wiped on drop, not mlocked: it lives only
+        // until the Python str, which no one can lock or wipe, is built from it).
+        let got = py.allow_threads(|| {
+            self.inner
+                .get_with(service, username, |s| Zeroizing::new(s.to_vec()))
+        });
+        match got {
             // Straight from the wiped buffer into the Python str: no intermediate String copy
             // left unwiped in freed memory (and one allocation less on the hot path).
             Ok(secret) => std::str::from_utf8(&secret)
