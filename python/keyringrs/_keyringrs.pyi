@@ -1,5 +1,6 @@
 """Types of the extension module keyringrs._keyringrs (re-exported by keyringrs)."""
 
+import pathlib
 from os import PathLike
 from typing import Optional, Union
 
@@ -22,7 +23,7 @@ class Store:
 
     def __init__(self, path: Optional[_Path] = None) -> None: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> pathlib.Path: ...
     @property
     def id(self) -> str: ...
     @property

@@ -3,10 +3,13 @@
 Select it with ``PYTHON_KEYRING_BACKEND=keyringrs.backend.KeyringrsBackend`` or in keyringrc.cfg
 (``[backend] default-keyring=keyringrs.backend.KeyringrsBackend``); it is registered under the
 entry point group ``keyring.backends`` as ``keyringrs``. The store is the one of
-``KEYRINGRS_STORE`` (default ``~/.local/share/keyringrs``), opened on every call.
+``KEYRINGRS_STORE`` (default ``~/.local/share/keyringrs``). Its open handle is kept between
+calls (it holds no secret: descriptors, the key's serial, sealed bytes) while the store path,
+the process and the store directory are the same; a store removed or replaced is opened afresh.
 """
 
-from typing import Optional
+import os
+from typing import Dict, Optional, Tuple
 
 from jaraco.classes import properties
 from keyring.backend import KeyringBackend
@@ -16,10 +19,49 @@ from keyring.errors import KeyringError, KeyringLocked, PasswordDeleteError, Pas
 from . import Error, LockedError, NoEntryError, Store
 
 
-def _store() -> Store:
-    """The store of KEYRINGRS_STORE (or the default path); KeyringError if it cannot be opened."""
+# What decides the store's path (see keyringrs.Store), with the process id: a child after
+# fork opens its own handle.
+_Where = Tuple[int, Optional[str], Optional[str], Optional[str]]
+# The store path learnt for each _Where, and the handle kept with its directory's identity.
+_paths: Dict[_Where, str] = {}
+_kept: Dict[_Where, Tuple[Store, Tuple[int, int]]] = {}
+
+
+def _identity(path: str) -> Optional[Tuple[int, int]]:
     try:
-        return Store()
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _store() -> Store:
+    """The store of KEYRINGRS_STORE (or the default path); KeyringError if it cannot be opened.
+
+    The handle is kept while the path names the same directory: one stat per call instead of
+    opening the store (its header, and the journal read afresh). The identity is taken before
+    the store is opened and checked again after, so a directory swapped in meanwhile is never
+    remembered under the wrong handle.
+    """
+    env = os.environ
+    where = (os.getpid(), env.get("KEYRINGRS_STORE"), env.get("XDG_DATA_HOME"), env.get("HOME"))
+    try:
+        path = _paths.get(where)
+        if path is None:
+            store = Store()
+            # A relative KEYRINGRS_STORE depends on the working directory: opened every time.
+            if os.path.isabs(store.path):
+                _paths[where] = store.path
+            return store
+        before = _identity(path)
+        kept = _kept.get(where)
+        if kept is not None and before is not None and kept[1] == before:
+            return kept[0]
+        _kept.pop(where, None)
+        store = Store(path)
+        if before is not None and _identity(path) == before:
+            _kept[where] = (store, before)
+        return store
     except Error as e:
         raise KeyringError(f"keyringrs: {e}") from e
 

@@ -142,6 +142,38 @@ def test_the_entry_point_and_keyring_get_password(store):
     assert keyring.get_credential("example.org", None).username == "alice"
 
 
+def test_the_backend_keeps_its_handle_but_follows_every_change(store, tmp_path):
+    """The backend keeps one open handle per store path: it must still see writes by other
+    processes, a store removed and made anew at the same path, and another KEYRINGRS_STORE."""
+    import shutil
+
+    backend = KeyringrsBackend()
+    path = str(store.path)
+    env = dict(os.environ, KEYRINGRS_STORE=path)
+    backend.set_password("s", "u", "one")
+    assert backend.get_password("s", "u") == "one"
+    assert backend.get_password("s", "u") == "one"  # now through the kept handle
+    subprocess.run([CLI, "set", "s", "u"], input=b"from-cli\n", env=env, check=True)
+    assert backend.get_password("s", "u") == "from-cli"
+    subprocess.run([CLI, "delete", "s", "u"], env=env, check=True)
+    assert backend.get_password("s", "u") is None
+    # The same path, a new store (another directory, another key).
+    backend.set_password("s", "u", "old store")
+    store.lock()
+    shutil.rmtree(path)
+    keyringrs.init(PASSWORD, path, **KDF).set("s", "u", "new store")
+    assert backend.get_password("s", "u") == "new store"
+    # Another store path.
+    other = str(tmp_path / "other")
+    keyringrs.init(PASSWORD, other, **KDF).set("s", "u", "other store")
+    os.environ["KEYRINGRS_STORE"] = other
+    try:
+        assert backend.get_password("s", "u") == "other store"
+    finally:
+        os.environ["KEYRINGRS_STORE"] = path
+    assert backend.get_password("s", "u") == "new store"
+
+
 def test_the_cli_and_python_share_entries(store):
     env = dict(os.environ, KEYRINGRS_STORE=store.path)
     subprocess.run([CLI, "set", "cli", "u"], input=b"from-cli\n", env=env, check=True)
