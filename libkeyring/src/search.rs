@@ -268,13 +268,19 @@ impl Store {
         Ok(idx)
     }
 
-    /// Build the index from every entry and write it (if the writer lock is free at once).
+    /// Build the index from every entry and write it (if the writer lock is free at once). The
+    /// entries are read under that lock: a write landing between the reading and the file that
+    /// replaces the index would lose its record (its item unsearchable until a full reload).
     fn rebuild_index(&self, master: &MasterKey, keys: &IndexKeys) -> Result<Index> {
-        let mut idx = self.index_of_every_entry(master, keys)?;
-        if let Ok(_guard) = fs::flock_exclusive(&self.dir, Some(std::time::Duration::ZERO)) {
-            self.write_index(keys, &mut idx)?;
+        match fs::flock_exclusive(&self.dir, Some(std::time::Duration::ZERO)) {
+            Ok(_guard) => {
+                let mut idx = self.index_of_every_entry(master, keys)?;
+                self.write_index(keys, &mut idx)?;
+                Ok(idx)
+            }
+            // A writer at work: use what the entries say now, write nothing.
+            Err(_) => self.index_of_every_entry(master, keys),
         }
-        Ok(idx)
     }
 
     /// Replace the index file with `idx`, compacted under a new id (under the writer lock).

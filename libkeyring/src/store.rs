@@ -1577,9 +1577,13 @@ impl Store {
 
     /// The names of every entry: the entry files, with what the journal adds and deletes.
     pub(crate) fn entry_names(&self, master: &MasterKey) -> Result<Vec<[u8; 32]>> {
+        // The journal before the directory: a checkpoint renames its entries into files before
+        // it empties the journal, so an entry it moves meanwhile is in one or the other. (The
+        // other order can miss every entry of the checkpoint: listed before their files came,
+        // read after the journal emptied.)
+        let (put, deleted) = self.journal_names(master)?;
         let names = fs::list(&self.entries)
             .map_err(|e| Error::from_io("list", &self.path.join(ENTRIES), e))?;
-        let (put, deleted) = self.journal_names(master)?;
         let mut all: std::collections::HashSet<[u8; 32]> = names
             .iter()
             .filter_map(|n| parse_entry_name(n.as_encoded_bytes()))
