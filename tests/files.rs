@@ -214,6 +214,47 @@ fn hostile_things_in_place_of_the_journal_are_refused() {
     cases(Place::Journal, FILE_KINDS);
 }
 
+/// A long-lived handle keeps the journal open and remembers the header between writes (each
+/// checked against its path with one statx, docs/PERFORMANCE.md). Whatever is then put in their
+/// place — replaced, or changed in place — its next write refuses it (Corrupt, naming it), never
+/// follows a link, and nothing outside the store changes.
+#[test]
+fn hostile_things_in_place_of_what_a_long_lived_handle_kept_are_refused() {
+    for place in [Place::Header, Place::Journal] {
+        for &kind in FILE_KINDS {
+            if matches!(kind, Kind::Device | Kind::ForeignOwner) && !is_root() {
+                eprintln!("SKIPPED (not root): {place:?}/{kind:?} needs mknod or chown");
+                continue;
+            }
+            let dir = TempDir::new("hostile-kept");
+            let outside = dir.path().join("outside");
+            std::fs::create_dir(&outside).unwrap();
+            fresh_session();
+            let s = libkeyring::Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+            // Two writes: the journal is open and the header remembered.
+            s.set("svc", "u", b"one").unwrap();
+            s.set("svc", "u", b"two").unwrap();
+            let victim = match place {
+                Place::Header => dir.store().join("header"),
+                _ => dir.store().join("journal"),
+            };
+            plant(&victim, kind, &outside);
+            let before = snapshot(&outside);
+            let e = s.set("svc", "u", b"three").unwrap_err();
+            assert_eq!(
+                e.kind(),
+                libkeyring::ErrorKind::Corrupt,
+                "{place:?}/{kind:?}: {e}"
+            );
+            assert!(
+                e.to_string().contains(&victim.display().to_string()),
+                "{place:?}/{kind:?}: {e}"
+            );
+            assert_eq!(snapshot(&outside), before, "{place:?}/{kind:?}");
+        }
+    }
+}
+
 /// While writers run, a loop keeps swapping the entries directory and the header for symlinks
 /// into a victim directory. Nothing is ever written there.
 #[test]

@@ -502,13 +502,7 @@ impl EntryData {
 
     /// Parse a decrypted plaintext of entry format `version` (1: no content type).
     pub fn decode_version(pt: &[u8], version: u16) -> Result<EntryData, Malformed> {
-        Self::decode_parts(pt, version, true)
-    }
-
-    /// [`EntryData::decode_version`]; `secret` false leaves the secret empty (still checked
-    /// for bounds): no copy of it, and no mlock call, for callers that only want the rest.
-    pub fn decode_parts(pt: &[u8], version: u16, secret: bool) -> Result<EntryData, Malformed> {
-        Plain::parse(pt, version).map(|p| p.to_data(secret))
+        Plain::parse(pt, version).map(|p| p.to_data(true))
     }
 }
 
@@ -630,18 +624,7 @@ pub fn open_entry(
     id: &[u8; 32],
     bytes: &[u8],
 ) -> Result<EntryData, EntryError> {
-    open_entry_parts(seal_key, store, id, bytes, true)
-}
-
-/// [`open_entry`]; `secret` false: everything but the secret (see [`EntryData::decode_parts`]).
-pub fn open_entry_parts(
-    seal_key: &SubKey,
-    store: &StoreId,
-    id: &[u8; 32],
-    bytes: &[u8],
-    secret: bool,
-) -> Result<EntryData, EntryError> {
-    open_entry_with(seal_key, store, id, bytes, |p| p.to_data(secret))
+    open_entry_with(seal_key, store, id, bytes, |p| p.to_data(true))
 }
 
 /// Open an entry file's bytes and hand the parsed plaintext to `f`, in a buffer wiped after

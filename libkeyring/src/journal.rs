@@ -335,15 +335,37 @@ mod store_side {
         /// The journal, checked to be ours (None: there is none): the one `view` keeps if the
         /// path still names it, else opened afresh (and kept).
         fn open_journal(&self, view: &mut View, write: bool) -> Result<Option<Arc<Opened>>> {
+            let display = self.journal_path();
+            let refused = || {
+                Error::corrupt(
+                    &display,
+                    format!(
+                        "is not a {JOURNAL_LEN}-byte regular file of uid {} with one link, \
+                         writable only by its owner; refusing it",
+                        self.owner
+                    ),
+                )
+            };
+            // What the path names now, before anything is opened (a directory, a FIFO or a
+            // device is refused without being opened).
+            let m = match fs::stat_at(&self.dir, Path::new(JOURNAL)) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    view.kept = None;
+                    return Ok(None);
+                }
+                Err(e) => return Err(Error::from_io("stat", &display, e)),
+            };
+            if !self.journal_file_ok(&m) {
+                view.kept = None;
+                return Err(refused());
+            }
             if let Some(kept) = &view.kept {
-                let same = fs::stat_at(&self.dir, Path::new(JOURNAL))
-                    .is_ok_and(|m| (m.dev(), m.ino()) == kept.id && self.journal_file_ok(&m));
-                if same && (kept.writable || !write) {
+                if (m.dev(), m.ino()) == kept.id && (kept.writable || !write) {
                     return Ok(Some(Arc::clone(kept)));
                 }
             }
             view.kept = None;
-            let display = self.journal_path();
             let f = if write {
                 fs::open_rw(&self.dir, Path::new(JOURNAL))
             } else {
@@ -354,16 +376,10 @@ mod store_side {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(Error::from_io("open", &display, e)),
             };
+            // The file opened may not be the one stat'ed: checked again.
             let m = fs::stat(&f).map_err(|e| Error::from_io("stat", &display, e))?;
             if !self.journal_file_ok(&m) {
-                return Err(Error::corrupt(
-                    &display,
-                    format!(
-                        "is not a {JOURNAL_LEN}-byte regular file of uid {} with one link, \
-                         writable only by its owner; refusing it",
-                        self.owner
-                    ),
-                ));
+                return Err(refused());
             }
             let opened = Arc::new(Opened {
                 file: f,

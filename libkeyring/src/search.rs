@@ -238,7 +238,7 @@ impl Store {
         if !missing.is_empty() {
             let [name_key, seal] = self.entry_keys(master);
             for id in missing {
-                if let Ok(Some(e)) = self.load_entry_meta(master, &seal, &id) {
+                if let Ok(Some(e)) = self.with_entry(master, &seal, &id, |p| p.to_data(false)) {
                     if names_match(&name_key, &id, &e) {
                         let t = keys.tokens(&mapping::item_attributes(&e));
                         idx.add(&id, &t);

@@ -263,37 +263,8 @@ pub(crate) fn read_checked(
         Err(e) => return Err(Error::from_io("open", &display(), e)),
     };
     let m = fs::stat(&f).map_err(|e| Error::from_io("stat", &display(), e))?;
-    if !m.is_file() {
-        return Err(Error::corrupt(
-            &display(),
-            "is not a regular file; refusing it",
-        ));
-    }
-    if m.uid() != owner {
-        return Err(Error::corrupt(
-            &display(),
-            format!("is owned by uid {}, not {owner}; refusing it", m.uid()),
-        ));
-    }
-    // 0 links: replaced or deleted by a writer after we opened it; what we read is still one
-    // whole, authenticated version. More than one: a hard link planted from elsewhere.
-    if m.nlink() > 1 {
-        return Err(Error::corrupt(
-            &display(),
-            format!("has {} hard links; refusing it", m.nlink()),
-        ));
-    }
-    if m.mode() & 0o022 != 0 {
-        return Err(Error::corrupt(
-            &display(),
-            "is group- or world-writable; refusing it",
-        ));
-    }
-    if m.len() > cap {
-        return Err(Error::corrupt(
-            &display(),
-            format!("is {} bytes, more than the limit of {cap}", m.len()),
-        ));
+    if let Some(why) = refusal(&m, owner, cap) {
+        return Err(Error::corrupt(&display(), why));
     }
     // Exactly the size fstat gave (≤ cap), normally in one read(2) and no probe for EOF:
     // writers never change a file in place (they rename a new one over it), and a file cut
@@ -310,6 +281,35 @@ pub(crate) fn read_checked(
     }
     buf.truncate(filled);
     Ok(Some(buf))
+}
+
+/// Why a file of the store is refused, if it is: not a regular file of `owner` with at most one
+/// link, writable only by the owner, of at most `cap` bytes.
+pub(crate) fn refusal(m: &fs::Stat, owner: u32, cap: u64) -> Option<String> {
+    if !m.is_file() {
+        return Some("is not a regular file; refusing it".into());
+    }
+    if m.uid() != owner {
+        return Some(format!(
+            "is owned by uid {}, not {owner}; refusing it",
+            m.uid()
+        ));
+    }
+    // 0 links: replaced or deleted by a writer after we opened it; what we read is still one
+    // whole, authenticated version. More than one: a hard link planted from elsewhere.
+    if m.nlink() > 1 {
+        return Some(format!("has {} hard links; refusing it", m.nlink()));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Some("is group- or world-writable; refusing it".into());
+    }
+    if m.len() > cap {
+        return Some(format!(
+            "is {} bytes, more than the limit of {cap}",
+            m.len()
+        ));
+    }
+    None
 }
 
 /// Atomically and durably replace `name` in `dir`: temp file in `tmp_dir` (the store
@@ -1023,8 +1023,11 @@ impl Store {
             return read();
         };
         let files = cache.files_generation();
+        // Only a header that would be read now (ours, one link, not writable by others): a
+        // file changed in place to be refused is read again, and refused.
         let file = fs::stat_at(&self.dir, Path::new(HEADER))
             .ok()
+            .filter(|m| refusal(m, self.owner, format::MAX_HEADER_LEN).is_none())
             .map(|m| (m.dev(), m.ino(), m.len()));
         if let Some(seen) = file.and_then(|f| cache.header(files, f)) {
             return Ok(seen);
@@ -1229,33 +1232,14 @@ impl Store {
         seal: &SubKey,
         id: &[u8; 32],
     ) -> Result<Option<EntryData>> {
-        self.load_entry_parts(master, seal, id, true)
-    }
-
-    /// [`Store::load_entry`] without the secret (left empty): what a write keeps of the old
-    /// entry, and what indexing reads.
-    pub(crate) fn load_entry_meta(
-        &self,
-        master: &MasterKey,
-        seal: &SubKey,
-        id: &[u8; 32],
-    ) -> Result<Option<EntryData>> {
-        self.load_entry_parts(master, seal, id, false)
-    }
-
-    fn load_entry_parts(
-        &self,
-        master: &MasterKey,
-        seal: &SubKey,
-        id: &[u8; 32],
-        secret: bool,
-    ) -> Result<Option<EntryData>> {
-        self.with_entry(master, seal, id, |p| p.to_data(secret))
+        self.with_entry(master, seal, id, |p| p.to_data(true))
     }
 
     /// Open entry `id` (journal record, remembered bytes or file) and hand its plaintext to
     /// `f`, parsed in place in a buffer wiped after the call; None: there is no such entry.
-    fn with_entry<R>(
+    /// (`|p| p.to_data(false)`: the entry without its secret, what a write keeps of the old
+    /// entry and what indexing reads: no copy of the secret, no mlock call.)
+    pub(crate) fn with_entry<R>(
         &self,
         master: &MasterKey,
         seal: &SubKey,
@@ -1449,7 +1433,7 @@ impl Store {
         self.migrate_locked(&master)?;
         let [name_key, seal] = self.entry_keys(&master);
         let id = format::entry_id(&name_key, service, username);
-        let old = self.load_entry_meta(&master, &seal, &id)?;
+        let old = self.with_entry(&master, &seal, &id, |p| p.to_data(false))?;
         let t = now();
         let data = EntryData {
             service: service.into(),
