@@ -62,6 +62,14 @@ macro_rules! require_tools {
     };
 }
 
+/// The private bus's configuration (secret-service/tests/private-bus.conf): listening in `dir`,
+/// activating only what `services` holds.
+pub fn bus_conf(dir: &Path, services: &Path) -> String {
+    include_str!("../private-bus.conf")
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@SERVICES@", &services.display().to_string())
+}
+
 /// A private session bus, killed on drop.
 #[derive(Debug)]
 pub struct Bus {
@@ -76,28 +84,7 @@ impl Bus {
         let services = dir.join("services");
         std::fs::create_dir_all(&services).unwrap();
         let conf = dir.join("bus.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={}</listen>
-  <auth>EXTERNAL</auth>
-  <servicedir>{}</servicedir>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                dir.display(),
-                services.display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&conf, bus_conf(dir, &services)).unwrap();
         let mut c = Command::new("dbus-daemon");
         c.env_clear()
             .env("PATH", "/usr/bin:/bin")

@@ -46,20 +46,10 @@ def ss_env():
     conf = tmp / "bus.conf"
     (tmp / "services").mkdir()
     conf.write_text(
-        f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={tmp}</listen>
-  <auth>EXTERNAL</auth>
-  <servicedir>{tmp / "services"}</servicedir>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
+        (pathlib.Path(__file__).resolve().parent.parent / "private-bus.conf")
+        .read_text()
+        .replace("@DIR@", str(tmp))
+        .replace("@SERVICES@", str(tmp / "services"))
     )
     bus = subprocess.Popen(
         ["dbus-daemon", f"--config-file={conf}", "--print-address", "--nofork"],

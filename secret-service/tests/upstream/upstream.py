@@ -33,19 +33,8 @@ SUITES = {
 PROVIDERS = ("gnome-keyring", "keyringrs")
 SUITE_TIMEOUT = 150
 
-BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={dir}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
+# The test rig's private bus (secret-service/tests/private-bus.conf), activating nothing.
+BUS_CONF = (pathlib.Path(__file__).resolve().parent.parent / "private-bus.conf").read_text()
 
 
 def die(msg):
@@ -91,7 +80,10 @@ def run(provider, outdir):
     }
     for k in ("HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"):
         pathlib.Path(env[k]).mkdir(parents=True, exist_ok=True, mode=0o700)
-    (tmp / "bus.conf").write_text(BUS_CONF.format(dir=tmp))
+    (tmp / "services").mkdir()
+    (tmp / "bus.conf").write_text(
+        BUS_CONF.replace("@DIR@", str(tmp)).replace("@SERVICES@", str(tmp / "services"))
+    )
     procs = []
     try:
         bus = subprocess.Popen(
