@@ -50,6 +50,101 @@ fn lock_racing_a_reader_never_yields_partial_data() {
     assert!(ok.load(Ordering::Relaxed) > 0 && locked.load(Ordering::Relaxed) > 0);
 }
 
+/// The cause of the race above, checked at every step instead of by chance: while a key is
+/// being placed (the master key at unlock, in `@s` or `@u`), a reader of the store finds nothing
+/// (Locked) until its permissions are final, and then the key; never a key it must refuse.
+#[test]
+fn a_key_being_installed_is_never_found_before_its_final_permissions() {
+    use libkeyring::keyring::{perm, Keyring};
+    for (mask, target) in [
+        (perm::SESSION_KEY, Keyring::Session),
+        (perm::USER_KEY, Keyring::User),
+    ] {
+        let dir = TempDir::new("placing");
+        fresh_session();
+        if target == Keyring::User {
+            // The user keyring below this session's, as pam_keyinit leaves it.
+            Keyring::User.serial(true).unwrap();
+            let u = Keyring::User.serial(false).unwrap();
+            u.link(Keyring::Session).unwrap();
+        }
+        let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+        s.lock().unwrap();
+        let reader = Store::open(dir.store()).unwrap();
+        let mut seen = Vec::new();
+        let staged = Keyring::Thread
+            .add(s.key_description(), &[7u8; 32])
+            .unwrap();
+        staged
+            .place_observed(mask, target, Some(600), &mut |step| {
+                let found = reader.find_key();
+                seen.push(format!("{step}: {:?}", found.as_ref().map(|k| k.serial)));
+                match (step, found) {
+                    ("final", Ok(k)) => assert_eq!(k.serial, staged),
+                    ("final", r) => panic!("{target:?}: the placed key is not found: {r:?}"),
+                    (_, Err(Error::Locked)) => {}
+                    (_, r) => panic!("{target:?}: after step {step:?} a reader got {r:?}"),
+                }
+            })
+            .unwrap();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        let d = staged.describe().unwrap();
+        assert_eq!(d.perm, mask);
+        // Its timeout was set before anyone could find it.
+        assert!(proc_keys_line(staged).contains("10m") || proc_keys_line(staged).contains("9m"));
+        s.lock().unwrap();
+    }
+}
+
+/// A key whose installer stopped between its link and its final permissions (killed, or a
+/// debugger): readers see the store locked (not AccessDenied), `lock` takes it away, and the next
+/// unlock works; a key someone else made unsearchable still reads as AccessDenied.
+#[test]
+fn a_half_installed_key_reads_as_locked_and_lock_removes_it() {
+    use libkeyring::keyring::{perm, Keyring};
+    let dir = TempDir::new("halfplaced");
+    fresh_session();
+    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    s.lock().unwrap();
+    let k = Keyring::Thread
+        .add(s.key_description(), &[7u8; 32])
+        .unwrap();
+    k.set_perm(perm::STAGED).unwrap();
+    k.link(Keyring::Session).unwrap();
+    k.unlink(Keyring::Thread).unwrap();
+    let reader = Store::open(dir.store()).unwrap();
+    assert!(matches!(reader.get("a", "b"), Err(Error::Locked)));
+    assert!(reader.is_locked().unwrap());
+    assert!(s.lock().unwrap(), "lock reports it removed something");
+    assert!(Keyring::Session
+        .staged("user", s.key_description(), s.owner())
+        .is_empty());
+    s.unlock(b"pw", &test_opts()).unwrap();
+    s.set("a", "b", b"v").unwrap();
+    assert_eq!(&**reader.get("a", "b").unwrap(), b"v");
+    s.lock().unwrap();
+    // Unsearchable, but not with the staging mask: not ours to wait for.
+    let k = Keyring::Thread
+        .add(s.key_description(), &[7u8; 32])
+        .unwrap();
+    k.set_perm(perm::USR_VIEW | perm::USR_LINK | perm::USR_SETATTR | perm::USR_WRITE)
+        .unwrap();
+    k.link(Keyring::Session).unwrap();
+    k.unlink(Keyring::Thread).unwrap();
+    assert!(matches!(reader.get("a", "b"), Err(Error::AccessDenied(_))));
+    k.unlink(Keyring::Session).unwrap();
+}
+
+fn proc_keys_line(k: libkeyring::keyring::KeySerial) -> String {
+    let hex = format!("{:08x}", k.0);
+    std::fs::read_to_string("/proc/keys")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(&hex))
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[test]
 fn two_sessions_of_one_user_lock_independently() {
     let dir = TempDir::new("twosessions");

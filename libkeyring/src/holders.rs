@@ -35,7 +35,7 @@ fn description(store: &Store) -> String {
 
 /// The holders keyring of `store` in `@u`, if there is one.
 fn find(store: &Store) -> Result<Option<KeySerial>> {
-    match Keyring::User.search_keyring(&description(store)) {
+    match Keyring::User.search_settled("keyring", &description(store), store.owner()) {
         Ok(k) => {
             let d = k.describe()?;
             if d.uid != store.owner() {

@@ -50,6 +50,61 @@ impl Keyring {
         keyctl::search_user_key(self.raw(), description).map(KeySerial)
     }
 
+    /// [`Keyring::search`] that tells a key of `owner` still being placed (see
+    /// [`KeySerial::place`]) from a foreign one: a search that meets only a staged key fails
+    /// with EACCES, as for a key someone else made unsearchable. If such a staged key of `owner`
+    /// is linked here or in `@u`, wait (bounded) for its placing to finish and search again;
+    /// still staged (its installer was stopped or killed mid-way) → Locked, since it cannot be
+    /// read. Otherwise the AccessDenied stands, as strict as before.
+    pub fn search_settled(self, kind: &str, description: &str, owner: u32) -> Result<KeySerial> {
+        let search = || match kind {
+            "keyring" => self.search_keyring(description),
+            _ => self.search(description),
+        };
+        let denied = |r: &Result<KeySerial>| matches!(r, Err(crate::Error::AccessDenied(_)));
+        let mut result = search();
+        for round in 0..PLACING_ROUNDS {
+            if !denied(&result) {
+                return result;
+            }
+            if self.staged(kind, description, owner).is_empty() {
+                // The key may have become final between the search and the look: one more
+                // search decides; denied again with nothing staged, the refusal stands.
+                result = search();
+                if !denied(&result) || self.staged(kind, description, owner).is_empty() {
+                    return result;
+                }
+            }
+            if round + 1 == PLACING_ROUNDS {
+                return Err(crate::Error::Locked);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100 << round.min(5)));
+            result = search();
+        }
+        result
+    }
+
+    /// Keys of `owner` named `description`, of type `kind`, still with the staging permissions,
+    /// linked directly in this keyring or in `@u` (where keys are placed). Unreadable keyrings
+    /// contribute nothing.
+    pub fn staged(self, kind: &str, description: &str, owner: u32) -> Vec<KeySerial> {
+        let mut rings = vec![self];
+        if self != Keyring::User {
+            rings.push(Keyring::User);
+        }
+        rings
+            .into_iter()
+            .filter_map(|r| KeySerial(r.raw()).members().ok())
+            .flatten()
+            .filter(|k| {
+                matches!(k.describe(), Ok(d) if d.key_type == kind
+                    && d.description == description
+                    && d.uid == owner
+                    && d.perm == perm::STAGED)
+            })
+            .collect()
+    }
+
     /// Create an empty keyring named `description` linked into this keyring (a keyring with the
     /// same name here is displaced: search first).
     pub fn add_keyring(self, description: &str) -> Result<KeySerial> {
@@ -83,6 +138,11 @@ pub fn persistent_keyring_of(uid: u32, link_to: Keyring) -> Result<KeySerial> {
 pub fn join_session(name: Option<&str>) -> Result<KeySerial> {
     keyctl::join_session(name).map(KeySerial)
 }
+
+/// How many times [`Keyring::search_settled`] looks again for a key being placed (sleeping
+/// 0.1, 0.2, … 3.2 ms between: about 10 ms in all, far more than the two system calls a placing
+/// takes even on a loaded machine).
+const PLACING_ROUNDS: u32 = 8;
 
 /// A key's serial number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,6 +190,10 @@ pub mod perm {
     /// User scope (`@u`, desktops): every process of the user, by design; possession adds
     /// nothing, so another uid holding a keyring that links `@u` gets nothing. = 0x000b0000.
     pub const USER_KEY: u32 = USR_VIEW | USR_READ | USR_SEARCH;
+    /// A key or keyring being placed ([`super::KeySerial::place`]): owner view, link and setattr
+    /// only, so no search finds it (searching needs the search bit), nobody reads it, and its
+    /// installer can still link it and set its final mask. = 0x00310000.
+    pub const STAGED: u32 = USR_VIEW | USR_LINK | USR_SETATTR;
     /// A holder record and the holders keyring (owner only; the keyring also takes writes).
     pub const HOLDER: u32 = USR_VIEW | USR_READ | USR_SEARCH;
     pub const HOLDERS_KEYRING: u32 = USR_VIEW | USR_READ | USR_WRITE | USR_SEARCH;
@@ -184,23 +248,48 @@ impl KeySerial {
             .map(|c| KeySerial(i32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
             .collect())
     }
-    /// Move a key staged in the thread keyring (which no other process possesses, so nobody can
-    /// see it before its permissions are final) into `target`: set the timeout (needs setattr,
-    /// so first), restrict to `mask` plus owner link/setattr, link it into `target`, drop the
-    /// extra bits, unlink it from the thread keyring. On any failure it is invalidated.
+    /// Move a key made in the thread keyring (which no other process possesses) into `target`
+    /// so that no reader ever finds it before its permissions and timeout are final (verified
+    /// step by step on Linux 6.18, tests/kernel.rs): set the timeout (needs setattr, so first);
+    /// restrict to [`perm::STAGED`] (no search bit: from now on no search finds it and nobody
+    /// reads it, yet the owner may still link it and set its attributes); link it into `target`
+    /// (unsearchable there); set the final `mask` in one KEYCTL_SETPERM, the moment it becomes
+    /// findable; unlink it from the thread keyring. On any failure it is invalidated (or, once
+    /// unsearchable, which invalidation needs, unlinked from `target`).
     /// (KEYCTL_UPDATE is never used on our keys: it clears the timeout.)
     pub fn place(self, mask: u32, target: Keyring, timeout: Option<u32>) -> Result<KeySerial> {
+        self.place_observed(mask, target, timeout, &mut |_| {})
+    }
+
+    /// [`KeySerial::place`], calling `between(step)` after each step (`"timeout"`, `"staged"`,
+    /// `"linked"`, `"final"`): for the test that a reader at every point gets the value or
+    /// Locked.
+    #[doc(hidden)]
+    pub fn place_observed(
+        self,
+        mask: u32,
+        target: Keyring,
+        timeout: Option<u32>,
+        between: &mut dyn FnMut(&str),
+    ) -> Result<KeySerial> {
         let placed = (|| -> Result<()> {
             if let Some(t) = timeout {
                 self.set_timeout(t)?;
             }
-            self.set_perm(mask | perm::USR_LINK | perm::USR_SETATTR)?;
+            between("timeout");
+            self.set_perm(perm::STAGED)?;
+            between("staged");
             self.link(target)?;
-            self.set_perm(mask)
+            between("linked");
+            self.set_perm(mask)?;
+            between("final");
+            Ok(())
         })();
         let unlinked = self.unlink(Keyring::Thread);
         if let Err(e) = placed.and(unlinked) {
-            let _ = self.invalidate();
+            if self.invalidate().is_err() {
+                let _ = self.unlink(target);
+            }
             return Err(e);
         }
         Ok(self)

@@ -640,7 +640,7 @@ impl Store {
 
     /// The key found by searching from `keyring` (which may find it in a keyring linked below).
     fn key_in(&self, keyring: Keyring) -> Result<KeyRef> {
-        let serial = keyring.search(&self.description)?;
+        let serial = keyring.search_settled("user", &self.description, self.owner)?;
         let scope = self.check_key(
             serial,
             &[
@@ -933,9 +933,15 @@ impl Store {
         let mut any = false;
         let description = &self.description;
         for &keyring in keyrings {
+            // A key whose installer stopped half-way: unreadable, but not left behind.
+            for key in keyring.staged("user", description, self.owner) {
+                if key.unlink(keyring).is_ok() {
+                    any = true;
+                }
+            }
             // Bounded: each round removes one key.
             for _ in 0..16 {
-                let key = match keyring.search(description) {
+                let key = match keyring.search_settled("user", description, self.owner) {
                     Ok(k) => k,
                     Err(Error::Locked) => break,
                     Err(e) => return Err(e),
