@@ -39,6 +39,8 @@ SSHD_TEST_PACKAGES = openssh-server sshpass
 TEST_PACKAGES  += $(SSHD_TEST_PACKAGES)
 # tests/network_home.rs mounts one store twice with sshfs (FUSE) through that sshd: a network home.
 TEST_PACKAGES  += sshfs
+# `make dry-run-test` watches `make -n` with strace: a dry run must start nothing.
+TEST_PACKAGES  += strace
 # Needed only by `make bench` (and its quick mode in `make test`): the peers it measures
 # (gnome-keyring over D-Bus, keyctl, secret-tool), libdbus for the in-process D-Bus client, GNU time.
 BENCH_PACKAGES  = keyutils gnome-keyring dbus-daemon dbus-x11 libsecret-tools libdbus-1-dev pkg-config time
@@ -61,7 +63,7 @@ define pkgconfig
 	    -e 's|@VERSION@|$(VERSION)|' capi/keyringrs.pc.in
 endef
 
-.PHONY: all build deps test-deps install test lint unit-tests format-check bench-deps bench bench-quick \
+.PHONY: all build deps test-deps install test dry-run-test lint unit-tests format-check bench-deps bench bench-quick \
         secret-service-tests python-tests py-package capi-header capi-header-check c-example
 
 all: build
@@ -233,5 +235,9 @@ python-tests: test-deps py-package
 # Packaging: make deb, make uninstall, man pages and completions (packaging/package.mk).
 include packaging/package.mk
 
-test: test-deps upstream-secret-service-tests lint capi-header-check c-example unit-tests python-tests format-check bench-quick secret-service-tests \
+# `make -n` prints commands and runs none (packaging/tests/dry-run-test.sh).
+dry-run-test: test-deps
+	packaging/tests/dry-run-test.sh $(CURDIR) test install uninstall deb
+
+test: test-deps dry-run-test upstream-secret-service-tests lint capi-header-check c-example unit-tests python-tests format-check bench-quick secret-service-tests \
       package-tests

@@ -101,7 +101,10 @@ deb: deps packaging-deps build packaging-gen packaging-wheel
 # As root: lintian (no errors), then the package on this machine: install, enable the profile,
 # log in through a stock stack, remove, log in again, /etc/pam.d byte-identical
 # (packaging/tests/package-tests.sh). Also `make install`/`make uninstall` into a DESTDIR.
+# The make program, named without $(MAKE) in the recipe: a line holding $(MAKE) runs even under
+# `make -n`, and this one is a script, not a sub-make that would honour -n.
+MAKE_PROGRAM := $(MAKE)
 package-tests: deb
 	$(call apt_install,$(PACKAGE_TEST_PACKAGES))
 	packaging/tests/package-tests.sh $(DEB_FILE) $(TARGET)
-	packaging/tests/uninstall-test.sh "$(MAKE)" $(TARGET)
+	packaging/tests/uninstall-test.sh "$(MAKE_PROGRAM)" $(TARGET)
