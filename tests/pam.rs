@@ -950,6 +950,70 @@ fn a_killed_graphical_login_stops_holding_the_store_at_the_next_logout() {
     assert_eq!(fresh_user_session_get(&d.user), 3);
 }
 
+/// A killed login stops holding the store at the next close of any login, at once, however long
+/// its session keyring lives on: here a process it started outside its process group (`setsid`,
+/// as a daemon or a `nohup` job does) keeps that keyring alive for good, so only the dead opener
+/// (the process that ran the PAM session, killed; also while still an unreaped zombie) tells.
+#[test]
+fn a_killed_graphical_login_stops_holding_the_store_at_once_whatever_keeps_its_keyring() {
+    require_root!("creates users and /etc/pam.d services");
+    let mut d = Desktop::new("escaped");
+    for reaped in [true, false] {
+        let mut a = d.login_and_set("v");
+        let t = a.step("run setsid sleep 600 </dev/null >/dev/null 2>&1 &");
+        assert_eq!(t.codes("run"), [0], "{t}");
+        // Unreaped, the driver stays a zombie until this is dropped.
+        let _zombie = if reaped {
+            a.kill();
+            None
+        } else {
+            a.kill_unreaped();
+            Some(a)
+        };
+        let s = d.m.step("run ./keyringrs status");
+        assert!(
+            s.has("(gone;"),
+            "its opener is dead, its keyring alive: {s}"
+        );
+        // Another login opens and closes at once, before any reaping could have helped.
+        d.login().close();
+        assert_eq!(
+            d.m.get("S", "U").0,
+            3,
+            "a login killed without close kept the store open (reaped: {reaped})"
+        );
+    }
+    assert_eq!(fresh_user_session_get(&d.user), 3);
+}
+
+/// Nobody closes after the only holder is killed: the Secret Service daemon of the user's
+/// session notices within its sweep (5 s) that no live login holds the store, and locks it.
+#[test]
+fn the_secret_service_daemon_locks_a_store_whose_only_holder_was_killed() {
+    require_root!("creates users and /etc/pam.d services");
+    let mut d = Desktop::new("abandon");
+    copy_secret_service(&d.user);
+    let mut a = d.login_and_set("v");
+    let t = a.step("run setsid sleep 600 </dev/null >/dev/null 2>&1 &");
+    assert_eq!(t.codes("run"), [0], "{t}");
+    let t = d.m.step(&format!(
+        "run {START_SECRET_SERVICE}; echo \"open=[$({LOOKUP})]\""
+    ));
+    assert!(t.has("open=[v]"), "{t}");
+    a.kill();
+    let mut locked = false;
+    for _ in 0..150 {
+        if d.m.get("S", "U").0 == 3 {
+            locked = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let t = d.m.step(&format!("run cat ss.log; {STOP_SECRET_SERVICE}"));
+    assert!(locked, "the store stayed open with no live holder: {t}");
+    assert!(t.has("every login that held it open is gone"), "{t}");
+}
+
 /// The kernel reaps a dead login's session keyring once the last reference to it (the exited
 /// processes' credentials, freed after an RCU grace period) is gone: `keyringrs status` then
 /// shows that holder as gone.

@@ -163,8 +163,12 @@ fn run(cli: Cli) -> Outcome {
                 println!("key:     {place}, serial {}", key.serial.0);
             }
             for h in libkeyring::holders::list(&store).unwrap_or_default() {
+                let opener = h
+                    .opener
+                    .map(|p| format!(", opened by pid {}", p.pid))
+                    .unwrap_or_default();
                 println!(
-                    "held by: {} login, session keyring {}, since {}{}",
+                    "held by: {} login, session keyring {}{opener}, since {}{}",
                     h.kind,
                     h.session,
                     h.since,

@@ -3,16 +3,28 @@
 //! A key in `@u` is shared by every login of the user, so no single login owns it. Each login that
 //! unlocked the store there, or found it unlocked, is recorded as a *holder*: a small `user` key
 //! `holder:<serial>` in the keyring `keyringrs-holders:<store-id>` (in `@u`), where `<serial>` is
-//! that login's session keyring. The kernel reaps a session keyring with the last process of its
-//! login (and pam_keyinit revokes it at close), so a holder whose keyring no longer answers as a
-//! keyring of this user is dead, whether its login closed or was killed: nothing counts on a
-//! counter that a crash would leave behind. The last live holder's close locks the store.
+//! that login's session keyring. The record also names the login's *opener*: the process that
+//! opened the PAM session (login, sshd's session process, the display manager's session worker),
+//! which keeps the PAM handle and runs the close, by pid, start time and pid namespace.
+//!
+//! A holder is alive while both are: its session keyring answers as a keyring of this user, and
+//! its opener still runs. The keyring alone is not enough: the kernel reaps it asynchronously
+//! after the login's last process (an RCU grace period and the key garbage collector later), and
+//! never while some process that escaped the login (`setsid`, `nohup`, a daemon it started) keeps
+//! it as its session keyring. The opener ends with the login, at once, whether it closed or was
+//! killed: nothing counts on a counter that a crash would leave behind. Records written before
+//! the opener was recorded are judged by their keyring alone.
+//!
+//! Who notices a dead holder: every close (the last live holder's close locks the store), every
+//! new holder, and [`lock_if_abandoned`] (the Secret Service daemon calls it every few seconds):
+//! holders recorded but none alive → the store locks in `@u`.
 //!
 //! Nothing here is secret: the records are owner-only so that other uids learn nothing.
 
 use crate::error::{Error, Result};
 use crate::keyring::{perm, KeySerial, Keyring};
 use crate::store::Store;
+use crate::sys::process::{self, Process};
 
 /// One login holding the store open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +35,10 @@ pub struct Holder {
     pub kind: String,
     /// When it started holding the store (seconds since the epoch).
     pub since: i64,
-    /// Whether its session keyring is still alive (a dead one is pruned at the next release).
+    /// The process that opened the login's PAM session (None in records older than it).
+    pub opener: Option<Process>,
+    /// Whether its session keyring and its opener are still alive (a dead holder is pruned at
+    /// the next release).
     pub alive: bool,
     /// The record's own key.
     record: KeySerial,
@@ -53,14 +68,43 @@ fn find(store: &Store) -> Result<Option<KeySerial>> {
     }
 }
 
-/// Is `serial` still a session keyring of `owner`? (Reaped, revoked, or reused by another key
-/// or another user: no.)
-fn alive(serial: i32, owner: u32) -> bool {
-    matches!(KeySerial(serial).describe(), Ok(d) if d.key_type == "keyring" && d.uid == owner)
+/// Is the login of session keyring `serial` and opener `opener` still there? Its keyring must
+/// still be a keyring of `owner` (not reaped, revoked, or reused by another key or another user)
+/// and its opener must not have ended; an opener this process cannot judge (another pid
+/// namespace) leaves the keyring to answer alone.
+fn alive(serial: i32, opener: Option<&Process>, owner: u32) -> bool {
+    let keyring =
+        matches!(KeySerial(serial).describe(), Ok(d) if d.key_type == "keyring" && d.uid == owner);
+    keyring && opener.and_then(Process::running) != Some(false)
 }
 
-/// Record the login whose session keyring is `session` as a holder of `store`.
+/// The record's payload: `KIND SINCE [PID START PIDNS]`.
+fn payload(kind: &str, since: u64, opener: Option<&Process>) -> String {
+    match opener {
+        Some(p) => format!("{kind} {since} {} {} {}", p.pid, p.start, p.pid_ns),
+        None => format!("{kind} {since}"),
+    }
+}
+
+/// (kind, since, opener) from a record's payload; missing or bad fields read as absent.
+fn parse(payload: &str) -> (String, i64, Option<Process>) {
+    let mut words = payload.split(' ');
+    let kind = words.next().unwrap_or("").to_owned();
+    let since = words.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let opener = (|| {
+        Some(Process {
+            pid: words.next()?.parse().ok()?,
+            start: words.next()?.parse().ok()?,
+            pid_ns: words.next()?.parse().ok()?,
+        })
+    })();
+    (kind, since, opener)
+}
+
+/// Record the login whose session keyring is `session`, opened by the calling process, as a
+/// holder of `store`; dead holders are pruned first.
 pub fn register(store: &Store, session: KeySerial, kind: &str) -> Result<()> {
+    prune(store)?;
     let keyring = match find(store)? {
         Some(k) => k,
         None => Keyring::Thread.add_keyring(&description(store))?.place(
@@ -74,7 +118,7 @@ pub fn register(store: &Store, session: KeySerial, kind: &str) -> Result<()> {
         .map_or(0, |d| d.as_secs());
     let record = Keyring::Thread.add(
         &format!("holder:{}", session.0),
-        format!("{kind} {since}").as_bytes(),
+        payload(kind, since, process::current().as_ref()).as_bytes(),
     )?;
     record
         .place(perm::HOLDER, Keyring::Id(keyring), None)
@@ -100,15 +144,13 @@ pub fn list(store: &Store) -> Result<Vec<Holder>> {
             continue;
         }
         let payload = record.read().unwrap_or_default();
-        let text = String::from_utf8_lossy(&payload);
-        let mut words = text.split(' ');
-        let kind = words.next().unwrap_or("").to_owned();
-        let since = words.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let (kind, since, opener) = parse(&String::from_utf8_lossy(&payload));
         out.push(Holder {
             session,
             kind,
             since,
-            alive: alive(session, store.owner()),
+            alive: alive(session, opener.as_ref(), store.owner()),
+            opener,
             record,
         });
     }
@@ -119,15 +161,51 @@ pub fn list(store: &Store) -> Result<Vec<Holder>> {
 /// The login of `session` stops holding `store`; dead holders are pruned. Returns how many live
 /// holders remain (0: the caller locks the store).
 pub fn release(store: &Store, session: KeySerial) -> Result<usize> {
-    let mut live = 0;
+    Ok(drop_holders(store, Some(session))?.live)
+}
+
+/// What a pass over the records found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Holders still alive.
+    pub live: usize,
+    /// Records dropped (dead holders, and the released one).
+    pub dropped: usize,
+}
+
+/// Forget the holders that are gone (and the login of `released`).
+fn drop_holders(store: &Store, released: Option<KeySerial>) -> Result<Pruned> {
+    let mut p = Pruned {
+        live: 0,
+        dropped: 0,
+    };
     for h in list(store)? {
-        if h.session == session.0 || !h.alive {
+        if Some(h.session) == released.map(|s| s.0) || !h.alive {
             let _ = h.record.invalidate();
+            p.dropped += 1;
         } else {
-            live += 1;
+            p.live += 1;
         }
     }
-    Ok(live)
+    Ok(p)
+}
+
+/// Forget the holders that are gone.
+pub fn prune(store: &Store) -> Result<Pruned> {
+    drop_holders(store, None)
+}
+
+/// If logins were recorded as holders of `store` and none of them is alive any more (killed
+/// without a close, nobody else closed since), lock the store in `@u`. Ok(true) if it locked.
+/// A store unlocked in `@u` with no holder recorded (`keyringrs unlock --scope user`) is left
+/// alone.
+pub fn lock_if_abandoned(store: &Store) -> Result<bool> {
+    let p = prune(store)?;
+    if p.dropped > 0 && p.live == 0 {
+        store.lock_user_scope()?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Forget every holder (`keyringrs lock`). Ok(true) if there was a record.
@@ -141,5 +219,32 @@ pub fn clear(store: &Store) -> Result<bool> {
         // Someone else's keyring under our name: not ours to forget.
         Err(Error::AccessDenied(_)) => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_names_its_opener_and_an_older_record_reads_without_one() {
+        let p = Process {
+            pid: 41,
+            start: 12345,
+            pid_ns: 4026531836,
+        };
+        let text = payload("graphical", 1700000000, Some(&p));
+        assert_eq!(text, "graphical 1700000000 41 12345 4026531836");
+        assert_eq!(parse(&text), ("graphical".into(), 1700000000, Some(p)));
+        assert_eq!(
+            parse("graphical 1700000000"),
+            ("graphical".into(), 1700000000, None)
+        );
+        assert_eq!(
+            parse("text 5 41 x 7"),
+            ("text".into(), 5, None),
+            "a bad field"
+        );
+        assert_eq!(parse(""), (String::new(), 0, None));
     }
 }

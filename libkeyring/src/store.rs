@@ -716,6 +716,12 @@ impl Store {
             Scope::Session => perm::SESSION_KEY,
             Scope::User => perm::USER_KEY,
         };
+        // A key in @u outlives the logins recorded as its holders only by an explicit unlock:
+        // forget those that are gone, so that crate::holders::lock_if_abandoned does not take
+        // this unlock for theirs.
+        if opts.scope == Scope::User {
+            crate::holders::prune(self)?;
+        }
         // Staged in the thread keyring: see KeySerial::place.
         let serial = Keyring::Thread
             .add(&self.description, master.as_bytes())?

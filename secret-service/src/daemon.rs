@@ -1,5 +1,5 @@
 //! Running: the connection, the bus name, and the watchers (the kernel key once a second,
-//! prompt expiry, clients leaving the bus).
+//! prompt expiry, clients leaving the bus, logins holding the store that are gone).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +17,32 @@ use crate::state::{
     all_items, drop_client, log, refresh_lock_state, State, ALIAS_PATH, BUS_NAME, COLLECTION_PATH,
     OWNER_SWEEP, SERVICE_PATH,
 };
+
+/// How often the daemon looks for a store left open in `@u` only by logins that are gone
+/// (killed without a close, nobody else closed since): docs/PAM.md "Who can read the key".
+const HOLDER_SWEEP: Duration = Duration::from_secs(5);
+
+/// Lock the store if every login recorded as holding it is gone. `last_error` keeps one
+/// failure from being logged every few seconds.
+fn lock_if_abandoned(st: &State, last_error: &mut Option<String>) {
+    let result = st
+        .store()
+        .map_err(|e| e.to_string())
+        .and_then(|s| libkeyring::holders::lock_if_abandoned(&s).map_err(|e| e.to_string()));
+    match result {
+        Ok(true) => {
+            log("locked the store: every login that held it open is gone (ended without a close)")
+        }
+        Ok(false) => {}
+        Err(e) if last_error.as_deref() != Some(e.as_str()) => {
+            log(format!("checking the logins that hold the store: {e}"));
+            *last_error = Some(e);
+            return;
+        }
+        Err(_) => return,
+    }
+    *last_error = None;
+}
 
 /// Who owns `name` on the bus, for the refusal message.
 async fn describe_owner(conn: &Connection, name: &str) -> String {
@@ -104,8 +130,14 @@ pub async fn run(store_path: PathBuf) -> Result<(), String> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut last_sweep = Instant::now();
+        let mut last_holders = Instant::now();
+        let mut holders_error = None;
         loop {
             tick.tick().await;
+            if last_holders.elapsed() >= HOLDER_SWEEP {
+                last_holders = Instant::now();
+                lock_if_abandoned(&watcher, &mut holders_error);
+            }
             refresh_lock_state(&watcher).await;
             expire_prompts(&watcher).await;
             if last_sweep.elapsed() >= OWNER_SWEEP {

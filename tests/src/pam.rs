@@ -329,6 +329,29 @@ impl Live {
     }
 }
 
+impl Live {
+    /// [`Live::kill`] without reaping the driver: it stays a zombie (its pid still taken, as
+    /// under a parent that has not waited yet) until this value is dropped.
+    pub fn kill_unreaped(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.pid)])
+            .status();
+        // Dead but not waited for: the state in /proc/PID/stat turns to Z.
+        let stat = format!("/proc/{}/stat", self.pid);
+        for _ in 0..200 {
+            let zombie = std::fs::read_to_string(&stat).ok().and_then(|t| {
+                t.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            });
+            if zombie == Some(true) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("pam-driver {} did not become a zombie", self.pid);
+    }
+}
+
 impl Drop for Live {
     fn drop(&mut self) {
         let _ = self.child.kill();

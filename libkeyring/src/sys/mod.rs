@@ -6,6 +6,7 @@
 pub mod creds;
 pub mod fs;
 pub mod keyctl;
+pub mod process;
 
 /// The session id (setsid) of the calling process.
 pub fn sid() -> i32 {
