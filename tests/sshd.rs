@@ -158,3 +158,50 @@ fn passwd_in_an_ssh_session_keeps_the_store_in_step() {
     drop(sshd);
     drop(profile);
 }
+
+/// `scope=user` over a real sshd: each ssh login is a holder of the store in `@u`, its opener
+/// sshd's privileged session process (which runs both pam_open_session and pam_close_session),
+/// alive for the whole connection. So a second login that opens and closes while the first is
+/// connected leaves the store unlocked for the first, whose own logout then locks it.
+#[test]
+fn overlapping_ssh_logins_with_scope_user_hold_the_store_until_the_last_logout() {
+    require_root!("creates users, /etc/pam.d services and runs sshd");
+    let _common = CommonStacks::shared();
+    let user = login_user("sshhold", "Sshd-hold-31");
+    let stack = shipped_stack("sshd").replace("MODULE ", "MODULE scope=user ");
+    let sshd = Sshd::start("sshd-hold", &stack);
+    let first = std::thread::scope(|s| {
+        let first = s.spawn(|| {
+            sshd.ok(
+                &user,
+                Method::Password("Sshd-hold-31"),
+                &format!(
+                    "printf v | ./keyringrs set S U; ./keyringrs status > status1; \
+                     while [ ! -e done ]; do sleep 0.1; done; {GET}"
+                ),
+            )
+        });
+        let status = wait_for_file(&user.home.join("status1"));
+        assert!(status.contains("held by: text login"), "{status}");
+        assert!(!status.contains("(gone;"), "{status}");
+        let out = sshd.ok(
+            &user,
+            Method::Password("Sshd-hold-31"),
+            &format!("./keyringrs status; {GET}"),
+        );
+        assert!(out.contains("value=v rc=0"), "{out}");
+        assert_eq!(
+            out.matches("held by: text login").count(),
+            2,
+            "both logins hold it, neither gone: {out}"
+        );
+        assert!(!out.contains("(gone;"), "{out}");
+        std::fs::write(user.home.join("done"), "").unwrap();
+        first.join().unwrap()
+    });
+    assert!(
+        first.contains("value=v rc=0"),
+        "the second logout must not lock the first login's store: {first}"
+    );
+    assert_eq!(fresh_user_session_get(&user), 3, "the last logout locks it");
+}
