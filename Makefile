@@ -63,7 +63,7 @@ define pkgconfig
 	    -e 's|@VERSION@|$(VERSION)|' capi/keyringrs.pc.in
 endef
 
-.PHONY: all build deps test-deps install test dry-run-test lint unit-tests format-check bench-deps bench bench-quick \
+.PHONY: all build deps test-deps install test dry-run-test stress lint unit-tests format-check bench-deps bench bench-quick \
         secret-service-tests python-tests py-package capi-header capi-header-check c-example
 
 all: build
@@ -235,9 +235,16 @@ python-tests: test-deps py-package
 # Packaging: make deb, make uninstall, man pages and completions (packaging/package.mk).
 include packaging/package.mk
 
+# Every race and concurrency test N times (default 50), each one's failure count
+# (tests/stress/stress.py; `make stress N=5 ONLY=killed` for a quick look at some).
+N    ?= 50
+ONLY ?=
+stress: test-deps
+	tests/stress/stress.py $(CARGO) $(TARGET) $(N) $(ONLY)
+
 # `make -n` prints commands and runs none (packaging/tests/dry-run-test.sh).
 dry-run-test: test-deps
-	packaging/tests/dry-run-test.sh $(CURDIR) test install uninstall deb
+	packaging/tests/dry-run-test.sh $(CURDIR) test install uninstall deb stress
 
 test: test-deps dry-run-test upstream-secret-service-tests lint capi-header-check c-example unit-tests python-tests format-check bench-quick secret-service-tests \
       package-tests
