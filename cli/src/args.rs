@@ -116,6 +116,20 @@ pub enum Command {
         #[command(subcommand)]
         source: ImportSource,
     },
+    /// Verify the store without changing anything (like fsck -n)
+    ///
+    /// Prints one line per problem, `PATH: what is wrong`, and exits 0 when there is none, 7
+    /// otherwise. Locked, it checks what needs no key (which files there are, their types,
+    /// owners, modes, sizes, the header's checksum) and says what it could not check;
+    /// unlocked, also the header MAC, every entry, the journal's records and the index.
+    Check,
+    /// Repair a damaged store (unlocked): keep what authenticates, set the rest aside
+    ///
+    /// Keeps every entry that opens and every journal record that authenticates before the
+    /// damage, moves every damaged file into `damaged/<time>/` inside the store (never deletes
+    /// one), rebuilds the index, and prints what was kept and what was set aside. Running it
+    /// again changes nothing. Waits up to 10 s for a writer; refused on a network filesystem.
+    Repair,
 }
 
 #[derive(Subcommand, Debug)]

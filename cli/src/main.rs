@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 mod args;
 mod import_secret_service;
+mod repair;
 use args::*;
 
 /// A failure with its exit code, printed as one `keyringrs: ` line.
@@ -269,6 +270,8 @@ fn run(cli: Cli) -> Outcome {
             Ok(())
         }
         Command::Import { source } => import(&path, source),
+        Command::Check => repair::check(&path),
+        Command::Repair => repair::repair(&path),
         Command::RecoveryKey(RecoveryKeyCommand::Add {
             password_stdin,
             recovery_key,

@@ -174,6 +174,54 @@ impl View {
     }
 }
 
+/// A whole journal file's bytes, read as a reader would (for `check` and `repair`).
+#[derive(Debug)]
+pub struct Scan {
+    /// The records that authenticate, up to the first that does not.
+    pub view: View,
+    /// How the records ended: [`Stop::Damaged`] when a record that does not authenticate is
+    /// followed by one that does.
+    pub stop: Stop,
+    /// Whole, authentic records after the damage (not applied).
+    pub after: usize,
+}
+
+/// Scan `bytes` (a journal file: header block and records) with the journal key. None: the
+/// header block is not a journal's.
+pub fn scan(key: &SubKey, bytes: &[u8]) -> Option<Scan> {
+    let epoch = parse_header(bytes)?;
+    let mut view = View::default();
+    view.reset((0, 0), epoch);
+    let end = bytes.len().min(JOURNAL_LEN as usize);
+    let records = bytes.get(RECORDS_AT as usize..end).unwrap_or_default();
+    let stop = match view.read_records(key, records) {
+        // Everything there was given: a record cut short by the file's end is the end.
+        Stop::NeedMore(_) => Stop::End,
+        s => s,
+    };
+    let mut after = 0;
+    if stop == Stop::Damaged {
+        let mut at = view.tail as usize;
+        let len_at = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        };
+        // Past the damaged record (its length is plausible: the next one authenticates).
+        if let Some(len) = len_at(at) {
+            at += RECORD_FIXED + len + TAG_LEN;
+            while let Some(len) = len_at(at) {
+                if !next_is_authentic(key, &epoch, at as u64, &bytes[at..end.max(at)]) {
+                    break;
+                }
+                after += 1;
+                at += RECORD_FIXED + len + TAG_LEN;
+            }
+        }
+    }
+    Some(Scan { view, stop, after })
+}
+
 /// Does `rec` (one whole record at `offset`) carry its tag?
 fn authentic(key: &SubKey, epoch: &[u8; 16], offset: u64, rec: &[u8]) -> bool {
     let (body, t) = rec.split_at(rec.len() - TAG_LEN);
@@ -604,20 +652,13 @@ mod store_side {
             self.checkpoint_locked(&master)
         }
 
-        /// Under the writer lock: move every journaled entry into its file (temp files, fsync,
-        /// renames, one directory fsync), then start a new epoch (the header rewritten in place
-        /// and fdatasync'd). A crash anywhere leaves the journal's records in force (they equal
-        /// or supersede what the files hold).
-        pub(crate) fn checkpoint_locked(&self, master: &MasterKey) -> Result<()> {
-            let mut view = lock_mutex(&self.journal);
-            let Some(opened) = self.open_journal(&mut view, true)? else {
-                return Ok(());
-            };
-            self.refresh_journal_from(master, &mut view, &opened, true)?;
-            let (f, file) = (&opened.file, opened.id);
-            if view.latest.is_empty() && view.tail == RECORDS_AT {
-                return Ok(());
-            }
+        /// Under the writer lock: write each entry of `latest` (sealed bytes; None: deleted)
+        /// into its file: temp files, made durable together, renamed into `entries/` (deleted
+        /// ones unlinked), one fsync of `entries/`. What a checkpoint and a repair do.
+        pub(crate) fn move_into_files(
+            &self,
+            latest: &crate::cache::KeyedMap<Name, Option<Arc<Vec<u8>>>>,
+        ) -> Result<()> {
             let entries = self.path.join("entries");
             let mut staged = Vec::new();
             let result = (|| -> Result<()> {
@@ -626,7 +667,7 @@ mod store_side {
                 // is a filesystem-journal commit, ~1 ms here; one syncfs flushes them all at
                 // once — and whatever else is dirty on that filesystem).
                 let mut open = Vec::new();
-                for (id, value) in &view.latest {
+                for (id, value) in latest {
                     let name = format::hex(id);
                     match value {
                         Some(bytes) => {
@@ -652,7 +693,7 @@ mod store_side {
                             .map_err(|e| Error::from_io("write", &entries.join(name), e))?;
                     }
                 }
-                for ((id, value), tmp) in view.latest.iter().zip(&staged) {
+                for ((id, value), tmp) in latest.iter().zip(&staged) {
                     let name = format::hex(id);
                     let io = |e| Error::from_io("write", &entries.join(&name), e);
                     if value.is_some() {
@@ -671,12 +712,29 @@ mod store_side {
                     .sync_all()
                     .map_err(|e| Error::from_io("sync", &entries, e))
             })();
-            if let Err(e) = result {
+            if result.is_err() {
                 for tmp in staged.iter().filter(|t| !t.is_empty()) {
                     let _ = fs::unlink(&self.dir, Path::new(tmp));
                 }
-                return Err(e);
             }
+            result
+        }
+
+        /// Under the writer lock: move every journaled entry into its file (temp files, fsync,
+        /// renames, one directory fsync), then start a new epoch (the header rewritten in place
+        /// and fdatasync'd). A crash anywhere leaves the journal's records in force (they equal
+        /// or supersede what the files hold).
+        pub(crate) fn checkpoint_locked(&self, master: &MasterKey) -> Result<()> {
+            let mut view = lock_mutex(&self.journal);
+            let Some(opened) = self.open_journal(&mut view, true)? else {
+                return Ok(());
+            };
+            self.refresh_journal_from(master, &mut view, &opened, true)?;
+            let (f, file) = (&opened.file, opened.id);
+            if view.latest.is_empty() && view.tail == RECORDS_AT {
+                return Ok(());
+            }
+            self.move_into_files(&view.latest)?;
             let epoch: [u8; 16] = crypto::random()?;
             let display = self.journal_path();
             f.write_all_at(&encode_header(&epoch), 0)

@@ -15,6 +15,7 @@
 //! ```
 
 mod cache;
+pub mod check;
 #[cfg(feature = "keyring-core")]
 pub mod credential_store;
 pub mod crypto;
@@ -27,6 +28,7 @@ pub mod journal;
 pub mod keyring;
 pub mod mapping;
 pub mod recovery;
+pub mod repair;
 mod search;
 pub mod slots;
 pub mod store;
