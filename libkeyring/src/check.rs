@@ -519,16 +519,13 @@ fn survey_index(store: &Store, master: &MasterKey, live: &HashSet<journal::Name>
             let named: HashSet<journal::Name> = idx.names().copied().collect();
             let missing = live.difference(&named).count();
             let ghosts = named.difference(live).count();
+            // Both are states a crash leaves (docs/FORMAT.md "index"), not damage.
             if missing + ghosts > 0 {
-                s.found(
-                    Place::Root,
-                    INDEX,
-                    format!(
-                        "lacks {missing} item(s) and names {ghosts} that do not exist (a \
-                         search corrects this itself)"
-                    ),
-                    Fix::Rebuild,
-                );
+                s.notes.push(format!(
+                    "{}: lacks {missing} item(s) and names {ghosts} that do not exist (left by \
+                     an interrupted write; the next search corrects it)",
+                    store.path.join(INDEX).display()
+                ));
             }
         }
     }
