@@ -203,5 +203,14 @@ fn overlapping_ssh_logins_with_scope_user_hold_the_store_until_the_last_logout()
         first.contains("value=v rc=0"),
         "the second logout must not lock the first login's store: {first}"
     );
-    assert_eq!(fresh_user_session_get(&user), 3, "the last logout locks it");
+    // sshd closes the PAM session after the client has seen the command end: wait for it.
+    let started = Instant::now();
+    while fresh_user_session_get(&user) != 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the last logout did not lock it: {}",
+            sshd.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
