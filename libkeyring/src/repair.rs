@@ -60,7 +60,29 @@ pub fn repair(store: &Store) -> Result<RepairReport> {
     let master = store.master()?;
     let wait = store.wait.or(Some(LOCK_WAIT));
     let _guard = fs::flock_exclusive(&store.dir, wait).map_err(|e| busy(&store.path, e))?;
-    let survey = check::survey(store, Some(&master))?;
+    // A rotation a crash interrupted is finished or undone first (its two sets of entry files
+    // would otherwise look like damage); a `rotating` file that cannot be read is set aside,
+    // and the entries that do not open under the current key with it.
+    let rotation = store.recover_rotation_locked(&master);
+    let mut survey = check::survey(store, Some(&master))?;
+    match rotation {
+        Ok(()) => {}
+        Err(Error::Corrupt { reason, .. }) => {
+            if !survey
+                .findings
+                .iter()
+                .any(|f| f.place == Place::Root && f.name == "rotating")
+            {
+                survey.findings.push(check::Finding {
+                    place: Place::Root,
+                    name: "rotating".into(),
+                    what: reason,
+                    fix: Fix::SetAside,
+                });
+            }
+        }
+        Err(e) => return Err(e),
+    }
     if let Some(f) = survey
         .findings
         .iter()

@@ -1157,7 +1157,7 @@ impl Store {
 
     /// Finish or undo a rotation a crash interrupted, with the master key the current header
     /// opens; nothing to do without a journal. Called under the writer lock.
-    fn recover_rotation_locked(&self, master: &MasterKey) -> Result<()> {
+    pub(crate) fn recover_rotation_locked(&self, master: &MasterKey) -> Result<()> {
         let display = || self.path.join(ROTATING);
         let Some(journal) = read_checked(
             &self.dir,
