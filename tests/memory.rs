@@ -28,6 +28,16 @@ fn start(user: &ThrowawayUser, program: &std::path::Path, args: &[&str]) -> std:
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    // SIGQUIT as the default action, whatever this test inherited: a shell runs background
+    // jobs with SIGINT and SIGQUIT ignored, and an ignored disposition survives exec.
+    #[allow(unsafe_code)]
+    // SAFETY: signal(2) is async-signal-safe; the closure runs in the child before exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     c.spawn().unwrap()
 }
 
