@@ -42,6 +42,12 @@ fn flip(path: &Path, at: usize) {
     std::fs::write(path, b).unwrap();
 }
 
+/// Cut or grow `path` to `len` bytes.
+fn set_len(path: &Path, len: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(len).unwrap();
+}
+
 /// The offset of the journal's `n`th record (0-based).
 fn record_at(store: &Path, n: usize) -> usize {
     let b = std::fs::read(store.join("journal")).unwrap();
@@ -60,6 +66,16 @@ struct Case {
     /// Secrets lost with the damage (all others must read back).
     lost: &'static [&'static str],
     damage: fn(&Path),
+}
+
+/// A file under a name that is not UTF-8.
+fn plant_non_utf8(dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::write(
+        dir.join(std::ffi::OsStr::from_bytes(b"\xff\xfeplanted")),
+        b"x",
+    )
+    .unwrap();
 }
 
 const CASES: &[Case] = &[
@@ -157,25 +173,13 @@ const CASES: &[Case] = &[
         name: "journal cut",
         names: "journal",
         lost: &[],
-        damage: |s| {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(s.join("journal"))
-                .unwrap();
-            f.set_len(8000).unwrap();
-        },
+        damage: |s| set_len(&s.join("journal"), 8000),
     },
     Case {
         name: "journal grown",
         names: "journal",
         lost: &[],
-        damage: |s| {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(s.join("journal"))
-                .unwrap();
-            f.set_len(16384 + 100).unwrap();
-        },
+        damage: |s| set_len(&s.join("journal"), 16384 + 100),
     },
     Case {
         name: "journal magic flipped",
@@ -238,6 +242,18 @@ const CASES: &[Case] = &[
         names: "evil",
         lost: &[],
         damage: |s| std::fs::write(s.join("evil"), b"x").unwrap(),
+    },
+    Case {
+        name: "a file under a non-UTF-8 name in entries/",
+        names: "entries/",
+        lost: &[],
+        damage: |s| plant_non_utf8(&s.join("entries")),
+    },
+    Case {
+        name: "a file under a non-UTF-8 name in the store",
+        names: "",
+        lost: &[],
+        damage: |s| plant_non_utf8(s),
     },
 ];
 

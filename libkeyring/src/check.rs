@@ -9,6 +9,7 @@
 //! entry its name says), every journal record and the index's records and items.
 
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ const KNOWN: &[(&str, u64)] = &[
     (JOURNAL, JOURNAL_LEN),
     ("generation", 16),
     ("rotating", 64 << 20),
-    ("slots", 1 << 20),
+    ("slots", crate::slots::MAX_NAMES_LEN),
 ];
 
 /// One problem: the file and what is wrong with it (never a secret).
@@ -83,7 +84,8 @@ pub(crate) enum Fix {
 #[derive(Debug)]
 pub(crate) struct Finding {
     pub place: Place,
-    pub name: String,
+    /// As the directory holds it (a planted name need not be UTF-8).
+    pub name: OsString,
     pub what: String,
     pub fix: Fix,
 }
@@ -109,10 +111,27 @@ pub(crate) struct Survey {
 }
 
 impl Survey {
-    fn found(&mut self, place: Place, name: &str, what: impl Into<String>, fix: Fix) {
+    /// `name` in `dir` as it is (a symlink not followed); None, recorded as a problem, if it
+    /// cannot be examined.
+    fn stat(&mut self, dir: &std::fs::File, place: Place, name: &OsStr) -> Option<fs::Stat> {
+        match fs::stat_at(dir, Path::new(name)) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.found(
+                    place,
+                    name,
+                    format!("cannot be examined: {e}"),
+                    Fix::SetAside,
+                );
+                None
+            }
+        }
+    }
+
+    fn found(&mut self, place: Place, name: impl AsRef<OsStr>, what: impl Into<String>, fix: Fix) {
         self.findings.push(Finding {
             place,
-            name: name.to_owned(),
+            name: name.as_ref().to_owned(),
             what: what.into(),
             fix,
         });
@@ -143,7 +162,8 @@ pub fn check(store: &Store) -> Result<CheckReport> {
     })
 }
 
-pub(crate) fn path_of(store: &Store, place: Place, name: &str) -> PathBuf {
+pub(crate) fn path_of(store: &Store, place: Place, name: impl AsRef<OsStr>) -> PathBuf {
+    let name = name.as_ref();
     match place {
         Place::Root => store.path.join(name),
         Place::Entries => store.path.join("entries").join(name),
@@ -206,17 +226,8 @@ fn survey_root(store: &Store, master: Option<&MasterKey>, s: &mut Survey) -> Res
             }
             continue;
         }
-        let m = match fs::stat_at(&store.dir, Path::new(n)) {
-            Ok(m) => m,
-            Err(e) => {
-                s.found(
-                    Place::Root,
-                    &name,
-                    format!("cannot be examined: {e}"),
-                    Fix::SetAside,
-                );
-                continue;
-            }
+        let Some(m) = s.stat(&store.dir, Place::Root, n) else {
+            continue;
         };
         if name == DAMAGED {
             if m.is_dir() {
@@ -226,14 +237,14 @@ fn survey_root(store: &Store, master: Option<&MasterKey>, s: &mut Survey) -> Res
                     store.path.join(DAMAGED).display()
                 ));
             } else {
-                s.found(Place::Root, &name, "is not a directory", Fix::SetAside);
+                s.found(Place::Root, n, "is not a directory", Fix::SetAside);
             }
             continue;
         }
         let Some(&(_, cap)) = KNOWN.iter().find(|(k, _)| *k == name) else {
             s.found(
                 Place::Root,
-                &name,
+                n,
                 "is not a file of a keyringrs store (planted or left by something else)",
                 Fix::SetAside,
             );
@@ -284,7 +295,7 @@ fn survey_root(store: &Store, master: Option<&MasterKey>, s: &mut Survey) -> Res
             }
             _ => {
                 if let Some(why) = refused {
-                    s.found(Place::Root, &name, why, Fix::SetAside);
+                    s.found(Place::Root, n, why, Fix::SetAside);
                 }
             }
         }
@@ -390,37 +401,27 @@ fn survey_entries(
     let mut live = HashSet::new();
     let mut unopened = 0usize;
     for n in &names {
-        let name = n.to_string_lossy().into_owned();
         let Some(id) = parse_entry_name(n.as_encoded_bytes()) else {
             s.found(
                 Place::Entries,
-                &name,
+                n,
                 "is not an entry file (planted?)",
                 Fix::SetAside,
             );
             continue;
         };
-        let m = match fs::stat_at(&store.entries, Path::new(n)) {
-            Ok(m) => m,
-            Err(e) => {
-                s.found(
-                    Place::Entries,
-                    &name,
-                    format!("cannot be examined: {e}"),
-                    Fix::SetAside,
-                );
-                continue;
-            }
+        let Some(m) = s.stat(&store.entries, Place::Entries, n) else {
+            continue;
         };
         if !m.is_file() || m.len() > format::MAX_ENTRY_LEN {
             let why = refusal(&m, store.owner, format::MAX_ENTRY_LEN).unwrap_or_default();
-            s.found(Place::Entries, &name, why, Fix::SetAside);
+            s.found(Place::Entries, n, why, Fix::SetAside);
             continue;
         }
         let meta = refusal(&m, store.owner, format::MAX_ENTRY_LEN).or_else(|| odd_mode(&m, 0o600));
         let Some([name_key, seal]) = &keys else {
             if let Some(why) = meta {
-                s.found(Place::Entries, &name, why, Fix::SetAside);
+                s.found(Place::Entries, n, why, Fix::SetAside);
             }
             unopened += 1;
             continue;
@@ -459,12 +460,12 @@ fn survey_entries(
                 let bytes = bytes.expect("read");
                 s.found(
                     Place::Entries,
-                    &name,
+                    n,
                     format!("{why} (its content authenticates)"),
                     Fix::Rewrite(bytes),
                 );
             }
-            (Err(why), _) => s.found(Place::Entries, &name, why, Fix::SetAside),
+            (Err(why), _) => s.found(Place::Entries, n, why, Fix::SetAside),
         }
     }
     if unopened > 0 {

@@ -100,13 +100,15 @@ pub fn repair(store: &Store) -> Result<RepairReport> {
         let (to, rewritten) = match &f.fix {
             // A copy set aside, then the good file renamed over the refused one: the path
             // never goes missing (the header is the store).
+            // Only files of the store's own names (UTF-8) are rewritten.
             Fix::Rewrite(bytes) => {
-                let to = aside.copy_file(f.place, &f.name, bytes)?;
+                let name = f.name.to_string_lossy();
+                let to = aside.copy_file(f.place, &name, bytes)?;
                 let dir = match f.place {
                     Place::Root => &store.dir,
                     Place::Entries => &store.entries,
                 };
-                write_atomic(&store.dir, dir, &f.name, bytes, &from)?;
+                write_atomic(&store.dir, dir, &name, bytes, &from)?;
                 (to, true)
             }
             _ => (aside.move_file(f.place, &f.name)?, false),
@@ -244,14 +246,14 @@ impl<'a> Aside<'a> {
 
     /// Move `name` (in the store directory or `entries/`) into this repair's folder, without
     /// opening or following it; its new path.
-    fn move_file(&mut self, place: Place, name: &str) -> Result<PathBuf> {
+    fn move_file(&mut self, place: Place, name: &std::ffi::OsStr) -> Result<PathBuf> {
         let s = self.store;
         let (rel, to_dir) = self.folder(place)?;
         let from_dir = match place {
             Place::Root => &s.dir,
             Place::Entries => &s.entries,
         };
-        let to_rel = format!("{rel}/{name}");
+        let to = s.path.join(&rel).join(name);
         let from = check::path_of(s, place, name);
         fs::rename_into(from_dir, Path::new(name), &to_dir, Path::new(name))
             .and_then(|()| to_dir.sync_all())
@@ -264,7 +266,7 @@ impl<'a> Aside<'a> {
         if place == Place::Root && name == JOURNAL {
             *lock_mutex(&s.journal) = View::default();
         }
-        Ok(s.path.join(to_rel))
+        Ok(to)
     }
 }
 

@@ -18,7 +18,7 @@ use crate::sys::fs;
 
 /// The names file.
 const NAMES: &str = "slots";
-const MAX_NAMES_LEN: u64 = 16 << 10;
+pub(crate) const MAX_NAMES_LEN: u64 = 16 << 10;
 const MAX_NAME_LEN: usize = 64;
 
 /// What a keyslot opens with.
