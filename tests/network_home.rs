@@ -134,4 +134,19 @@ fn two_machines_writing_one_store_at_once_keep_every_item() {
     assert!(&**v == b"from one" || &**v == b"from two");
     assert!(!share.join("store/journal").exists());
     assert!(!share.join("store/index").exists(), "no index kept");
+    // check reads a store there; repair refuses (the writer lock may not reach another
+    // machine) and moves nothing.
+    std::fs::write(share.join("store/planted"), b"x").unwrap();
+    let o = keyringrs(&p1, &["check"], b"");
+    assert_eq!(code(&o), 7, "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("planted: is not a file"),
+        "{o:?}"
+    );
+    let o = keyringrs(&p1, &["repair"], b"");
+    assert_exit(&o, 1);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is on a network filesystem"), "{err}");
+    assert!(share.join("store/planted").exists());
+    assert!(!share.join("store/damaged").exists());
 }
