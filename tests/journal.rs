@@ -3,7 +3,7 @@
 //! refused or, when its last record is torn, read as the write before it.
 
 use keyringrs_tests::*;
-use libkeyring::journal::{JOURNAL_LEN, RECORDS_AT, RECORD_FIXED};
+use libkeyring::format::journal::{JOURNAL_LEN, RECORDS_AT, RECORD_FIXED};
 use libkeyring::{Error, Store};
 
 fn new_store(dir: &TempDir) -> Store {

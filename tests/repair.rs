@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use keyringrs_tests::*;
-use libkeyring::journal::{RECORDS_AT, RECORD_FIXED};
+use libkeyring::format::journal::{RECORDS_AT, RECORD_FIXED};
 use libkeyring::{Error, Store};
 
 /// The secrets of the base store: a, b, c in entry files; d, e, f in the journal (in order).

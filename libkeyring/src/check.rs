@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use crate::crypto::{MasterKey, Purpose};
 use crate::format;
-use crate::index::{self, Index, IndexKeys, INDEX};
-use crate::journal::{self, Stop, JOURNAL, JOURNAL_LEN};
-use crate::store::{parse_entry_name, read_checked, refusal, Store, TMP_PREFIX};
+use crate::format::index::{self, Index, IndexKeys, INDEX};
+use crate::format::journal::{self, Stop, JOURNAL, JOURNAL_LEN};
+use crate::store::files::{parse_entry_name, read_checked, refusal, TMP_PREFIX};
+use crate::store::Store;
 use crate::sys::fs;
 use crate::{Error, Result};
 
@@ -31,7 +32,7 @@ const KNOWN: &[(&str, u64)] = &[
     (JOURNAL, JOURNAL_LEN),
     ("generation", 16),
     ("rotating", 64 << 20),
-    ("slots", crate::slots::MAX_NAMES_LEN),
+    ("slots", crate::format::slots::MAX_NAMES_LEN),
 ];
 
 /// One problem: the file and what is wrong with it (never a secret).
@@ -95,7 +96,7 @@ pub(crate) struct Finding {
 pub(crate) struct JournalFound {
     /// Entries whose newest authentic record (before any damage) the journal holds: sealed
     /// bytes, None: deleted.
-    pub kept: crate::cache::KeyedMap<journal::Name, Option<Arc<Vec<u8>>>>,
+    pub kept: crate::store::cache::KeyedMap<journal::Name, Option<Arc<Vec<u8>>>>,
     /// The file must be replaced (damaged, cut, refused): `repair` writes `kept` into entry
     /// files, sets the file aside and starts a new journal.
     pub replace: bool,

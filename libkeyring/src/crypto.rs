@@ -84,11 +84,11 @@ pub enum Purpose {
     EntrySeal,
     /// HMAC key over the header.
     HeaderMac,
-    /// HMAC key of the blind attribute index's tokens (crate::index).
+    /// HMAC key of the blind attribute index's tokens (crate::format::index).
     IndexToken,
     /// HMAC key over the blind attribute index's records.
     IndexMac,
-    /// HMAC key over the write journal's records (crate::journal).
+    /// HMAC key over the write journal's records (crate::format::journal).
     JournalMac,
 }
 

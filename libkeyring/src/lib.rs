@@ -14,7 +14,6 @@
 //! # Ok::<(), libkeyring::Error>(())
 //! ```
 
-mod cache;
 pub mod check;
 #[cfg(feature = "keyring-core")]
 pub mod credential_store;
@@ -23,23 +22,19 @@ pub mod error;
 pub mod format;
 pub mod holders;
 pub mod import;
-pub mod index;
-pub mod journal;
 pub mod keyring;
 pub mod mapping;
 pub mod recovery;
 pub mod repair;
-mod search;
-pub mod slots;
 pub mod store;
 pub mod sys;
 
 pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
 pub use format::EntryData;
-pub use search::Found;
-pub use slots::{Credential, SlotInfo, SlotKind};
+pub use store::search::Found;
 pub use store::{
     default_path, key_description, KeyRef, Opened, Scope, Status, Store, UnlockOptions,
     UnlockReport,
 };
+pub use store::{Credential, SlotInfo, SlotKind};

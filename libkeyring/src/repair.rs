@@ -11,9 +11,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::check::{self, Fix, Place, DAMAGED};
-use crate::index::INDEX;
-use crate::journal::{View, JOURNAL};
-use crate::store::{busy, lock_mutex, write_atomic, Store};
+use crate::format::index::INDEX;
+use crate::format::journal::JOURNAL;
+use crate::store::files::{busy, lock_mutex, write_atomic};
+use crate::store::journal::Journal;
+use crate::store::Store;
 use crate::sys::fs;
 use crate::{Error, Result};
 
@@ -130,7 +132,7 @@ pub fn repair(store: &Store) -> Result<RepairReport> {
     if survey.journal.replace {
         store.move_into_files(&survey.journal.kept)?;
         report.journal_kept = survey.journal.kept.len();
-        *lock_mutex(&store.journal) = View::default();
+        *lock_mutex(&store.journal) = Journal::default();
     }
     for f in survey.findings.iter().filter(|f| f.place == Place::Root) {
         report.set_aside.push(fix(f)?);
@@ -138,7 +140,7 @@ pub fn repair(store: &Store) -> Result<RepairReport> {
     if survey.journal.replace {
         // No room for one: the store works without a journal (docs/FORMAT.md).
         let _ = Store::create_journal(&store.dir, &store.path);
-        *lock_mutex(&store.journal) = View::default();
+        *lock_mutex(&store.journal) = Journal::default();
     }
     store.reindex_locked(&master)?;
     report.index_rebuilt = true;
@@ -264,7 +266,7 @@ impl<'a> Aside<'a> {
             *lock_mutex(&s.index) = None;
         }
         if place == Place::Root && name == JOURNAL {
-            *lock_mutex(&s.journal) = View::default();
+            *lock_mutex(&s.journal) = Journal::default();
         }
         Ok(to)
     }

@@ -1,4 +1,4 @@
-//! Items by their attributes: search through the blind index (crate::index), address items by
+//! Items by their attributes: search through the blind index (crate::format::index), address items by
 //! their entry name, keep the index in step with every write, and migrate version 1 stores
 //! (docs/FORMAT.md "index" and "Migration from version 1").
 //!
@@ -17,12 +17,13 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::files::{busy, lock_mutex, parse_entry_name, read_checked, write_atomic};
+use super::Store;
 use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
+use crate::format::index::{self, Index, IndexKeys, Name, INDEX, KIND_ITEM, KIND_REMOVED};
 use crate::format::{self, EntryData, VERSION, VERSION_1};
-use crate::index::{self, Index, IndexKeys, Name, INDEX, KIND_ITEM, KIND_REMOVED};
 use crate::mapping;
-use crate::store::{busy, parse_entry_name, read_checked, write_atomic, Store};
 use crate::sys::fs;
 
 /// Compact when dead records outnumber the items by this much.
@@ -49,7 +50,7 @@ impl Store {
             return self.search_every_item(&master, query);
         }
         let candidates = {
-            let mut guard = crate::store::lock_mutex(&self.index);
+            let mut guard = lock_mutex(&self.index);
             let idx = self.refresh_index(&master, &keys, guard.take())?;
             let c = idx.candidates(&keys.tokens(query));
             *guard = Some(idx);
@@ -397,7 +398,7 @@ impl Store {
     /// A write on a network filesystem: the index would miss it, so there is none until a
     /// search on a local filesystem rebuilds it from the entries.
     fn drop_index(&self) -> Result<()> {
-        *crate::store::lock_mutex(&self.index) = None;
+        *lock_mutex(&self.index) = None;
         match fs::unlink(&self.dir, Path::new(INDEX)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(Error::from_io("remove", &self.index_path(), e))
@@ -411,7 +412,7 @@ impl Store {
         let keys = IndexKeys::new(master, &self.id);
         let mut idx = self.index_of_every_entry(master, &keys)?;
         self.write_index(&keys, &mut idx)?;
-        *crate::store::lock_mutex(&self.index) = None;
+        *lock_mutex(&self.index) = None;
         Ok(())
     }
 

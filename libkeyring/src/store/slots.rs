@@ -9,11 +9,12 @@
 
 use std::path::Path;
 
+use super::files::{busy, read_checked, write_atomic};
+use super::{Opened, Store};
 use crate::crypto::{self, KdfParams};
 use crate::error::{Error, Result};
 use crate::format::{self, Header, Keyslot, SLOT_EMPTY, SLOT_EXTRA, SLOT_PASSWORD, SLOT_RECOVERY};
 use crate::recovery::RecoveryKey;
-use crate::store::{busy, read_checked, write_atomic, Opened, Store};
 use crate::sys::fs;
 
 /// The names file.

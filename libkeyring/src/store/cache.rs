@@ -89,7 +89,7 @@ struct Entries {
 }
 
 /// Sealed entry files by id, for the current files generation of the store (journal records
-/// do not move it: they are read from the journal, crate::journal).
+/// do not move it: they are read from the journal, crate::format::journal).
 #[derive(Debug)]
 pub struct EntryCache {
     counter: Counter,
