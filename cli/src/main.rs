@@ -163,7 +163,7 @@ fn run(cli: Cli) -> Outcome {
                 };
                 println!("key:     {place}, serial {}", key.serial.0);
             }
-            for h in libkeyring::holders::list(&store).unwrap_or_default() {
+            for h in libkeyring::holders::list(store.kernel_key()).unwrap_or_default() {
                 let opener = h
                     .opener
                     .map(|p| format!(", opened by pid {}", p.pid))

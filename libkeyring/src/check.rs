@@ -96,7 +96,7 @@ pub(crate) struct Finding {
 pub(crate) struct JournalFound {
     /// Entries whose newest authentic record (before any damage) the journal holds: sealed
     /// bytes, None: deleted.
-    pub kept: crate::store::cache::KeyedMap<journal::Name, Option<Arc<Vec<u8>>>>,
+    pub kept: crate::crypto::KeyedMap<journal::Name, Option<Arc<Vec<u8>>>>,
     /// The file must be replaced (damaged, cut, refused): `repair` writes `kept` into entry
     /// files, sets the file aside and starts a new journal.
     pub replace: bool,

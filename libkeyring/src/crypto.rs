@@ -391,6 +391,39 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// Hashes keys that are already uniformly random — entry names and index tokens, outputs of
+/// HMAC-SHA256 under the store's keys — by their first 8 bytes: no SipHash round per lookup.
+/// Nobody without the key can choose such values, so there is no flooding to defend against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyedHash;
+
+/// The hasher of [`KeyedHash`].
+#[derive(Debug, Default)]
+pub struct FirstBytes(u64);
+
+impl std::hash::Hasher for FirstBytes {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(b);
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
+impl std::hash::BuildHasher for KeyedHash {
+    type Hasher = FirstBytes;
+    fn build_hasher(&self) -> FirstBytes {
+        FirstBytes(0)
+    }
+}
+
+/// A map keyed by HMAC outputs.
+pub type KeyedMap<K, V> = std::collections::HashMap<K, V, KeyedHash>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,9 +20,8 @@ pub mod credential_store;
 pub mod crypto;
 pub mod error;
 pub mod format;
-pub mod holders;
 pub mod import;
-pub mod keyring;
+pub mod kernel;
 pub mod mapping;
 pub mod recovery;
 pub mod repair;
@@ -32,6 +31,9 @@ pub mod sys;
 pub use crypto::KdfParams;
 pub use error::{Error, ErrorKind, Result};
 pub use format::EntryData;
+/// The typed kernel keyring and the logins holding a store, as `libkeyring::keyring` and
+/// `libkeyring::holders` (they live in crate::kernel).
+pub use kernel::{holders, keyring};
 pub use store::search::Found;
 pub use store::{
     default_path, key_description, KeyRef, Opened, Scope, Status, Store, UnlockOptions,

@@ -336,7 +336,9 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
             if key.scope != Scope::User {
                 return Err(Error::Locked);
             }
-            as_real_user(&account, || holders::register(&store, session, kind.name()))
+            as_real_user(&account, || {
+                holders::register(store.kernel_key(), session, kind.name())
+            })
         });
         return match found {
             Ok(()) => {
@@ -380,7 +382,7 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
     let installed = as_real_user(&account, || {
         let report = store.install_opened(&opened, &how)?;
         if scope == Scope::User {
-            holders::register(&store, session, kind.name())?;
+            holders::register(store.kernel_key(), session, kind.name())?;
         }
         Ok(report)
     });
@@ -613,7 +615,7 @@ fn release_hold<P: Pam>(
         }
     };
     let result = as_real_user(account, || {
-        let remaining = holders::release(&store, session)?;
+        let remaining = holders::release(store.kernel_key(), session)?;
         if remaining == 0 {
             store.lock_user_scope()?;
         }

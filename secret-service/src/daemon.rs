@@ -25,10 +25,9 @@ const HOLDER_SWEEP: Duration = Duration::from_secs(5);
 /// Lock the store if every login recorded as holding it is gone. `last_error` keeps one
 /// failure from being logged every few seconds.
 fn lock_if_abandoned(st: &State, last_error: &mut Option<String>) {
-    let result = st
-        .store()
-        .map_err(|e| e.to_string())
-        .and_then(|s| libkeyring::holders::lock_if_abandoned(&s).map_err(|e| e.to_string()));
+    let result = st.store().map_err(|e| e.to_string()).and_then(|s| {
+        libkeyring::holders::lock_if_abandoned(s.kernel_key()).map_err(|e| e.to_string())
+    });
     match result {
         Ok(true) => {
             log("locked the store: every login that held it open is gone (ended without a close)")

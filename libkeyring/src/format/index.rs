@@ -4,7 +4,7 @@
 //! The index is derived data. It never decides what an item holds: every candidate is decrypted
 //! and checked against the query, and an item missing from the index is found by comparing the
 //! index with the entry directory (crate::store::search). This module is the file format and the
-//! in-memory form; crate::search keeps it in step with the store.
+//! in-memory form; crate::store::search keeps it in step with the store.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -138,8 +138,8 @@ pub struct Index {
     pub len: u64,
     /// Records applied (live and dead): when far more than the items, the file is compacted.
     pub records: usize,
-    items: crate::store::cache::KeyedMap<Name, Vec<Token>>,
-    postings: crate::store::cache::KeyedMap<Token, Vec<Name>>,
+    items: crate::crypto::KeyedMap<Name, Vec<Token>>,
+    postings: crate::crypto::KeyedMap<Token, Vec<Name>>,
 }
 
 impl Index {

@@ -99,7 +99,7 @@ pub struct View {
     pub epoch: [u8; 16],
     /// Where the next record goes.
     pub tail: u64,
-    pub latest: crate::store::cache::KeyedMap<Name, Option<Arc<Vec<u8>>>>,
+    pub latest: crate::crypto::KeyedMap<Name, Option<Arc<Vec<u8>>>>,
 }
 
 impl View {

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use super::Item;
 use crate::error::{Error, Result};
-use crate::keyring::{KeySerial, Keyring};
+use crate::kernel::keyring::{KeySerial, Keyring};
 
 /// The keyring python-keyring-keyutils creates in the session keyring.
 pub const BACKEND_KEYRING: &str = "python-keyring-keyutils";

@@ -16,46 +16,13 @@
 //!   (every header replacement bumps it) and the file's identity (one `statx`) are unchanged.
 //!   Its MAC is still checked against the key on every write.
 
-use std::collections::HashMap;
+use crate::crypto::KeyedMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::format::Header;
-use crate::keyring::KeySerial;
+use crate::kernel::keyring::KeySerial;
 use crate::sys::fs::Counter;
-
-/// Hashes keys that are already uniformly random — entry names and index tokens, outputs of
-/// HMAC-SHA256 under the store's keys — by their first 8 bytes: no SipHash round per lookup.
-/// Nobody without the key can choose such values, so there is no flooding to defend against.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct KeyedHash;
-
-/// The hasher of [`KeyedHash`].
-#[derive(Debug, Default)]
-pub struct FirstBytes(u64);
-
-impl std::hash::Hasher for FirstBytes {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut b = [0u8; 8];
-        let n = bytes.len().min(8);
-        b[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(b);
-    }
-    fn write_usize(&mut self, _: usize) {}
-}
-
-impl std::hash::BuildHasher for KeyedHash {
-    type Hasher = FirstBytes;
-    fn build_hasher(&self) -> FirstBytes {
-        FirstBytes(0)
-    }
-}
-
-/// A map keyed by HMAC outputs.
-pub type KeyedMap<K, V> = HashMap<K, V, KeyedHash>;
 
 /// The remembered serial of the store's kernel key (0: none).
 #[derive(Debug, Default)]

@@ -341,7 +341,7 @@ impl Store {
     /// ones unlinked), one fsync of `entries/`. What a checkpoint and a repair do.
     pub(crate) fn move_into_files(
         &self,
-        latest: &crate::store::cache::KeyedMap<Name, Option<Arc<Vec<u8>>>>,
+        latest: &crate::crypto::KeyedMap<Name, Option<Arc<Vec<u8>>>>,
     ) -> Result<()> {
         let entries = self.path.join("entries");
         let mut staged = Vec::new();

@@ -25,44 +25,13 @@ use std::path::{Path, PathBuf};
 use crate::crypto::{KdfParams, MasterKey};
 use crate::error::{Error, Result};
 use crate::format::{Header, StoreId};
-use crate::keyring::{KeySerial, Keyring};
+use crate::kernel::StoreKey;
+pub use crate::kernel::{KeyRef, Scope};
 use crate::sys::fs;
 
+pub use cache::HeaderAndMac;
 pub(crate) use cache::{EntryCache, KeyCache};
-pub use cache::{HeaderAndMac, KeyedMap};
 pub use slots::{Credential, SlotInfo, SlotKind};
-
-/// Where the unlocked key goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Scope {
-    /// `@s`: gone when the login session ends (the default).
-    #[default]
-    Session,
-    /// `@u`: shared by all of the user's processes, for background services (opt-in).
-    User,
-}
-
-impl Scope {
-    fn keyring(self) -> Keyring {
-        match self {
-            Scope::Session => Keyring::Session,
-            Scope::User => Keyring::User,
-        }
-    }
-}
-
-impl std::str::FromStr for Scope {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Scope> {
-        match s {
-            "session" => Ok(Scope::Session),
-            "user" => Ok(Scope::User),
-            _ => Err(Error::InvalidInput(format!(
-                "scope {s:?}: expected session or user"
-            ))),
-        }
-    }
-}
 
 /// How to unlock (and, for `init`/`passwd`, how to wrap).
 #[derive(Debug, Clone, Copy, Default)]
@@ -91,14 +60,6 @@ pub struct UnlockReport {
     pub warning: Option<String>,
     /// The key this unlock put into the kernel (None: an existing one was kept).
     pub installed: Option<KeyRef>,
-}
-
-/// The kernel key of an unlocked store, `keyringrs:<id>`, as found or installed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyRef {
-    pub serial: KeySerial,
-    /// Where it was installed, told by its permissions (docs/THREAT-MODEL.md).
-    pub scope: Scope,
 }
 
 /// A store whose master key was unwrapped with a password (Argon2id done), before anything is
@@ -141,11 +102,11 @@ pub struct Store {
     pub(crate) id: StoreId,
     /// The header's format version as last seen (1 until migrated; crate::store::search).
     pub(crate) version: std::sync::atomic::AtomicU16,
-    /// The blind attribute index as this handle last read it (crate::index, crate::store::search).
+    /// The blind attribute index as this handle last read it (crate::format::index, crate::store::search).
     pub(crate) index: std::sync::Mutex<Option<crate::format::index::Index>>,
     /// The write journal as this handle last read it (crate::format::journal).
     pub(crate) journal: std::sync::Mutex<journal::Journal>,
-    description: String,
+    pub(crate) key: StoreKey,
     pub(crate) owner: u32,
     pub(crate) wait: fs::Wait,
     key_cache: KeyCache,
@@ -195,7 +156,7 @@ impl Store {
 
     /// The description of this store's kernel key.
     pub fn key_description(&self) -> &str {
-        &self.description
+        self.key.description()
     }
 
     /// The kernel uid that owns this store (and must own its keys).

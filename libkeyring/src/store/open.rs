@@ -9,10 +9,11 @@ use super::files::{
     bump_generation, busy, check_dir, entry_cache, is_entry_name, open_dir_checked, read_checked,
     write_atomic, ENTRIES, GENERATION, HEADER,
 };
-use super::{key_description, Opened, Store, UnlockOptions};
+use super::{Opened, Store, UnlockOptions};
 use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
 use crate::format::{self, Header, HeaderError, Keyslot, StoreId};
+use crate::kernel::StoreKey;
 use crate::sys::{self, fs};
 
 impl Store {
@@ -38,7 +39,7 @@ impl Store {
         let entry_cache = entry_cache(&dir, owner);
         let local = fs::is_local_filesystem(&dir);
         Ok(Store {
-            description: key_description(&header.0.id),
+            key: StoreKey::new(&header.0.id.hex(), owner),
             id: header.0.id,
             version: header.0.version.into(),
             index: std::sync::Mutex::new(None),
@@ -161,7 +162,7 @@ impl Store {
         let entry_cache = entry_cache(&dir, owner);
         let local = fs::is_local_filesystem(&dir);
         let store = Store {
-            description: key_description(&header.id),
+            key: StoreKey::new(&header.id.hex(), owner),
             id: header.id,
             version: header.version.into(),
             index: std::sync::Mutex::new(None),

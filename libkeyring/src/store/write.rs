@@ -99,7 +99,7 @@ impl Store {
     /// handle remembers, with those entries' new bytes.
     pub(crate) fn bump_after_checkpoint(
         &self,
-        moved: &crate::store::cache::KeyedMap<[u8; 32], Option<std::sync::Arc<Vec<u8>>>>,
+        moved: &crate::crypto::KeyedMap<[u8; 32], Option<std::sync::Arc<Vec<u8>>>>,
     ) -> Result<()> {
         let from = self.entry_cache.as_ref().map(EntryCache::files_generation);
         self.bump_generation()?;

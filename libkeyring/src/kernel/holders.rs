@@ -21,9 +21,9 @@
 //!
 //! Nothing here is secret: the records are owner-only so that other uids learn nothing.
 
+use super::keyring::{perm, KeySerial, Keyring};
+use super::StoreKey;
 use crate::error::{Error, Result};
-use crate::keyring::{perm, KeySerial, Keyring};
-use crate::store::Store;
 use crate::sys::process::{self, Process};
 
 /// One login holding the store open.
@@ -44,21 +44,21 @@ pub struct Holder {
     record: KeySerial,
 }
 
-fn description(store: &Store) -> String {
-    format!("keyringrs-holders:{}", store.id())
+fn description(key: &StoreKey) -> String {
+    format!("keyringrs-holders:{}", key.id())
 }
 
 /// The holders keyring of `store` in `@u`, if there is one.
-fn find(store: &Store) -> Result<Option<KeySerial>> {
-    match Keyring::User.search_settled("keyring", &description(store), store.owner()) {
+fn find(key: &StoreKey) -> Result<Option<KeySerial>> {
+    match Keyring::User.search_settled("keyring", &description(key), key.owner()) {
         Ok(k) => {
             let d = k.describe()?;
-            if d.uid != store.owner() {
+            if d.uid != key.owner() {
                 return Err(Error::AccessDenied(format!(
                     "the keyring {:?} belongs to uid {}, not {}",
                     d.description,
                     d.uid,
-                    store.owner()
+                    key.owner()
                 )));
             }
             Ok(Some(k))
@@ -103,11 +103,11 @@ fn parse(payload: &str) -> (String, i64, Option<Process>) {
 
 /// Record the login whose session keyring is `session`, opened by the calling process, as a
 /// holder of `store`; dead holders are pruned first.
-pub fn register(store: &Store, session: KeySerial, kind: &str) -> Result<()> {
-    prune(store)?;
-    let keyring = match find(store)? {
+pub fn register(key: &StoreKey, session: KeySerial, kind: &str) -> Result<()> {
+    prune(key)?;
+    let keyring = match find(key)? {
         Some(k) => k,
-        None => Keyring::Thread.add_keyring(&description(store))?.place(
+        None => Keyring::Thread.add_keyring(&description(key))?.place(
             perm::HOLDERS_KEYRING,
             Keyring::User,
             None,
@@ -126,8 +126,8 @@ pub fn register(store: &Store, session: KeySerial, kind: &str) -> Result<()> {
 }
 
 /// Every holder of `store` recorded in `@u` (dead ones included, marked).
-pub fn list(store: &Store) -> Result<Vec<Holder>> {
-    let Some(keyring) = find(store)? else {
+pub fn list(key: &StoreKey) -> Result<Vec<Holder>> {
+    let Some(keyring) = find(key)? else {
         return Ok(vec![]);
     };
     let mut out = Vec::new();
@@ -140,7 +140,7 @@ pub fn list(store: &Store) -> Result<Vec<Holder>> {
         else {
             continue;
         };
-        if d.uid != store.owner() {
+        if d.uid != key.owner() {
             continue;
         }
         let payload = record.read().unwrap_or_default();
@@ -149,7 +149,7 @@ pub fn list(store: &Store) -> Result<Vec<Holder>> {
             session,
             kind,
             since,
-            alive: alive(session, opener.as_ref(), store.owner()),
+            alive: alive(session, opener.as_ref(), key.owner()),
             opener,
             record,
         });
@@ -160,8 +160,8 @@ pub fn list(store: &Store) -> Result<Vec<Holder>> {
 
 /// The login of `session` stops holding `store`; dead holders are pruned. Returns how many live
 /// holders remain (0: the caller locks the store).
-pub fn release(store: &Store, session: KeySerial) -> Result<usize> {
-    Ok(drop_holders(store, Some(session))?.live)
+pub fn release(key: &StoreKey, session: KeySerial) -> Result<usize> {
+    Ok(drop_holders(key, Some(session))?.live)
 }
 
 /// What a pass over the records found.
@@ -174,12 +174,12 @@ pub struct Pruned {
 }
 
 /// Forget the holders that are gone (and the login of `released`).
-fn drop_holders(store: &Store, released: Option<KeySerial>) -> Result<Pruned> {
+fn drop_holders(key: &StoreKey, released: Option<KeySerial>) -> Result<Pruned> {
     let mut p = Pruned {
         live: 0,
         dropped: 0,
     };
-    for h in list(store)? {
+    for h in list(key)? {
         if Some(h.session) == released.map(|s| s.0) || !h.alive {
             let _ = h.record.invalidate();
             p.dropped += 1;
@@ -191,26 +191,26 @@ fn drop_holders(store: &Store, released: Option<KeySerial>) -> Result<Pruned> {
 }
 
 /// Forget the holders that are gone.
-pub fn prune(store: &Store) -> Result<Pruned> {
-    drop_holders(store, None)
+pub fn prune(key: &StoreKey) -> Result<Pruned> {
+    drop_holders(key, None)
 }
 
 /// If logins were recorded as holders of `store` and none of them is alive any more (killed
 /// without a close, nobody else closed since), lock the store in `@u`. Ok(true) if it locked.
 /// A store unlocked in `@u` with no holder recorded (`keyringrs unlock --scope user`) is left
 /// alone.
-pub fn lock_if_abandoned(store: &Store) -> Result<bool> {
-    let p = prune(store)?;
+pub fn lock_if_abandoned(key: &StoreKey) -> Result<bool> {
+    let p = prune(key)?;
     if p.dropped > 0 && p.live == 0 {
-        store.lock_user_scope()?;
+        key.lock_user_scope()?;
         return Ok(true);
     }
     Ok(false)
 }
 
 /// Forget every holder (`keyringrs lock`). Ok(true) if there was a record.
-pub fn clear(store: &Store) -> Result<bool> {
-    match find(store) {
+pub fn clear(key: &StoreKey) -> Result<bool> {
+    match find(key) {
         Ok(Some(k)) => match k.invalidate() {
             Ok(()) | Err(Error::Locked) => Ok(true),
             Err(e) => Err(e),

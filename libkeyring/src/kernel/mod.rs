@@ -1,0 +1,10 @@
+//! The kernel key's lifetime, in one place: the typed kernel keyring ([`keyring`]), a store's
+//! key found, installed and locked ([`StoreKey`]), and the logins holding a store open in `@u`
+//! ([`holders`]). Nothing here knows the store on disk: crate::store calls it, never the other
+//! way round.
+
+pub mod holders;
+mod key;
+pub mod keyring;
+
+pub use key::{KeyRef, Scope, StoreKey};
