@@ -120,7 +120,7 @@ fn binary_login_keyring_from_gnome_keyring_imports_exactly_once() {
     assert_eq!(sha(&file), before, "the source was modified");
 
     // The same items read through the library parser, times included.
-    let k = libkeyring::import::gnome::parse(&file, &bytes, Some(GK_PASSWORD.as_bytes())).unwrap();
+    let k = keyringrs_import::gnome::parse(&file, &bytes, Some(GK_PASSWORD.as_bytes())).unwrap();
     assert_eq!(k.items.len(), 4);
     assert!(k
         .items

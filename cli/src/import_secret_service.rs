@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use libkeyring::import::Item;
+use keyringrs_import::Item;
 use zbus::blocking::{fdo::DBusProxy, proxy, Connection, Proxy};
 use zbus::names::{BusName, OwnedUniqueName};
 use zbus::proxy::CacheProperties;

@@ -376,7 +376,7 @@ fn run(cli: Cli) -> Outcome {
 /// `keyringrs import ...` (docs/IMPORT.md): read and check the whole source, plan, then write
 /// (all or nothing); the source is only read, except `keyutils --remove` after a success.
 fn import(path: &std::path::Path, source: ImportSource) -> Outcome {
-    use libkeyring::import::{self, gnome, keyutils, Action};
+    use keyringrs_import::{self as import, gnome, keyutils, Action};
     let store = Store::open(path)?;
     if store.is_locked()? {
         return Err(Error::Locked.into());

@@ -92,7 +92,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
+    /// A Corrupt error naming `path` (also for the importers' foreign files).
+    pub fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
         Error::Corrupt {
             path: path.to_path_buf(),
             reason: reason.into(),

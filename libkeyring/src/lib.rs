@@ -20,7 +20,6 @@ pub mod credential_store;
 pub mod crypto;
 pub mod error;
 pub mod format;
-pub mod import;
 pub mod kernel;
 pub mod mapping;
 pub mod recovery;

@@ -465,7 +465,7 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
 /// iterations; writes wait at most LOCK_WAIT), and never fails the login: a keyring that does
 /// not open is left for `keyringrs import gnome-keyring`, with a message.
 fn import_login_keyring<P: Pam>(log: &Log<P>, account: &Account, store: &Store, password: &[u8]) {
-    use libkeyring::import::{self, gnome};
+    use keyringrs_import::{self as import, gnome};
     let user = &account.name;
     // From the passwd home, never from XDG_DATA_HOME: the environment is not the user's here.
     let path = account.home.join(".local/share/keyrings/login.keyring");

@@ -1,4 +1,4 @@
-//! The gnome-keyring reader (libkeyring::import::gnome) never panics and refuses damaged files
+//! The gnome-keyring reader (keyringrs_import::gnome) never panics and refuses damaged files
 //! with a `Corrupt` error naming the file (or `WrongPassword` where the damage hits the
 //! encrypted part): property-based fuzzing (proptest) of truncated, bit-flipped and
 //! length-lying binary files and of mangled textual files, plus the caps.
@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use libkeyring::import::gnome::{self, Format, Item, Keyring};
+use keyringrs_import::gnome::{self, Format, Item, Keyring};
 use libkeyring::{Error, ErrorKind};
 use proptest::prelude::*;
 use zeroize::Zeroizing;

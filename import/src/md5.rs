@@ -69,7 +69,7 @@ pub fn md5(data: &[u8]) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::md5;
-    use crate::format::hex;
+    use libkeyring::format::hex;
 
     #[test]
     fn rfc_1321_test_suite() {

@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, HashSet};
 use zeroize::Zeroizing;
 
 use super::Item;
-use crate::error::{Error, Result};
-use crate::kernel::keyring::{KeySerial, Keyring};
+use libkeyring::keyring::{KeySerial, Keyring};
+use libkeyring::{Error, Result};
 
 /// The keyring python-keyring-keyutils creates in the session keyring.
 pub const BACKEND_KEYRING: &str = "python-keyring-keyutils";

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::md5::md5;
-use crate::error::{Error, Result};
+use libkeyring::{Error, Result};
 
 /// Largest keyring file read.
 pub const MAX_FILE_LEN: u64 = 64 << 20;

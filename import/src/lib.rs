@@ -2,7 +2,7 @@
 //! ([`gnome`]: gnome-keyring's keyring files; [`keyutils`]: python-keyring-keyutils' plaintext
 //! kernel keys), and the common rules of every import:
 //!
-//! - items become entries by [`crate::mapping`] (attributes stored whole, label kept);
+//! - items become entries by [`libkeyring::mapping`] (attributes stored whole, label kept);
 //! - an item whose label, attributes and secret all equal an existing entry's is skipped
 //!   ("already there"), so importing the same source again adds nothing;
 //! - an item that cannot take its place without overwriting (its service/username entry exists
@@ -19,10 +19,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
-use crate::format::{check_limits, EntryData};
-use crate::mapping::{self, Identity};
-use crate::store::Store;
+use libkeyring::format::check_limits;
+use libkeyring::mapping::{self, Identity};
+use libkeyring::EntryData;
+use libkeyring::Store;
+use libkeyring::{Error, Result};
 
 /// An item to import, whatever its source.
 #[derive(Clone, PartialEq, Eq)]
@@ -286,7 +287,7 @@ mod tests {
 
     #[test]
     fn oversized_items_fail_the_plan() {
-        let big = "x".repeat(crate::format::MAX_FIELD_LEN + 1);
+        let big = "x".repeat(libkeyring::format::MAX_FIELD_LEN + 1);
         let it = item(&big, &[], b"");
         assert!(matches!(plan(&[], &[it]), Err(Error::InvalidInput(_))));
     }
