@@ -21,8 +21,8 @@
 //!
 //! Nothing here is secret: the records are owner-only so that other uids learn nothing.
 
+use super::key::StoreKey;
 use super::keyring::{perm, KeySerial, Keyring};
-use super::StoreKey;
 use crate::error::{Error, Result};
 use crate::sys::process::{self, Process};
 
@@ -202,7 +202,8 @@ pub fn prune(key: &StoreKey) -> Result<Pruned> {
 pub fn lock_if_abandoned(key: &StoreKey) -> Result<bool> {
     let p = prune(key)?;
     if p.dropped > 0 && p.live == 0 {
-        key.lock_user_scope()?;
+        key.lock_in(&[Keyring::User])?;
+        clear(key)?;
         return Ok(true);
     }
     Ok(false)

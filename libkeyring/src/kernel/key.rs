@@ -1,11 +1,10 @@
 //! A store's kernel key, `keyringrs:<store-id>` of the store's owner, through its lifetime:
 //! found (a planted key is refused, never used), read, installed with the permissions of its
-//! scope, locked. It knows the key's name and owner only, never the store: crate::store calls
-//! it, it never calls back.
+//! scope, locked. It knows the key's name and owner only, never the store (crate::store calls
+//! it) nor the holders (crate::kernel::holders uses it).
 
 use zeroize::Zeroizing;
 
-use super::holders;
 use super::keyring::{perm, KeySerial, Keyring};
 use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
@@ -155,12 +154,6 @@ impl StoreKey {
             Scope::Session => perm::SESSION_KEY,
             Scope::User => perm::USER_KEY,
         };
-        // A key in @u outlives the logins recorded as its holders only by an explicit unlock:
-        // forget those that are gone, so that holders::lock_if_abandoned does not take this
-        // unlock for theirs.
-        if scope == Scope::User {
-            holders::prune(self)?;
-        }
         // Staged in the thread keyring: see KeySerial::place.
         let serial = Keyring::Thread
             .add(&self.description, master.as_bytes())?
@@ -168,8 +161,9 @@ impl StoreKey {
         Ok(KeyRef { serial, scope })
     }
 
-    /// Invalidate the key wherever `keyrings` lead, and forget which logins held it. A key with
-    /// our name that is not ours (planted) is unlinked. Ok(false): there was nothing to lock.
+    /// Invalidate the key wherever `keyrings` lead. A key with our name that is not ours
+    /// (planted) is unlinked. Ok(false): there was nothing to lock. (The holder records are
+    /// crate::kernel::holders's.)
     pub fn lock_in(&self, keyrings: &[Keyring]) -> Result<bool> {
         let mut any = false;
         let description = &self.description;
@@ -205,14 +199,6 @@ impl StoreKey {
                 }
             }
         }
-        if holders::clear(self)? {
-            any = true;
-        }
         Ok(any)
-    }
-
-    /// Lock only what lives in `@u` (the keys and the holder records of user scope).
-    pub fn lock_user_scope(&self) -> Result<bool> {
-        self.lock_in(&[Keyring::User])
     }
 }

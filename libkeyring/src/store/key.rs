@@ -6,7 +6,7 @@ use super::{Store, UnlockOptions};
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::kernel::keyring::{KeySerial, Keyring};
-use crate::kernel::{KeyRef, StoreKey};
+use crate::kernel::{holders, KeyRef, Scope, StoreKey};
 
 impl Store {
     /// What names this store's kernel key (for crate::kernel::holders).
@@ -57,6 +57,12 @@ impl Store {
 
     /// Put the master key into the kernel with the permissions of its scope.
     pub(super) fn install(&self, master: &MasterKey, opts: &UnlockOptions) -> Result<KeyRef> {
+        // A key in @u outlives the logins recorded as its holders only by an explicit unlock:
+        // forget those that are gone, so that holders::lock_if_abandoned does not take this
+        // unlock for theirs.
+        if opts.scope == Scope::User {
+            holders::prune(&self.key)?;
+        }
         self.key.install(master, opts.scope, opts.timeout)
     }
 
@@ -64,14 +70,18 @@ impl Store {
     /// keyring, `@u`), and forget which logins held it. A key with our name that is not ours
     /// (planted) is unlinked. Locked already: Ok(false).
     pub fn lock(&self) -> Result<bool> {
-        self.key_cache.forget();
-        self.key.lock_in(&[Keyring::Session, Keyring::User])
+        self.lock_in(&[Keyring::Session, Keyring::User])
     }
 
     /// Lock only what lives in `@u` (the keys and the holder records of user scope): what the
     /// PAM module does when the last login holding the store there closes.
     pub fn lock_user_scope(&self) -> Result<bool> {
+        self.lock_in(&[Keyring::User])
+    }
+
+    fn lock_in(&self, keyrings: &[Keyring]) -> Result<bool> {
         self.key_cache.forget();
-        self.key.lock_user_scope()
+        let locked = self.key.lock_in(keyrings)?;
+        Ok(holders::clear(&self.key)? || locked)
     }
 }
