@@ -388,3 +388,32 @@ fn init_and_unlock_refuse_without_a_session_keyring_of_their_own() {
     let o = in_fallback(&["lock"], b"");
     assert_eq!(code(&o), 0);
 }
+
+/// The other half of the lock/reader race, checked at every step instead of by chance: a key
+/// invalidated between a reader's search and its read is no longer possessed, and the kernel
+/// answers the read EACCES (or ENOKEY once it is collected); the reader gets Locked, never
+/// AccessDenied. A key that is still there keeps reading.
+#[test]
+fn a_key_invalidated_between_the_search_and_the_read_reads_as_locked() {
+    let dir = TempDir::new("invalread");
+    fresh_session();
+    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    let mut raw_denied = 0;
+    for _ in 0..20 {
+        s.unlock(b"pw", &test_opts()).unwrap();
+        let found = s.find_key().unwrap();
+        assert!(s.kernel_key().read_found(found).is_ok(), "a live key reads");
+        found.serial.invalidate().unwrap();
+        if matches!(found.serial.read(), Err(Error::AccessDenied(_))) {
+            raw_denied += 1;
+        }
+        match s.kernel_key().read_found(found) {
+            Err(Error::Locked) => {}
+            other => panic!(
+                "a key invalidated after the search: {:?}",
+                other.map(|_| "a key")
+            ),
+        }
+    }
+    eprintln!("a raw read of the invalidated key was EACCES {raw_denied} of 20 times");
+}

@@ -20,6 +20,7 @@ import time
 TESTS = [
     ("keyringrs-tests", "kernel", "lock_racing_a_reader_never_yields_partial_data"),
     ("keyringrs-tests", "kernel", "a_key_being_installed_is_never_found_before_its_final_permissions"),
+    ("keyringrs-tests", "kernel", "a_key_invalidated_between_the_search_and_the_read_reads_as_locked"),
     ("keyringrs-tests", "kernel", "a_half_installed_key_reads_as_locked_and_lock_removes_it"),
     ("keyringrs-tests", "kernel", "two_sessions_of_one_user_lock_independently"),
     ("keyringrs-tests", "kernel", "a_key_planted_by_another_uid_is_refused_and_lock_removes_it"),

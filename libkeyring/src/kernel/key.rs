@@ -143,6 +143,28 @@ impl StoreKey {
         MasterKey::from_slice(&payload[..n]).ok_or(Error::Locked)
     }
 
+    /// The master key of `found` (what [`StoreKey::find`] returned). A key invalidated between
+    /// the search and the read (a `lock` or an unlock replacing it, in another thread or
+    /// process) is no longer possessed, and the kernel answers its read EACCES, not ENOKEY:
+    /// that is searched again, and reads as Locked once the key is gone (or as the key that
+    /// replaced it). A key that is still there and still refuses the read stays AccessDenied.
+    pub fn read_found(&self, found: KeyRef) -> Result<MasterKey> {
+        let mut key = found;
+        for _ in 0..4 {
+            match Self::read(key.serial) {
+                Err(Error::AccessDenied(why)) => match self.find() {
+                    Ok(again) if again.serial == key.serial => {
+                        return Err(Error::AccessDenied(why))
+                    }
+                    Ok(again) => key = again,
+                    Err(e) => return Err(e),
+                },
+                r => return r,
+            }
+        }
+        Err(Error::Locked)
+    }
+
     /// Put `master` into the kernel with the permissions of `scope` (and `timeout` seconds).
     pub fn install(
         &self,

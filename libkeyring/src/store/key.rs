@@ -42,8 +42,11 @@ impl Store {
     /// Read the master key from the kernel by searching for it (Locked if absent).
     pub(crate) fn master(&self) -> Result<MasterKey> {
         let key = self.find_key()?;
-        self.key_cache.set(key.serial);
-        StoreKey::read(key.serial)
+        let master = self.key.read_found(key);
+        if master.is_ok() {
+            self.key_cache.set(key.serial);
+        }
+        master
     }
 
     /// Is the store locked for this process? (`AccessDenied` if the key is someone else's.)
