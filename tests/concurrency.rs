@@ -21,6 +21,15 @@ fn value(writer: usize, n: u64) -> Vec<u8> {
     v
 }
 
+/// The `n`th key a client uses: one every writer shares, or one of writer `w`'s own.
+fn key(shared: bool, w: u64, n: u64) -> String {
+    if shared {
+        format!("shared{}", n % 4)
+    } else {
+        format!("w{w}k{}", n % 16)
+    }
+}
+
 fn check(v: &[u8]) -> (usize, u64) {
     let text = String::from_utf8_lossy(v);
     let parts: Vec<&str> = text.splitn(5, ':').collect();
@@ -49,11 +58,7 @@ fn eight_writers_and_four_readers_for_ten_seconds_lose_nothing() {
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     // Its own keys, and keys every writer shares.
-                    let key = if n % 3 == 0 {
-                        format!("shared{}", n % 4)
-                    } else {
-                        format!("w{w}k{}", n % 16)
-                    };
+                    let key = key(n % 3 == 0, w as u64, n);
                     s.set("svc", &key, &value(w, n)).unwrap();
                     last.lock().unwrap().insert((w, key), n);
                     sets.fetch_add(1, Ordering::Relaxed);
@@ -67,11 +72,7 @@ fn eight_writers_and_four_readers_for_ten_seconds_lose_nothing() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let key = if i % 2 == 0 {
-                        format!("shared{}", i % 4)
-                    } else {
-                        format!("w{}k{}", i % 8, i % 16)
-                    };
+                    let key = key(i % 2 == 0, i % 8, i);
                     match s.get("svc", &key) {
                         Ok(v) => {
                             check(&v);

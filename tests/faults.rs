@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use keyringrs_tests::fixtures::{cli_unlock, init_with_cli};
 use keyringrs_tests::*;
 use libkeyring::{Error, Store};
 
@@ -41,11 +42,7 @@ fn value(store: &Path, service: &str) -> Vec<u8> {
 #[test]
 fn eio_on_write_or_fsync_is_an_error_and_keeps_the_old_value() {
     let dir = TempDir::new("eio");
-    fresh_session();
-    assert_exit(
-        &keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n"),
-        0,
-    );
+    init_with_cli(&dir);
     assert_exit(&keyringrs(&dir.store(), &["set", "svc", "u"], b"old"), 0);
     let lib = fault_library(dir.path());
     for fault in ["write-eio", "fsync-eio"] {
@@ -70,20 +67,13 @@ fn eio_on_write_or_fsync_is_an_error_and_keeps_the_old_value() {
         .iter()
         .all(|f| !f.to_string_lossy().contains(".tmp-")));
     assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
-    assert_exit(
-        &keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"pw\n"),
-        0,
-    );
+    assert_exit(&cli_unlock(&dir.store(), "pw"), 0);
 }
 
 #[test]
 fn passwd_interrupted_before_its_rename_leaves_a_password_that_opens() {
     let dir = TempDir::new("passwd-crash");
-    fresh_session();
-    assert_exit(
-        &keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n"),
-        0,
-    );
+    init_with_cli(&dir);
     assert_exit(&keyringrs(&dir.store(), &["set", "svc", "u"], b"kept"), 0);
     let lib = fault_library(dir.path());
     let o = with_fault(
@@ -122,11 +112,7 @@ fn passwd_interrupted_before_its_rename_leaves_a_password_that_opens() {
 #[test]
 fn kill_9_of_a_writer_never_breaks_the_store() {
     let dir = TempDir::new("kill9");
-    fresh_session();
-    assert_exit(
-        &keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n"),
-        0,
-    );
+    init_with_cli(&dir);
     let store = dir.store();
     let services = ["a", "b", "c", "d"];
     for s in services {

@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use keyringrs_tests::fixtures::init_with_cli;
 use keyringrs_tests::*;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -320,11 +321,7 @@ fn symlinks_swapped_in_during_writes_never_redirect_a_write() {
 #[test]
 fn hostile_kdf_parameters_are_refused_before_allocation() {
     let dir = TempDir::new("hostilekdf");
-    fresh_session();
-    assert_exit(
-        &keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n"),
-        0,
-    );
+    init_with_cli(&dir);
     let h = dir.store().join("header");
     let mut b = std::fs::read(&h).unwrap();
     // Keyslot 0 memory field at offset 37 + 2; the checksum is the last 32 bytes.

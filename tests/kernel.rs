@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use keyringrs_tests::fixtures::{cli_get, cli_unlock};
 use keyringrs_tests::*;
 use libkeyring::{Error, Store};
 
@@ -186,10 +187,7 @@ fn a_process_in_another_session_sees_locked() {
         .unwrap()
         .set("svc", "u", b"x")
         .unwrap();
-    assert_eq!(
-        keyringrs(&dir.store(), &["get", "svc", "u"], b"").stdout,
-        b"x"
-    );
+    assert_eq!(cli_get(&dir.store(), "svc", "u"), b"x");
     // Like a process started by cron or another login: its own session keyring.
     let mut c = std::process::Command::new("keyctl");
     c.args(["session", "-"])
@@ -338,14 +336,8 @@ fn a_key_planted_by_another_uid_is_refused_and_lock_removes_it() {
     assert_exit(&keyringrs(&dir.store(), &["set", "svc", "new"], b"x"), 8);
     assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
     assert_exit(&keyringrs(&dir.store(), &["get", "svc", "u"], b""), 3);
-    assert_exit(
-        &keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"pw\n"),
-        0,
-    );
-    assert_eq!(
-        keyringrs(&dir.store(), &["get", "svc", "u"], b"").stdout,
-        b"real"
-    );
+    assert_exit(&cli_unlock(&dir.store(), "pw"), 0);
+    assert_eq!(cli_get(&dir.store(), "svc", "u"), b"real");
 }
 
 /// In a process with no session keyring of its own (the `_uid_ses.N` fallback, as some init
