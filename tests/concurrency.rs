@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use keyringrs_tests::fixtures::new_store;
 use keyringrs_tests::*;
 use libkeyring::Store;
 
@@ -42,8 +43,7 @@ fn check(v: &[u8]) -> (usize, u64) {
 #[test]
 fn eight_writers_and_four_readers_for_ten_seconds_lose_nothing() {
     let dir = TempDir::new("concurrency");
-    fresh_session();
-    Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    new_store(&dir);
     let stop = AtomicBool::new(false);
     let (reads, sets) = (AtomicU64::new(0), AtomicU64::new(0));
     // Last value each writer completed for each key it owns / shares.
@@ -131,8 +131,7 @@ fn value_id(w: usize, n: u64) -> u64 {
 #[test]
 fn threads_sharing_one_store_list_completely_and_write_exclusively() {
     let dir = TempDir::new("threads");
-    fresh_session();
-    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    let s = new_store(&dir);
     for i in 0..3000 {
         s.set("svc", &format!("user{i}"), b"v").unwrap();
     }
@@ -183,8 +182,7 @@ fn threads_sharing_one_store_list_completely_and_write_exclusively() {
 #[test]
 fn a_get_after_a_set_in_another_process_returns_the_new_value() {
     let dir = TempDir::new("fastpath");
-    fresh_session();
-    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    let s = new_store(&dir);
     s.set("svc", "u", b"v0").unwrap();
     for i in 1..=100 {
         assert_eq!(

@@ -190,29 +190,22 @@ const FILE_KINDS: &[Kind] = &[
     Kind::Oversize,
 ];
 
-#[test]
-fn hostile_things_in_place_of_the_store_dir_are_refused() {
-    cases(Place::StoreDir, DIR_KINDS);
+/// One test for each place: every hostile kind of thing in it is refused (`cases`).
+macro_rules! hostile_places {
+    ($($test:ident: $place:ident, $kinds:ident;)*) => {$(
+        #[test]
+        fn $test() {
+            cases(Place::$place, $kinds);
+        }
+    )*};
 }
 
-#[test]
-fn hostile_things_in_place_of_the_header_are_refused() {
-    cases(Place::Header, FILE_KINDS);
-}
-
-#[test]
-fn hostile_things_in_place_of_the_entries_dir_are_refused() {
-    cases(Place::EntriesDir, DIR_KINDS);
-}
-
-#[test]
-fn hostile_things_in_place_of_an_entry_are_refused() {
-    cases(Place::Entry, FILE_KINDS);
-}
-
-#[test]
-fn hostile_things_in_place_of_the_journal_are_refused() {
-    cases(Place::Journal, FILE_KINDS);
+hostile_places! {
+    hostile_things_in_place_of_the_store_dir_are_refused: StoreDir, DIR_KINDS;
+    hostile_things_in_place_of_the_header_are_refused: Header, FILE_KINDS;
+    hostile_things_in_place_of_the_entries_dir_are_refused: EntriesDir, DIR_KINDS;
+    hostile_things_in_place_of_an_entry_are_refused: Entry, FILE_KINDS;
+    hostile_things_in_place_of_the_journal_are_refused: Journal, FILE_KINDS;
 }
 
 /// A long-lived handle keeps the journal open and remembers the header between writes (each

@@ -18,6 +18,11 @@ fn checkpointed(s: &Store, dir: &TempDir) -> Store {
     Store::open(dir.store()).unwrap()
 }
 
+/// Why the store at `path` does not open.
+fn open_error(path: impl AsRef<std::path::Path>) -> Error {
+    Store::open(path.as_ref()).unwrap_err()
+}
+
 /// The first entry file of `dir`'s store.
 fn first_entry_file(dir: &TempDir) -> PathBuf {
     files_under(&dir.store().join("entries")).remove(0)
@@ -127,17 +132,14 @@ fn a_symlinked_store_dir_or_header_is_refused() {
     let (dir, _s) = temp_store("symstore");
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(dir.store(), &link).unwrap();
-    let e = Store::open(&link).unwrap_err();
+    let e = open_error(&link);
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     // A symlinked header.
     let h = dir.store().join("header");
     let real = dir.path().join("real-header");
     std::fs::rename(&h, &real).unwrap();
     std::os::unix::fs::symlink(&real, &h).unwrap();
-    assert_eq!(
-        Store::open(dir.store()).unwrap_err().kind(),
-        ErrorKind::Corrupt
-    );
+    assert_eq!(open_error(dir.store()).kind(), ErrorKind::Corrupt);
 }
 
 #[test]
@@ -177,10 +179,7 @@ fn fifos_and_hard_links_and_loose_modes_are_refused() {
         .contains("not a regular file"));
     // A group-writable store dir.
     std::fs::set_permissions(dir.store(), std::fs::Permissions::from_mode(0o770)).unwrap();
-    assert_eq!(
-        Store::open(dir.store()).unwrap_err().kind(),
-        ErrorKind::Corrupt
-    );
+    assert_eq!(open_error(dir.store()).kind(), ErrorKind::Corrupt);
 }
 
 #[test]
@@ -190,7 +189,7 @@ fn unknown_version_is_a_clear_error() {
     let mut b = std::fs::read(&h).unwrap();
     b[16] = 9;
     std::fs::write(&h, &b).unwrap();
-    let e = Store::open(dir.store()).unwrap_err();
+    let e = open_error(dir.store());
     assert!(
         e.to_string().contains("unknown store format version 9"),
         "{e}"
