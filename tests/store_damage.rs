@@ -18,6 +18,22 @@ fn checkpointed(s: &Store, dir: &TempDir) -> Store {
     Store::open(dir.store()).unwrap()
 }
 
+/// A temporary store (see `temp_store`) holding one entry, svc/u = `secret`.
+fn with_one_entry(tag: &str, secret: &[u8]) -> (TempDir, Store) {
+    let (dir, s) = temp_store(tag);
+    s.set("svc", "u", secret).unwrap();
+    (dir, s)
+}
+
+/// `with_one_entry`, the entry checkpointed into its file, a fresh handle (`checkpointed`) and
+/// that file.
+fn one_entry_file(tag: &str, secret: &[u8]) -> (TempDir, Store, PathBuf) {
+    let (dir, s) = with_one_entry(tag, secret);
+    let s = checkpointed(&s, &dir);
+    let f = first_entry_file(&dir);
+    (dir, s, f)
+}
+
 /// Why the store at `path` does not open.
 fn open_error(path: impl AsRef<std::path::Path>) -> Error {
     Store::open(path.as_ref()).unwrap_err()
@@ -53,11 +69,8 @@ fn a_flipped_header_byte_anywhere_is_corrupt_naming_the_header() {
 
 #[test]
 fn a_flipped_entry_byte_anywhere_is_corrupt_naming_the_entry() {
-    let (dir, s) = temp_store("flip-entry");
-    s.set("svc", "u", b"secret").unwrap();
     // Out of the journal into its entry file (docs/FORMAT.md "journal").
-    let s = checkpointed(&s, &dir);
-    let f = first_entry_file(&dir);
+    let (_dir, s, f) = one_entry_file("flip-entry", b"secret");
     let orig = std::fs::read(&f).unwrap();
     for i in 0..orig.len() {
         let mut b = orig.clone();
@@ -108,10 +121,7 @@ fn entries_from_another_store_do_not_open() {
 
 #[test]
 fn a_symlinked_entry_is_refused_and_its_target_untouched() {
-    let (dir, s) = temp_store("symentry");
-    s.set("svc", "u", b"x").unwrap();
-    let s = checkpointed(&s, &dir);
-    let f = first_entry_file(&dir);
+    let (dir, s, f) = one_entry_file("symentry", b"x");
     let target = dir.path().join("target");
     std::fs::write(&target, b"do not touch").unwrap();
     std::fs::remove_file(&f).unwrap();
@@ -145,10 +155,7 @@ fn a_symlinked_store_dir_or_header_is_refused() {
 #[test]
 fn fifos_and_hard_links_and_loose_modes_are_refused() {
     use std::os::unix::fs::PermissionsExt;
-    let (dir, s) = temp_store("oddfiles");
-    s.set("svc", "u", b"x").unwrap();
-    let s = checkpointed(&s, &dir);
-    let f = first_entry_file(&dir);
+    let (dir, s, f) = one_entry_file("oddfiles", b"x");
     // Hard link.
     let other = dir.path().join("hardlink");
     std::fs::hard_link(&f, &other).unwrap();
@@ -198,8 +205,7 @@ fn unknown_version_is_a_clear_error() {
 
 #[test]
 fn a_store_truncated_at_any_offset_is_corrupt_never_a_panic() {
-    let (dir, s) = temp_store("truncate");
-    s.set("svc", "u", b"secret").unwrap();
+    let (dir, s) = with_one_entry("truncate", b"secret");
     s.checkpoint().unwrap();
     let entry = first_entry_file(&dir);
     for file in [dir.store().join("header"), entry] {
@@ -220,8 +226,7 @@ fn a_store_truncated_at_any_offset_is_corrupt_never_a_panic() {
 /// version is authentic and is what `get` returns — never a panic, never a mix.
 #[test]
 fn an_older_generation_of_an_entry_restored_reads_as_that_generation() {
-    let (dir, s) = temp_store("rollback");
-    s.set("svc", "u", b"generation 1").unwrap();
+    let (dir, s) = with_one_entry("rollback", b"generation 1");
     s.checkpoint().unwrap();
     let f = first_entry_file(&dir);
     let old = std::fs::read(&f).unwrap();
