@@ -1,18 +1,13 @@
 //! The `keyringrs` CLI contract (DESIGN.md): subcommands, stdin handling, exit codes and
 //! one-line errors, on the real kernel keyring in a fresh session keyring per test.
 
+use keyringrs_tests::fixtures::{cli_get, cli_unlock, init_with_cli};
 use keyringrs_tests::*;
-
-fn init(dir: &TempDir) {
-    fresh_session();
-    let o = keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n");
-    assert_exit(&o, 0);
-}
 
 #[test]
 fn init_set_get_list_delete_through_the_cli() {
     let dir = TempDir::new("cli-basic");
-    init(&dir);
+    init_with_cli(&dir);
     assert_exit(
         &keyringrs(&dir.store(), &["set", "github.com", "alice"], b"tok\n"),
         0,
@@ -46,19 +41,16 @@ fn init_set_get_list_delete_through_the_cli() {
 #[test]
 fn raw_keeps_bytes_exactly_and_binary_round_trips() {
     let dir = TempDir::new("cli-raw");
-    init(&dir);
+    init_with_cli(&dir);
     let all: Vec<u8> = (0..=255u8).chain([b'\n', b'\n']).collect();
     assert_exit(
         &keyringrs(&dir.store(), &["set", "--raw", "bin", "u"], &all),
         0,
     );
-    assert_eq!(
-        keyringrs(&dir.store(), &["get", "bin", "u"], b"").stdout,
-        all
-    );
+    assert_eq!(cli_get(&dir.store(), "bin", "u"), all);
     assert_exit(&keyringrs(&dir.store(), &["set", "nl", "u"], b"a\n\n"), 0);
     assert_eq!(
-        keyringrs(&dir.store(), &["get", "nl", "u"], b"").stdout,
+        cli_get(&dir.store(), "nl", "u"),
         b"a\n",
         "only one newline stripped"
     );
@@ -71,7 +63,7 @@ fn raw_keeps_bytes_exactly_and_binary_round_trips() {
 #[test]
 fn locked_store_exits_3_for_every_entry_command() {
     let dir = TempDir::new("cli-locked");
-    init(&dir);
+    init_with_cli(&dir);
     assert_exit(&keyringrs(&dir.store(), &["set", "s", "u"], b"x"), 0);
     assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
     assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
@@ -86,25 +78,16 @@ fn locked_store_exits_3_for_every_entry_command() {
     let o = keyringrs(&dir.store(), &["status"], b"");
     assert_exit(&o, 0);
     assert!(String::from_utf8_lossy(&o.stdout).contains("locked"));
-    assert_exit(
-        &keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"pw\n"),
-        0,
-    );
-    assert_eq!(
-        keyringrs(&dir.store(), &["get", "s", "u"], b"").stdout,
-        b"x"
-    );
+    assert_exit(&cli_unlock(&dir.store(), "pw"), 0);
+    assert_eq!(cli_get(&dir.store(), "s", "u"), b"x");
 }
 
 #[test]
 fn wrong_password_exits_5_and_installs_nothing() {
     let dir = TempDir::new("cli-wrongpw");
-    init(&dir);
+    init_with_cli(&dir);
     assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
-    assert_exit(
-        &keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"nope\n"),
-        5,
-    );
+    assert_exit(&cli_unlock(&dir.store(), "nope"), 5);
     let s = libkeyring::Store::open(dir.store()).unwrap();
     assert!(s.is_locked().unwrap());
     assert!(libkeyring::keyring::Keyring::Session
@@ -123,7 +106,7 @@ fn wrong_password_exits_5_and_installs_nothing() {
 #[test]
 fn passwd_then_only_the_new_password_unlocks() {
     let dir = TempDir::new("cli-passwd");
-    init(&dir);
+    init_with_cli(&dir);
     assert_exit(&keyringrs(&dir.store(), &["set", "s", "u"], b"keep"), 0);
     assert_exit(
         &keyringrs(
@@ -134,18 +117,9 @@ fn passwd_then_only_the_new_password_unlocks() {
         0,
     );
     assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
-    assert_exit(
-        &keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"pw\n"),
-        5,
-    );
-    assert_exit(
-        &keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"new pw\n"),
-        0,
-    );
-    assert_eq!(
-        keyringrs(&dir.store(), &["get", "s", "u"], b"").stdout,
-        b"keep"
-    );
+    assert_exit(&cli_unlock(&dir.store(), "pw"), 5);
+    assert_exit(&cli_unlock(&dir.store(), "new pw"), 0);
+    assert_eq!(cli_get(&dir.store(), "s", "u"), b"keep");
 }
 
 #[test]
@@ -167,7 +141,7 @@ fn missing_store_exits_6_and_usage_errors_exit_2() {
 #[test]
 fn corrupt_store_exits_7_naming_the_file() {
     let dir = TempDir::new("cli-corrupt");
-    init(&dir);
+    init_with_cli(&dir);
     let h = dir.store().join("header");
     let mut b = std::fs::read(&h).unwrap();
     b[40] ^= 1;
@@ -180,7 +154,7 @@ fn corrupt_store_exits_7_naming_the_file() {
 #[test]
 fn store_env_var_selects_the_store() {
     let dir = TempDir::new("cli-env");
-    init(&dir);
+    init_with_cli(&dir);
     let mut c = std::process::Command::new(keyringrs_bin());
     c.env_clear()
         .env("KEYRINGRS_STORE", dir.store())
@@ -193,7 +167,7 @@ fn store_env_var_selects_the_store() {
 #[test]
 fn passwords_are_never_taken_without_a_tty_or_stdin_flag() {
     let dir = TempDir::new("cli-notty");
-    init(&dir);
+    init_with_cli(&dir);
     let o = keyringrs(&dir.store(), &["unlock"], b"pw\n");
     assert_exit(&o, 1);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--password-stdin"));
@@ -219,7 +193,7 @@ fn another_uid_in_the_same_session_gets_access_denied() {
     require_root!("needs to run a process as another uid");
     use std::os::unix::process::CommandExt;
     let dir = TempDir::new("cli-otheruid");
-    init(&dir);
+    init_with_cli(&dir);
     assert_exit(
         &keyringrs(&dir.store(), &["set", "s", "u"], b"top secret"),
         0,
@@ -253,17 +227,14 @@ fn another_uid_in_the_same_session_gets_access_denied() {
     assert!(!o.stdout.windows(10).any(|w| w == b"top secret"));
     // It cannot lock us out by invalidating the key either.
     assert_exit(&run_as(&["lock"]), 8);
-    assert_eq!(
-        keyringrs(&dir.store(), &["get", "s", "u"], b"").stdout,
-        b"top secret"
-    );
+    assert_eq!(cli_get(&dir.store(), "s", "u"), b"top secret");
 }
 
 /// 8 processes × 100 `set`s each, all at once: no write is lost.
 #[test]
 fn concurrent_writers_lose_no_write() {
     let dir = TempDir::new("cli-concurrent");
-    init(&dir);
+    init_with_cli(&dir);
     let store = dir.store();
     std::thread::scope(|s| {
         for w in 0..8 {

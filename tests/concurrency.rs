@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use keyringrs_tests::fixtures::new_store;
 use keyringrs_tests::*;
 use libkeyring::Store;
 
@@ -21,6 +22,15 @@ fn value(writer: usize, n: u64) -> Vec<u8> {
     v
 }
 
+/// The `n`th key a client uses: one every writer shares, or one of writer `w`'s own.
+fn key(shared: bool, w: u64, n: u64) -> String {
+    if shared {
+        format!("shared{}", n % 4)
+    } else {
+        format!("w{w}k{}", n % 16)
+    }
+}
+
 fn check(v: &[u8]) -> (usize, u64) {
     let text = String::from_utf8_lossy(v);
     let parts: Vec<&str> = text.splitn(5, ':').collect();
@@ -33,8 +43,7 @@ fn check(v: &[u8]) -> (usize, u64) {
 #[test]
 fn eight_writers_and_four_readers_for_ten_seconds_lose_nothing() {
     let dir = TempDir::new("concurrency");
-    fresh_session();
-    Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    new_store(&dir);
     let stop = AtomicBool::new(false);
     let (reads, sets) = (AtomicU64::new(0), AtomicU64::new(0));
     // Last value each writer completed for each key it owns / shares.
@@ -49,11 +58,7 @@ fn eight_writers_and_four_readers_for_ten_seconds_lose_nothing() {
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     // Its own keys, and keys every writer shares.
-                    let key = if n % 3 == 0 {
-                        format!("shared{}", n % 4)
-                    } else {
-                        format!("w{w}k{}", n % 16)
-                    };
+                    let key = key(n % 3 == 0, w as u64, n);
                     s.set("svc", &key, &value(w, n)).unwrap();
                     last.lock().unwrap().insert((w, key), n);
                     sets.fetch_add(1, Ordering::Relaxed);
@@ -67,11 +72,7 @@ fn eight_writers_and_four_readers_for_ten_seconds_lose_nothing() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let key = if i % 2 == 0 {
-                        format!("shared{}", i % 4)
-                    } else {
-                        format!("w{}k{}", i % 8, i % 16)
-                    };
+                    let key = key(i % 2 == 0, i % 8, i);
                     match s.get("svc", &key) {
                         Ok(v) => {
                             check(&v);
@@ -130,8 +131,7 @@ fn value_id(w: usize, n: u64) -> u64 {
 #[test]
 fn threads_sharing_one_store_list_completely_and_write_exclusively() {
     let dir = TempDir::new("threads");
-    fresh_session();
-    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    let s = new_store(&dir);
     for i in 0..3000 {
         s.set("svc", &format!("user{i}"), b"v").unwrap();
     }
@@ -182,8 +182,7 @@ fn threads_sharing_one_store_list_completely_and_write_exclusively() {
 #[test]
 fn a_get_after_a_set_in_another_process_returns_the_new_value() {
     let dir = TempDir::new("fastpath");
-    fresh_session();
-    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    let s = new_store(&dir);
     s.set("svc", "u", b"v0").unwrap();
     for i in 1..=100 {
         assert_eq!(

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use keyringrs_tests::fixtures::{cli_unlock, init_with_cli, store_with_password};
 use keyringrs_tests::*;
 use libkeyring::{Error, Store};
 
@@ -32,6 +33,13 @@ fn with_fault(
     run(c, stdin)
 }
 
+/// Is a temporary file (`.tmp-`) left anywhere in `store`?
+fn has_temp_files(store: &Path) -> bool {
+    files_under(store)
+        .iter()
+        .any(|f| f.to_string_lossy().contains(".tmp-"))
+}
+
 fn value(store: &Path, service: &str) -> Vec<u8> {
     let o = keyringrs(store, &["get", service, "u"], b"");
     assert_exit(&o, 0);
@@ -41,11 +49,7 @@ fn value(store: &Path, service: &str) -> Vec<u8> {
 #[test]
 fn eio_on_write_or_fsync_is_an_error_and_keeps_the_old_value() {
     let dir = TempDir::new("eio");
-    fresh_session();
-    assert_exit(
-        &keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n"),
-        0,
-    );
+    init_with_cli(&dir);
     assert_exit(&keyringrs(&dir.store(), &["set", "svc", "u"], b"old"), 0);
     let lib = fault_library(dir.path());
     for fault in ["write-eio", "fsync-eio"] {
@@ -66,24 +70,15 @@ fn eio_on_write_or_fsync_is_an_error_and_keeps_the_old_value() {
         assert_exit(&o, 1);
     }
     // No temp file was left behind and the password is still the old one.
-    assert!(files_under(&dir.store())
-        .iter()
-        .all(|f| !f.to_string_lossy().contains(".tmp-")));
+    assert!(!has_temp_files(&dir.store()));
     assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
-    assert_exit(
-        &keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"pw\n"),
-        0,
-    );
+    assert_exit(&cli_unlock(&dir.store(), "pw"), 0);
 }
 
 #[test]
 fn passwd_interrupted_before_its_rename_leaves_a_password_that_opens() {
     let dir = TempDir::new("passwd-crash");
-    fresh_session();
-    assert_exit(
-        &keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n"),
-        0,
-    );
+    init_with_cli(&dir);
     assert_exit(&keyringrs(&dir.store(), &["set", "svc", "u"], b"kept"), 0);
     let lib = fault_library(dir.path());
     let o = with_fault(
@@ -97,12 +92,7 @@ fn passwd_interrupted_before_its_rename_leaves_a_password_that_opens() {
         o.status.code().is_none(),
         "the process was killed by SIGABRT"
     );
-    assert!(
-        files_under(&dir.store())
-            .iter()
-            .any(|f| f.to_string_lossy().contains(".tmp-")),
-        "a temp header was left"
-    );
+    assert!(has_temp_files(&dir.store()), "a temp header was left");
     assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
     let old = keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"pw\n");
     let new = keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"new\n");
@@ -112,9 +102,7 @@ fn passwd_interrupted_before_its_rename_leaves_a_password_that_opens() {
     );
     assert_eq!(value(&dir.store(), "svc"), b"kept");
     // The unlock removed the stale temp file.
-    assert!(files_under(&dir.store())
-        .iter()
-        .all(|f| !f.to_string_lossy().contains(".tmp-")));
+    assert!(!has_temp_files(&dir.store()));
 }
 
 /// A writer killed with SIGKILL at 1,000 random points: afterwards the store opens and every
@@ -122,11 +110,7 @@ fn passwd_interrupted_before_its_rename_leaves_a_password_that_opens() {
 #[test]
 fn kill_9_of_a_writer_never_breaks_the_store() {
     let dir = TempDir::new("kill9");
-    fresh_session();
-    assert_exit(
-        &keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n"),
-        0,
-    );
+    init_with_cli(&dir);
     let store = dir.store();
     let services = ["a", "b", "c", "d"];
     for s in services {
@@ -225,12 +209,7 @@ fn a_full_disk_is_quota_and_keeps_the_old_value() {
         "{o:?}"
     );
     assert_eq!(value(&store, "svc"), b"old");
-    assert!(
-        files_under(&store)
-            .iter()
-            .all(|f| !f.to_string_lossy().contains(".tmp-")),
-        "temp file removed"
-    );
+    assert!(!has_temp_files(&store), "temp file removed");
 }
 
 /// `passwd --rotate` killed at random points (security review, item 7): afterwards exactly one
@@ -239,8 +218,7 @@ fn a_full_disk_is_quota_and_keeps_the_old_value() {
 #[test]
 fn kill_9_during_a_master_key_rotation_never_loses_an_entry() {
     let dir = TempDir::new("rotate-kill");
-    fresh_session();
-    let s = Store::init(dir.store(), b"pw0", &test_opts()).unwrap();
+    let s = store_with_password(&dir, b"pw0");
     let want: Vec<(String, Vec<u8>)> = (0..30)
         .map(|i| (format!("svc{i}"), format!("secret-{i}").into_bytes()))
         .collect();
@@ -308,8 +286,7 @@ fn kill_9_during_a_master_key_rotation_never_loses_an_entry() {
 #[test]
 fn a_handle_that_remembers_the_old_header_writes_nothing_after_a_rotation() {
     let dir = TempDir::new("rotate-remembered");
-    fresh_session();
-    let s = Store::init(dir.store(), b"old", &test_opts()).unwrap();
+    let s = store_with_password(&dir, b"old");
     s.set("svc", "u", b"before").unwrap();
     let (ready, wait_ready) = std::sync::mpsc::channel();
     let (rotated, wait_rotated) = std::sync::mpsc::channel();
@@ -345,8 +322,7 @@ fn a_handle_that_remembers_the_old_header_writes_nothing_after_a_rotation() {
 #[test]
 fn after_a_rotation_the_old_key_and_an_old_header_open_nothing_new() {
     let dir = TempDir::new("rotate-old");
-    fresh_session();
-    let s = Store::init(dir.store(), b"old", &test_opts()).unwrap();
+    let s = store_with_password(&dir, b"old");
     s.set("svc", "u", b"before").unwrap();
     let old_header = std::fs::read(dir.store().join("header")).unwrap();
     // Another login with the key as it was.

@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use keyringrs_tests::fixtures::init_with_cli;
 use keyringrs_tests::*;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -189,29 +190,22 @@ const FILE_KINDS: &[Kind] = &[
     Kind::Oversize,
 ];
 
-#[test]
-fn hostile_things_in_place_of_the_store_dir_are_refused() {
-    cases(Place::StoreDir, DIR_KINDS);
+/// One test for each place: every hostile kind of thing in it is refused (`cases`).
+macro_rules! hostile_places {
+    ($($test:ident: $place:ident, $kinds:ident;)*) => {$(
+        #[test]
+        fn $test() {
+            cases(Place::$place, $kinds);
+        }
+    )*};
 }
 
-#[test]
-fn hostile_things_in_place_of_the_header_are_refused() {
-    cases(Place::Header, FILE_KINDS);
-}
-
-#[test]
-fn hostile_things_in_place_of_the_entries_dir_are_refused() {
-    cases(Place::EntriesDir, DIR_KINDS);
-}
-
-#[test]
-fn hostile_things_in_place_of_an_entry_are_refused() {
-    cases(Place::Entry, FILE_KINDS);
-}
-
-#[test]
-fn hostile_things_in_place_of_the_journal_are_refused() {
-    cases(Place::Journal, FILE_KINDS);
+hostile_places! {
+    hostile_things_in_place_of_the_store_dir_are_refused: StoreDir, DIR_KINDS;
+    hostile_things_in_place_of_the_header_are_refused: Header, FILE_KINDS;
+    hostile_things_in_place_of_the_entries_dir_are_refused: EntriesDir, DIR_KINDS;
+    hostile_things_in_place_of_an_entry_are_refused: Entry, FILE_KINDS;
+    hostile_things_in_place_of_the_journal_are_refused: Journal, FILE_KINDS;
 }
 
 /// A long-lived handle keeps the journal open and remembers the header between writes (each
@@ -320,11 +314,7 @@ fn symlinks_swapped_in_during_writes_never_redirect_a_write() {
 #[test]
 fn hostile_kdf_parameters_are_refused_before_allocation() {
     let dir = TempDir::new("hostilekdf");
-    fresh_session();
-    assert_exit(
-        &keyringrs(&dir.store(), &["init", "--password-stdin"], b"pw\n"),
-        0,
-    );
+    init_with_cli(&dir);
     let h = dir.store().join("header");
     let mut b = std::fs::read(&h).unwrap();
     // Keyslot 0 memory field at offset 37 + 2; the checksum is the last 32 bytes.

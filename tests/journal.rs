@@ -2,30 +2,18 @@
 //! every reader sees them, checkpoints move them into entry files, and a damaged journal is
 //! refused or, when its last record is torn, read as the write before it.
 
+use keyringrs_tests::fixtures::{corrupt_path, new_store, temp_store};
 use keyringrs_tests::*;
 use libkeyring::format::journal::{JOURNAL_LEN, RECORDS_AT, RECORD_FIXED};
 use libkeyring::{Error, Store};
-
-fn new_store(dir: &TempDir) -> Store {
-    fresh_session();
-    Store::init(dir.store(), b"pw", &test_opts()).expect("init")
-}
 
 fn entry_files(dir: &TempDir) -> usize {
     files_under(&dir.store().join("entries")).len()
 }
 
-fn corrupt_path(e: &Error) -> String {
-    match e {
-        Error::Corrupt { path, .. } => path.display().to_string(),
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
-}
-
 #[test]
 fn sets_and_deletes_land_in_the_journal_and_a_checkpoint_moves_them_to_files() {
-    let dir = TempDir::new("journal-basic");
-    let s = new_store(&dir);
+    let (dir, s) = temp_store("journal-basic");
     let journal = dir.store().join("journal");
     assert_eq!(std::fs::metadata(&journal).unwrap().len(), JOURNAL_LEN);
     s.set("svc", "a", b"one").unwrap();
@@ -61,8 +49,7 @@ fn sets_and_deletes_land_in_the_journal_and_a_checkpoint_moves_them_to_files() {
 /// handle reads the files again.
 #[test]
 fn a_checkpoint_keeps_the_writers_memory_current() {
-    let dir = TempDir::new("journal-carry");
-    let s = new_store(&dir);
+    let (dir, s) = temp_store("journal-carry");
     let other = Store::open(dir.store()).unwrap();
     for (svc, v) in [("kept", "k0"), ("changed", "c0"), ("deleted", "d0")] {
         s.set(svc, "u", v.as_bytes()).unwrap();
@@ -162,8 +149,7 @@ fn race_listings_with_checkpoints(writer: &Store, reader: &Store) {
 
 #[test]
 fn a_full_journal_checkpoints_by_itself_and_loses_nothing() {
-    let dir = TempDir::new("journal-full");
-    let s = new_store(&dir);
+    let (dir, s) = temp_store("journal-full");
     let value = |i: usize, round: usize| format!("{round}-{}", "x".repeat(1000 + i)).into_bytes();
     for round in 0..10 {
         for i in 0..40 {
@@ -188,8 +174,7 @@ fn a_full_journal_checkpoints_by_itself_and_loses_nothing() {
 
 #[test]
 fn a_torn_last_record_reads_as_the_write_before_and_a_damaged_middle_one_is_corrupt() {
-    let dir = TempDir::new("journal-damage");
-    let s = new_store(&dir);
+    let (dir, s) = temp_store("journal-damage");
     s.set("svc", "u", b"first").unwrap();
     s.set("svc", "u", b"second").unwrap();
     let journal = dir.store().join("journal");
@@ -197,22 +182,19 @@ fn a_torn_last_record_reads_as_the_write_before_and_a_damaged_middle_one_is_corr
     let first = RECORDS_AT as usize;
     let first_len = u32::from_le_bytes(orig[first..first + 4].try_into().unwrap()) as usize;
     let second = first + RECORD_FIXED + first_len + 16;
+    // What a fresh handle reads with `bytes` as the journal.
+    let read_with = |bytes: &[u8]| {
+        std::fs::write(&journal, bytes).unwrap();
+        Store::open(dir.store()).unwrap().get("svc", "u")
+    };
     // The last record torn (as a crash mid-write leaves it): the value before it.
     let mut b = orig.clone();
     b[second + RECORD_FIXED + 3] ^= 0x20;
-    std::fs::write(&journal, &b).unwrap();
-    assert_eq!(
-        &**Store::open(dir.store()).unwrap().get("svc", "u").unwrap(),
-        b"first"
-    );
+    assert_eq!(&**read_with(&b).unwrap(), b"first");
     // A record in the middle damaged, the next one intact: refused, naming the journal.
     let mut b = orig.clone();
     b[first + RECORD_FIXED + 3] ^= 0x20;
-    std::fs::write(&journal, &b).unwrap();
-    let e = Store::open(dir.store())
-        .unwrap()
-        .get("svc", "u")
-        .unwrap_err();
+    let e = read_with(&b).unwrap_err();
     assert_eq!(corrupt_path(&e), journal.display().to_string());
     // Cut short, grown, or not a journal: refused, naming it.
     for bad in [
@@ -220,26 +202,17 @@ fn a_torn_last_record_reads_as_the_write_before_and_a_damaged_middle_one_is_corr
         [orig.as_slice(), b"x"].concat(),
         [b"not a journal!!\n".as_slice(), &orig[16..]].concat(),
     ] {
-        std::fs::write(&journal, &bad).unwrap();
-        let e = Store::open(dir.store())
-            .unwrap()
-            .get("svc", "u")
-            .unwrap_err();
+        let e = read_with(&bad).unwrap_err();
         assert_eq!(corrupt_path(&e), journal.display().to_string());
     }
-    std::fs::write(&journal, &orig).unwrap();
-    assert_eq!(
-        &**Store::open(dir.store()).unwrap().get("svc", "u").unwrap(),
-        b"second"
-    );
+    assert_eq!(&**read_with(&orig).unwrap(), b"second");
 }
 
 /// A store without a journal (made by a version before it, or on a disk too full for one)
 /// writes entry files, and gets a journal at its next write when there is room.
 #[test]
 fn without_a_journal_writes_go_to_entry_files() {
-    let dir = TempDir::new("journal-none");
-    let s = new_store(&dir);
+    let (dir, s) = temp_store("journal-none");
     std::fs::remove_file(dir.store().join("journal")).unwrap();
     assert!(matches!(s.get("svc", "u"), Err(Error::NoEntry { .. })));
     s.set("svc", "u", b"v").unwrap();

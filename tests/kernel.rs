@@ -4,14 +4,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use keyringrs_tests::fixtures::{cli_get, cli_unlock, new_store};
 use keyringrs_tests::*;
 use libkeyring::{Error, Store};
 
 #[test]
 fn lock_racing_a_reader_never_yields_partial_data() {
     let dir = TempDir::new("lockrace");
-    fresh_session();
-    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    let s = new_store(&dir);
     let secret: Vec<u8> = (0..65536u32).map(|i| (i % 253) as u8).collect();
     s.set("svc", "u", &secret).unwrap();
     let done = AtomicBool::new(false);
@@ -103,8 +103,7 @@ fn a_key_being_installed_is_never_found_before_its_final_permissions() {
 fn a_half_installed_key_reads_as_locked_and_lock_removes_it() {
     use libkeyring::keyring::{perm, Keyring};
     let dir = TempDir::new("halfplaced");
-    fresh_session();
-    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    let s = new_store(&dir);
     s.lock().unwrap();
     let k = Keyring::Thread
         .add(s.key_description(), &[7u8; 32])
@@ -148,11 +147,7 @@ fn proc_keys_line(k: libkeyring::keyring::KeySerial) -> String {
 #[test]
 fn two_sessions_of_one_user_lock_independently() {
     let dir = TempDir::new("twosessions");
-    fresh_session();
-    Store::init(dir.store(), b"pw", &test_opts())
-        .unwrap()
-        .set("svc", "u", b"x")
-        .unwrap();
+    new_store(&dir).set("svc", "u", b"x").unwrap();
     let session = |lock_it: bool, barrier: &std::sync::Barrier| {
         fresh_session();
         let s = Store::open(dir.store()).unwrap();
@@ -181,15 +176,8 @@ fn two_sessions_of_one_user_lock_independently() {
 #[test]
 fn a_process_in_another_session_sees_locked() {
     let dir = TempDir::new("othersession");
-    fresh_session();
-    Store::init(dir.store(), b"pw", &test_opts())
-        .unwrap()
-        .set("svc", "u", b"x")
-        .unwrap();
-    assert_eq!(
-        keyringrs(&dir.store(), &["get", "svc", "u"], b"").stdout,
-        b"x"
-    );
+    new_store(&dir).set("svc", "u", b"x").unwrap();
+    assert_eq!(cli_get(&dir.store(), "svc", "u"), b"x");
     // Like a process started by cron or another login: its own session keyring.
     let mut c = std::process::Command::new("keyctl");
     c.args(["session", "-"])
@@ -313,8 +301,7 @@ fn unlock_lock_cycles_leave_the_key_quota_unchanged() {
 fn a_key_planted_by_another_uid_is_refused_and_lock_removes_it() {
     require_root!("needs a throwaway user as the other uid");
     let dir = TempDir::new("planted");
-    fresh_session();
-    let s = Store::init(dir.store(), b"pw", &test_opts()).unwrap();
+    let s = new_store(&dir);
     s.set("svc", "u", b"real").unwrap();
     s.lock().unwrap();
     let attacker = ThrowawayUser::new("planter");
@@ -338,14 +325,8 @@ fn a_key_planted_by_another_uid_is_refused_and_lock_removes_it() {
     assert_exit(&keyringrs(&dir.store(), &["set", "svc", "new"], b"x"), 8);
     assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
     assert_exit(&keyringrs(&dir.store(), &["get", "svc", "u"], b""), 3);
-    assert_exit(
-        &keyringrs(&dir.store(), &["unlock", "--password-stdin"], b"pw\n"),
-        0,
-    );
-    assert_eq!(
-        keyringrs(&dir.store(), &["get", "svc", "u"], b"").stdout,
-        b"real"
-    );
+    assert_exit(&cli_unlock(&dir.store(), "pw"), 0);
+    assert_eq!(cli_get(&dir.store(), "svc", "u"), b"real");
 }
 
 /// In a process with no session keyring of its own (the `_uid_ses.N` fallback, as some init

@@ -1,5 +1,5 @@
-//! The `session` collection (items as `user` keys in the daemon's session keyring) and the
-//! stored collection labels.
+//! The collections: `session` (items as `user` keys in the daemon's session keyring), the stored
+//! collection labels, and the `default` alias with the items' properties and signals.
 
 mod common;
 
@@ -14,33 +14,31 @@ use zbus::zvariant::{OwnedObjectPath, Value};
 
 const SESSION_COLLECTION: &str = "/org/freedesktop/secrets/collection/session";
 
+/// CreateItem in `collection`, labelled "a label", the secret of type `content_type`.
 fn create_in(
     c: &Client,
     collection: &str,
-    session: &(
-        OwnedObjectPath,
-        keyringrs_secret_service::crypto::SessionKey,
-    ),
+    session: &Session,
     attributes: &HashMap<String, String>,
     value: &[u8],
     content_type: &str,
     replace: bool,
 ) -> zbus::Result<OwnedObjectPath> {
-    let mut props: HashMap<&str, Value> = HashMap::new();
-    props.insert(
-        "org.freedesktop.Secret.Item.Attributes",
-        Value::from(attributes.clone()),
-    );
-    props.insert("org.freedesktop.Secret.Item.Label", Value::from("a label"));
     let mut secret = Client::secret(&session.0, &session.1, value);
     secret.3 = content_type.into();
-    let (item, _prompt): (OwnedObjectPath, OwnedObjectPath) = c.call(
-        collection,
-        I_COLLECTION,
-        "CreateItem",
-        &(props, secret, replace),
-    )?;
+    let (item, _prompt) = c.create_item(collection, attributes, "a label", secret, replace)?;
     Ok(item)
+}
+
+/// `Service.ReadAlias(name)`.
+fn read_alias(c: &Client, name: &str) -> OwnedObjectPath {
+    c.call(SERVICE, I_SERVICE, "ReadAlias", &(name,))
+        .expect("ReadAlias")
+}
+
+/// `Service.SetAlias(name, target)`.
+fn set_alias(c: &Client, name: &str, target: &str) -> zbus::Result<()> {
+    c.call(SERVICE, I_SERVICE, "SetAlias", &(name, op(target)))
 }
 
 /// The session items' keys in this thread's (and the daemon's) session keyring.
@@ -60,16 +58,11 @@ fn session_item_keys() -> Vec<(i32, u32)> {
 #[test]
 fn session_items_live_in_the_session_keyring_and_go_with_it() {
     require_tools!();
-    let mut env = Env::start("ss-session-coll");
-    let c = env.client();
-    let s = c.open_dh();
+    let (mut env, c, s) = Env::with_session("ss-session-coll", Client::open_dh);
     let q = attrs(&[("app", "session-test"), ("k", "1")]);
 
     // The alias and the collections.
-    let p: OwnedObjectPath = c
-        .call(SERVICE, I_SERVICE, "ReadAlias", &("session",))
-        .unwrap();
-    assert_eq!(p.as_str(), SESSION_COLLECTION);
+    assert_eq!(read_alias(&c, "session").as_str(), SESSION_COLLECTION);
     let cols: Vec<OwnedObjectPath> = c.get(SERVICE, I_SERVICE, "Collections").unwrap();
     assert_eq!(cols, vec![op(COLLECTION), op(SESSION_COLLECTION)]);
 
@@ -146,11 +139,11 @@ fn session_items_live_in_the_session_keyring_and_go_with_it() {
     assert!(e.to_string().contains("32767"), "{e}");
 
     // Locking the store leaves session items alone.
-    assert_exit(&env.cli(&["lock"], b""), 0);
+    env.lock_store();
     assert_eq!(c.get_secret(item.as_str(), &s).unwrap(), b"two");
     let locked: bool = c.get(SESSION_COLLECTION, I_COLLECTION, "Locked").unwrap();
     assert!(!locked);
-    assert_exit(&env.cli(&["unlock", "--password-stdin"], b"pw\n"), 0);
+    env.unlock_store();
 
     // Delete one.
     let _: OwnedObjectPath = c.call(other.as_str(), I_ITEM, "Delete", &()).unwrap();
@@ -161,8 +154,7 @@ fn session_items_live_in_the_session_keyring_and_go_with_it() {
     let other_session = std::thread::spawn(move || {
         let env2 = Env::start("ss-session-coll-2");
         let c2 = env2.client();
-        let items: Vec<OwnedObjectPath> =
-            c2.get(SESSION_COLLECTION, I_COLLECTION, "Items").unwrap();
+        let items = c2.items(SESSION_COLLECTION);
         (items, c2.search(&attrs(&[("app", "session-test")])))
     })
     .join()
@@ -172,7 +164,7 @@ fn session_items_live_in_the_session_keyring_and_go_with_it() {
     // The session keyring revoked (logout): the items are gone.
     Keyring::Session.serial(false).unwrap().revoke().unwrap();
     assert!(c.search(&q).is_empty());
-    let items: Vec<OwnedObjectPath> = c.get(SESSION_COLLECTION, I_COLLECTION, "Items").unwrap();
+    let items = c.items(SESSION_COLLECTION);
     assert!(items.is_empty(), "{items:?}");
     assert!(wait_until(Duration::from_secs(4), || c
         .get_secret(item.as_str(), &s)
@@ -225,12 +217,7 @@ fn collection_labels_are_stored_in_clear_and_survive_a_restart() {
 
     // A restart keeps them.
     drop(c);
-    if let Some(mut d) = env.daemon.take() {
-        let _ = d.kill();
-        let _ = d.wait();
-    }
-    env.daemon = Some(env.spawn_daemon(&daemon_env));
-    env.wait_for_name();
+    env.restart_daemon(&daemon_env);
     let c = env.client();
     assert_eq!(
         c.get::<String>(COLLECTION, I_COLLECTION, "Label").unwrap(),
@@ -243,32 +230,121 @@ fn collection_labels_are_stored_in_clear_and_survive_a_restart() {
     );
 
     // Aliases: fixed, setting one to what it names succeeds, anything else is refused.
-    c.call::<_, ()>(SERVICE, I_SERVICE, "SetAlias", &("default", op(COLLECTION)))
-        .unwrap();
-    c.call::<_, ()>(
-        SERVICE,
-        I_SERVICE,
-        "SetAlias",
-        &("session", op(SESSION_COLLECTION)),
-    )
-    .unwrap();
+    set_alias(&c, "default", COLLECTION).unwrap();
+    set_alias(&c, "session", SESSION_COLLECTION).unwrap();
     for (name, target) in [
         ("session", COLLECTION),
         ("default", SESSION_COLLECTION),
         ("other", COLLECTION),
         ("default", "/org/freedesktop/secrets/collection/nope"),
     ] {
-        let e = c
-            .call::<_, ()>(SERVICE, I_SERVICE, "SetAlias", &(name, op(target)))
-            .unwrap_err();
+        let e = set_alias(&c, name, target).unwrap_err();
         assert!(
             error_name(&e).ends_with("NotSupported"),
             "{name} {target}: {e}"
         );
     }
-    let p: OwnedObjectPath = c
-        .call(SERVICE, I_SERVICE, "ReadAlias", &("login",))
+    assert_eq!(read_alias(&c, "login").as_str(), COLLECTION);
+    env.assert_alive();
+}
+
+#[test]
+fn aliases_properties_and_signals() {
+    require_tools!();
+    let mut env = Env::start("ss-props");
+    let c = env.client();
+    let watcher = env.client();
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface(I_COLLECTION)
+        .unwrap()
+        .path(COLLECTION)
+        .unwrap()
+        .build();
+    let mut signals =
+        zbus::blocking::MessageIterator::for_match_rule(rule, &watcher.conn, Some(64)).unwrap();
+    assert_eq!(read_alias(&c, "default").as_str(), COLLECTION);
+    assert_eq!(read_alias(&c, "nope").as_str(), "/");
+    set_alias(&c, "default", COLLECTION).unwrap();
+    let label: String = c.get(ALIAS, I_COLLECTION, "Label").unwrap();
+    assert_eq!(label, "Login");
+
+    let s = c.open_plain();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let a = attrs(&[
+        ("service", "P"),
+        ("username", "u"),
+        ("application", "Python keyring library"),
+    ]);
+    let item = c
+        .create(&s, &a, "Password for 'u' on 'P'", b"1", true)
         .unwrap();
-    assert_eq!(p.as_str(), COLLECTION);
+    assert!(item.as_str().starts_with(&format!("{COLLECTION}/")));
+    let next = |it: &mut zbus::blocking::MessageIterator| -> (String, String) {
+        let m = it.next().unwrap().unwrap();
+        let h = m.header();
+        let member = h.member().unwrap().to_string();
+        let p: OwnedObjectPath = m.body().deserialize().unwrap();
+        (member, p.to_string())
+    };
+    assert_eq!(next(&mut signals), ("ItemCreated".into(), item.to_string()));
+    assert_eq!(
+        c.get::<HashMap<String, String>>(item.as_str(), I_ITEM, "Attributes")
+            .unwrap(),
+        a
+    );
+    assert_eq!(
+        c.get::<String>(item.as_str(), I_ITEM, "Label").unwrap(),
+        "Password for 'u' on 'P'"
+    );
+    let created: u64 = c.get(item.as_str(), I_ITEM, "Created").unwrap();
+    assert!(created >= before && created <= before + 60);
+    // The path is stable: the same entry, created again or found by search, has it.
+    let again = c
+        .create(&s, &a, "Password for 'u' on 'P'", b"2", true)
+        .unwrap();
+    assert_eq!(again, item);
+    assert_eq!(next(&mut signals), ("ItemChanged".into(), item.to_string()));
+    assert_eq!(c.search(&attrs(&[("service", "P")])), vec![item.clone()]);
+    assert_eq!(c.items(COLLECTION), vec![item.clone()]);
+    let coll_search: Vec<OwnedObjectPath> = c
+        .call(
+            ALIAS,
+            I_COLLECTION,
+            "SearchItems",
+            &(attrs(&[("application", "Python keyring library")]),),
+        )
+        .unwrap();
+    assert_eq!(coll_search, vec![item.clone()]);
+
+    // Label and attributes are stored in the entry.
+    c.set(item.as_str(), I_ITEM, "Label", Value::from("relabelled"))
+        .unwrap();
+    assert_eq!(next(&mut signals), ("ItemChanged".into(), item.to_string()));
+    let mut a2 = a.clone();
+    a2.insert("extra".into(), "yes".into());
+    c.set(item.as_str(), I_ITEM, "Attributes", Value::from(a2.clone()))
+        .unwrap();
+    assert_eq!(next(&mut signals), ("ItemChanged".into(), item.to_string()));
+    assert_eq!(
+        c.get::<String>(item.as_str(), I_ITEM, "Label").unwrap(),
+        "relabelled"
+    );
+    assert_eq!(
+        c.get::<HashMap<String, String>>(item.as_str(), I_ITEM, "Attributes")
+            .unwrap(),
+        a2
+    );
+    assert_eq!(c.get_secret(item.as_str(), &s).unwrap(), b"2");
+    let modified: u64 = c.get(item.as_str(), I_ITEM, "Modified").unwrap();
+    assert!(modified >= created);
+
+    let prompt: OwnedObjectPath = c.call(item.as_str(), I_ITEM, "Delete", &()).unwrap();
+    assert_eq!(prompt.as_str(), "/");
+    assert_eq!(next(&mut signals), ("ItemDeleted".into(), item.to_string()));
+    assert_exit(&env.cli(&["get", "P", "u"], b""), 4);
     env.assert_alive();
 }

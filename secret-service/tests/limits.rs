@@ -1,6 +1,7 @@
-//! The security review's findings, each reproduced against the daemon on a private bus:
-//! unbounded sessions and prompts (caps per client, cleanup when a client leaves, prompt expiry),
-//! item objects visible while locked, a dumpable daemon, and the daemon under parallel clients.
+//! The security review's findings on the daemon's limits, each reproduced on a private bus:
+//! unbounded sessions and prompts (caps per client, cleanup when a client leaves, prompt expiry)
+//! and the daemon under parallel clients. (Item objects visible while locked and a dumpable
+//! daemon: tests/exposure.rs.)
 
 mod common;
 
@@ -18,19 +19,22 @@ const MAX_PROMPTS_PER_CLIENT: usize = 16;
 /// How much the daemon's resident set may grow while one client hammers it.
 const RSS_SLACK_KIB: u64 = 6 * 1024;
 
-#[test]
-fn sessions_per_client_are_capped_and_the_daemon_stays_small() {
-    require_tools!();
-    let mut env = Env::start("ss-cap-sessions");
-    let c = env.client();
-    // Warm up (first allocations of the object server, the session map, the reply paths).
-    let first = c.try_open_plain().unwrap();
+/// 5000 more `attempt`s after `first` from one client: exactly `cap` objects in all, every other
+/// attempt refused with LimitsExceeded, and the daemon's resident set about what it was. `what`:
+/// the call and what its successes are, for the report line.
+fn hammer(
+    env: &Env,
+    first: OwnedObjectPath,
+    cap: usize,
+    what: [&str; 2],
+    mut attempt: impl FnMut() -> zbus::Result<OwnedObjectPath>,
+) -> Vec<OwnedObjectPath> {
     let before = env.daemon_rss_kib();
-    let mut opened = vec![first];
+    let mut got = vec![first];
     let mut refused = 0;
     for _ in 0..5000 {
-        match c.try_open_plain() {
-            Ok(p) => opened.push(p),
+        match attempt() {
+            Ok(p) => got.push(p),
             Err(e) => {
                 assert_eq!(error_name(&e), LIMITS_EXCEEDED, "{e}");
                 refused += 1;
@@ -39,14 +43,33 @@ fn sessions_per_client_are_capped_and_the_daemon_stays_small() {
     }
     let after = env.daemon_rss_kib();
     eprintln!(
-        "5001 OpenSession from one client: {} opened, {refused} refused; daemon VmRSS {before} KiB -> {after} KiB ({:+} KiB)",
-        opened.len(),
+        "5001 {} from one client: {} {}, {refused} refused; daemon VmRSS {before} KiB -> {after} KiB ({:+} KiB)",
+        what[0],
+        got.len(),
+        what[1],
         after as i64 - before as i64
     );
-    assert_eq!(opened.len(), MAX_SESSIONS_PER_CLIENT, "the cap per client");
+    assert_eq!(got.len(), cap, "the cap per client");
     assert!(
         after < before + RSS_SLACK_KIB,
         "the daemon grew from {before} KiB to {after} KiB"
+    );
+    got
+}
+
+#[test]
+fn sessions_per_client_are_capped_and_the_daemon_stays_small() {
+    require_tools!();
+    let mut env = Env::start("ss-cap-sessions");
+    let c = env.client();
+    // Warm up (first allocations of the object server, the session map, the reply paths).
+    let first = c.try_open_plain().unwrap();
+    let opened = hammer(
+        &env,
+        first,
+        MAX_SESSIONS_PER_CLIENT,
+        ["OpenSession", "opened"],
+        || c.try_open_plain(),
     );
     // The refusal names the limit.
     let e = c.try_open_plain().unwrap_err();
@@ -65,19 +88,11 @@ fn sessions_per_client_are_capped_and_the_daemon_stays_small() {
         LIMITS_EXCEEDED
     );
     // The sessions still work.
-    let s = (
+    let s: Session = (
         opened[5].clone(),
         keyringrs_secret_service::crypto::SessionKey::plain(),
     );
-    let item = c
-        .create(
-            &s,
-            &attrs(&[("service", "cap"), ("username", "u")]),
-            "cap",
-            b"v",
-            true,
-        )
-        .unwrap();
+    let item = c.create(&s, &keyed("cap", "u"), "cap", b"v", true).unwrap();
     assert_eq!(c.get_secret(item.as_str(), &s).unwrap(), b"v");
     env.assert_alive();
 }
@@ -86,32 +101,16 @@ fn sessions_per_client_are_capped_and_the_daemon_stays_small() {
 fn unlock_prompts_per_client_are_capped_and_the_daemon_stays_small() {
     require_tools!();
     let mut env = Env::start("ss-cap-prompts");
-    assert_exit(&env.cli(&["lock"], b""), 0);
+    env.lock_store();
     let c = env.client();
     let (_, first) = c.unlock().unwrap();
     assert_ne!(first.as_str(), "/");
-    let before = env.daemon_rss_kib();
-    let mut prompts = vec![first];
-    let mut refused = 0;
-    for _ in 0..5000 {
-        match c.unlock() {
-            Ok((_, p)) => prompts.push(p),
-            Err(e) => {
-                assert_eq!(error_name(&e), LIMITS_EXCEEDED, "{e}");
-                refused += 1;
-            }
-        }
-    }
-    let after = env.daemon_rss_kib();
-    eprintln!(
-        "5001 Unlock from one client: {} prompts, {refused} refused; daemon VmRSS {before} KiB -> {after} KiB ({:+} KiB)",
-        prompts.len(),
-        after as i64 - before as i64
-    );
-    assert_eq!(prompts.len(), MAX_PROMPTS_PER_CLIENT, "the cap per client");
-    assert!(
-        after < before + RSS_SLACK_KIB,
-        "the daemon grew from {before} KiB to {after} KiB"
+    let prompts = hammer(
+        &env,
+        first,
+        MAX_PROMPTS_PER_CLIENT,
+        ["Unlock", "prompts"],
+        || c.unlock().map(|(_, p)| p),
     );
     // Another client still gets a prompt; a dismissed prompt makes room again.
     let d = env.client();
@@ -122,13 +121,18 @@ fn unlock_prompts_per_client_are_capped_and_the_daemon_stays_small() {
     env.assert_alive();
 }
 
+/// The daemon on a locked store (so that Unlock makes prompts) and two clients of it.
+fn locked_with_two_clients(tag: &str) -> (Env, Client, Client) {
+    let env = Env::start(tag);
+    env.lock_store();
+    let (a, b) = (env.client(), env.client());
+    (env, a, b)
+}
+
 #[test]
 fn a_clients_sessions_and_prompts_go_when_it_leaves() {
     require_tools!();
-    let mut env = Env::start("ss-leave");
-    assert_exit(&env.cli(&["lock"], b""), 0);
-    let a = env.client();
-    let b = env.client();
+    let (mut env, a, b) = locked_with_two_clients("ss-leave");
     let sessions: Vec<OwnedObjectPath> = (0..3).map(|_| a.try_open_plain().unwrap()).collect();
     let prompts: Vec<OwnedObjectPath> = (0..3).map(|_| a.unlock().unwrap().1).collect();
     for p in &sessions {
@@ -187,10 +191,7 @@ fn completed(
 #[test]
 fn prompts_belong_to_their_client_and_go_once_completed() {
     require_tools!();
-    let mut env = Env::start("ss-prompt-owner");
-    assert_exit(&env.cli(&["lock"], b""), 0);
-    let a = env.client();
-    let b = env.client();
+    let (mut env, a, b) = locked_with_two_clients("ss-prompt-owner");
     let (_, p) = a.unlock().unwrap();
     for m in ["Prompt", "Dismiss"] {
         let e = if m == "Prompt" {
@@ -236,7 +237,7 @@ fn prompts_not_completed_expire() {
         "ss-prompt-expiry",
         &[("KEYRINGRS_PROMPT_TIMEOUT", "2".into())],
     );
-    assert_exit(&env.cli(&["lock"], b""), 0);
+    env.lock_store();
     let a = env.client();
     let it = a.signals(I_PROMPT, "Completed");
     let t = Instant::now();
@@ -254,152 +255,6 @@ fn prompts_not_completed_expire() {
 }
 
 #[test]
-fn item_objects_leave_the_bus_while_the_store_is_locked() {
-    require_tools!();
-    let mut env = Env::start("ss-locked-items");
-    let c = env.client();
-    let s = c.open_plain();
-    let items: Vec<OwnedObjectPath> = (0..3)
-        .map(|i| {
-            c.create(
-                &s,
-                &attrs(&[("service", "hidden"), ("username", &format!("u{i}"))]),
-                "h",
-                format!("v{i}").as_bytes(),
-                true,
-            )
-            .unwrap()
-        })
-        .collect();
-    for p in &items {
-        assert!(c.serves(p.as_str(), I_ITEM), "{p}");
-    }
-    let children = |c: &Client| c.introspect(COLLECTION).matches("<node name=").count();
-    assert_eq!(children(&c), 3);
-
-    // Locked by the CLI: the daemon notices within a second and takes the items off the bus.
-    assert_exit(&env.cli(&["lock"], b""), 0);
-    let hidden = wait_until(Duration::from_secs(4), || {
-        items.iter().all(|p| !c.serves(p.as_str(), I_ITEM))
-    });
-    assert!(hidden, "item objects stayed on the bus while locked");
-    assert_eq!(children(&c), 0, "{}", c.introspect(COLLECTION));
-    let listed: Vec<OwnedObjectPath> = c.get(COLLECTION, I_COLLECTION, "Items").unwrap();
-    assert!(listed.is_empty());
-    assert!(c.search(&attrs(&[("service", "hidden")])).is_empty());
-    let e = c.get_secret(items[0].as_str(), &s).unwrap_err();
-    assert_eq!(error_name(&e), UNKNOWN_OBJECT);
-    let e = c
-        .call::<_, HashMap<OwnedObjectPath, Secret>>(
-            SERVICE,
-            I_SERVICE,
-            "GetSecrets",
-            &(items.clone(), &s.0),
-        )
-        .unwrap_err();
-    assert_eq!(error_name(&e), "org.freedesktop.Secret.Error.IsLocked");
-
-    // Unlocked: back at the same paths.
-    assert_exit(&env.cli(&["unlock", "--password-stdin"], b"pw\n"), 0);
-    assert!(wait_until(Duration::from_secs(4), || items
-        .iter()
-        .all(|p| c.serves(p.as_str(), I_ITEM))));
-    for (i, p) in items.iter().enumerate() {
-        assert_eq!(
-            c.get_secret(p.as_str(), &s).unwrap(),
-            format!("v{i}").as_bytes()
-        );
-    }
-    assert_eq!(children(&c), 3);
-
-    // Service.Lock takes them off before it answers.
-    let (locked, _): (Vec<OwnedObjectPath>, OwnedObjectPath) = c
-        .call(SERVICE, I_SERVICE, "Lock", &(vec![op(COLLECTION)],))
-        .unwrap();
-    assert_eq!(locked, vec![op(COLLECTION)]);
-    assert_eq!(children(&c), 0, "{}", c.introspect(COLLECTION));
-
-    // A daemon started on a locked store shows none.
-    drop(c);
-    if let Some(mut d) = env.daemon.take() {
-        let _ = d.kill();
-        let _ = d.wait();
-    }
-    env.daemon = Some(env.spawn_daemon(&[]));
-    env.wait_for_name();
-    let c = env.client();
-    assert_eq!(children(&c), 0, "{}", c.introspect(COLLECTION));
-    assert_exit(&env.cli(&["unlock", "--password-stdin"], b"pw\n"), 0);
-    assert!(wait_until(Duration::from_secs(4), || children(&c) == 3));
-    env.assert_alive();
-}
-
-/// As root, the processes of this check run without CAP_SYS_PTRACE (in the bounding set, so
-/// also after exec): root keeps access to any process through it, and the kernel's capability
-/// check (a reader needs a superset of its target's capabilities) must not be what refuses.
-const NO_PTRACE: [&str; 3] = ["--bounding-set=-sys_ptrace", "--inh-caps=-sys_ptrace", "--"];
-
-/// `program args` as the check runs its processes (see NO_PTRACE).
-fn without_ptrace(program: &std::path::Path, args: &[&str]) -> std::process::Command {
-    if is_root() {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(NO_PTRACE).arg(program).args(args);
-        c
-    } else {
-        let mut c = std::process::Command::new(program);
-        c.args(args);
-        c
-    }
-}
-
-/// Can another process of the same uid open `/proc/<pid>/mem` (what ptrace access allows)? The
-/// kernel refuses it for a process that is not dumpable.
-fn mem_openable(pid: u32) -> bool {
-    without_ptrace(
-        std::path::Path::new("/bin/sh"),
-        &["-c", &format!("exec 3</proc/{pid}/mem")],
-    )
-    .stderr(std::process::Stdio::null())
-    .status()
-    .expect("run sh (under setpriv, util-linux, as root)")
-    .success()
-}
-
-#[test]
-fn the_daemon_is_not_dumpable() {
-    require_tools!();
-    let mut env = Env::start_bus("ss-dumpable");
-    let mut daemon = without_ptrace(&daemon_bin(), &[]);
-    daemon
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("DBUS_SESSION_BUS_ADDRESS", &env.bus.address);
-    for (k, v) in Env::kdf_env(&env.store()) {
-        daemon.env(k, v);
-    }
-    // setpriv execs the daemon: same pid.
-    env.daemon = Some(daemon.stdin(std::process::Stdio::null()).spawn().unwrap());
-    env.wait_for_name();
-    // The check itself works: an ordinary process started the same way is open to it.
-    let mut control = without_ptrace(std::path::Path::new("/bin/sleep"), &["30"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let control_open = mem_openable(control.id());
-    let _ = control.kill();
-    let _ = control.wait();
-    assert!(
-        control_open,
-        "the check cannot open an ordinary process's memory"
-    );
-    assert!(
-        !mem_openable(env.daemon_pid()),
-        "another process of the user can open the daemon's /proc/<pid>/mem (it is dumpable)"
-    );
-    env.assert_alive();
-}
-
-#[test]
 fn the_items_property_lists_entries_written_outside_the_daemon() {
     require_tools!();
     let mut env = Env::start("ss-items-outside");
@@ -409,13 +264,7 @@ fn the_items_property_lists_entries_written_outside_the_daemon() {
     // Through the Properties interface, with a bounded wait: the daemon must not hang.
     let address = env.bus.address.clone();
     let listed = within(Duration::from_secs(10), move || {
-        let conn = zbus::blocking::connection::Builder::address(address.as_str())
-            .unwrap()
-            .build()
-            .unwrap();
-        let c = Client { conn };
-        c.get::<Vec<OwnedObjectPath>>(COLLECTION, I_COLLECTION, "Items")
-            .unwrap()
+        Client::connect(&address).items(COLLECTION)
     })
     .expect("Items did not answer within 10 s");
     assert_eq!(listed.len(), 3, "{listed:?}");
@@ -471,9 +320,7 @@ fn next_signal_path(
 #[test]
 fn parallel_clients_on_500_items_see_every_item_and_no_spurious_deletions() {
     require_tools!();
-    let mut env = Env::start("ss-parallel");
-    let c = env.client();
-    let s = c.open_plain();
+    let (mut env, c, s) = Env::with_session("ss-parallel", Client::open_plain);
     let mut keyed = Vec::new();
     for i in 0..PAR_KEYED {
         keyed.push(
@@ -510,11 +357,7 @@ fn parallel_clients_on_500_items_see_every_item_and_no_spurious_deletions() {
             let synthetic = synthetic.clone();
             let expected = expected.clone();
             std::thread::spawn(move || -> Result<[usize; 4], String> {
-                let conn = zbus::blocking::connection::Builder::address(address.as_str())
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                let c = Client { conn };
+                let c = Client::connect(&address);
                 let s = if t % 2 == 0 {
                     c.open_plain()
                 } else {
@@ -543,13 +386,8 @@ fn parallel_clients_on_500_items_see_every_item_and_no_spurious_deletions() {
                             if found != vec![keyed[k].clone()] {
                                 return Err(format!("client {t}: lookup of u{k}: {found:?}"));
                             }
-                            let m: HashMap<OwnedObjectPath, Secret> = c
-                                .call(
-                                    SERVICE,
-                                    I_SERVICE,
-                                    "GetSecrets",
-                                    &(vec![keyed[k].clone(), synthetic[j].clone()], &s.0),
-                                )
+                            let m = c
+                                .get_secrets(&[keyed[k].clone(), synthetic[j].clone()], &s.0)
                                 .map_err(|e| format!("client {t}: GetSecrets: {e}"))?;
                             for (p, want) in [
                                 (&keyed[k], format!("k{k}")),
@@ -615,13 +453,7 @@ fn parallel_clients_on_500_items_see_every_item_and_no_spurious_deletions() {
 
     // Signals: a sentinel created then deleted marks the end; nothing may come before it.
     let sentinel = c
-        .create(
-            &s,
-            &attrs(&[("service", "sentinel"), ("username", "s")]),
-            "s",
-            b"s",
-            true,
-        )
+        .create(&s, &common::keyed("sentinel", "s"), "s", b"s", true)
         .unwrap();
     let (_created, first_created) = next_signal_path(created);
     c.call::<_, OwnedObjectPath>(sentinel.as_str(), I_ITEM, "Delete", &())
@@ -637,13 +469,7 @@ fn parallel_clients_on_500_items_see_every_item_and_no_spurious_deletions() {
     // (Bounded: the Items getter used to deadlock the daemon when it had to serve an item.)
     let address = env.bus.address.clone();
     let all_items: Option<HashSet<OwnedObjectPath>> = within(Duration::from_secs(10), move || {
-        let conn = zbus::blocking::connection::Builder::address(address.as_str())
-            .unwrap()
-            .build()
-            .unwrap();
-        Client { conn }
-            .get::<Vec<OwnedObjectPath>>(COLLECTION, I_COLLECTION, "Items")
-            .unwrap()
+        Client::connect(&address).items(COLLECTION)
     })
     .map(|v| v.into_iter().collect());
 

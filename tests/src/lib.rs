@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use libkeyring::{KdfParams, UnlockOptions};
 
+pub mod fixtures;
 pub mod gnome;
 pub mod pam;
 pub mod sshd;

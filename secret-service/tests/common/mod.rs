@@ -24,6 +24,9 @@ pub const I_PROMPT: &str = "org.freedesktop.Secret.Prompt";
 
 pub type Secret = (OwnedObjectPath, Vec<u8>, Vec<u8>, String);
 
+mod scenario;
+pub use scenario::*;
+
 /// The daemon under test: the one cargo built for these tests, or `$KEYRINGRS_SS_DAEMON` (e.g. a
 /// release build, to measure it).
 pub fn daemon_bin() -> PathBuf {
@@ -70,6 +73,14 @@ pub fn bus_conf(dir: &Path, services: &Path) -> String {
         .replace("@SERVICES@", &services.display().to_string())
 }
 
+/// A new connection to the bus at `address` (one connection = one D-Bus client).
+pub fn connect_to(address: &str) -> zbus::blocking::Connection {
+    zbus::blocking::connection::Builder::address(address)
+        .unwrap()
+        .build()
+        .expect("connect to the test bus")
+}
+
 /// A private session bus, killed on drop.
 #[derive(Debug)]
 pub struct Bus {
@@ -106,10 +117,7 @@ impl Bus {
     }
 
     pub fn connect(&self) -> zbus::blocking::Connection {
-        zbus::blocking::connection::Builder::address(self.address.as_str())
-            .unwrap()
-            .build()
-            .expect("connect to the test bus")
+        connect_to(&self.address)
     }
 
     pub fn name_has_owner(&self, name: &str) -> bool {
@@ -240,10 +248,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
+        self.stop_daemon();
     }
 }
 
@@ -313,7 +318,7 @@ impl Client {
         )
     }
 
-    pub fn open_plain(&self) -> (OwnedObjectPath, SessionKey) {
+    pub fn open_plain(&self) -> Session {
         let (_out, path): (OwnedValue, OwnedObjectPath) = self
             .call(
                 SERVICE,
@@ -325,7 +330,7 @@ impl Client {
         (path, SessionKey::plain())
     }
 
-    pub fn open_dh(&self) -> (OwnedObjectPath, SessionKey) {
+    pub fn open_dh(&self) -> Session {
         let dh = ClientDh::new();
         let (out, path): (OwnedValue, OwnedObjectPath) = self
             .call(
@@ -346,24 +351,14 @@ impl Client {
 
     pub fn create(
         &self,
-        session: &(OwnedObjectPath, SessionKey),
+        session: &Session,
         attributes: &HashMap<String, String>,
         label: &str,
         value: &[u8],
         replace: bool,
     ) -> zbus::Result<OwnedObjectPath> {
-        let mut props: HashMap<&str, Value> = HashMap::new();
-        props.insert(
-            "org.freedesktop.Secret.Item.Attributes",
-            Value::from(attributes.clone()),
-        );
-        props.insert("org.freedesktop.Secret.Item.Label", Value::from(label));
-        let (item, prompt): (OwnedObjectPath, OwnedObjectPath) = self.call(
-            COLLECTION,
-            I_COLLECTION,
-            "CreateItem",
-            &(props, Self::secret(&session.0, &session.1, value), replace),
-        )?;
+        let secret = Self::secret(&session.0, &session.1, value);
+        let (item, prompt) = self.create_item(COLLECTION, attributes, label, secret, replace)?;
         assert_eq!(prompt.as_str(), "/");
         Ok(item)
     }
@@ -377,11 +372,7 @@ impl Client {
     }
 
     /// GetSecret, decrypted with `session`'s key.
-    pub fn get_secret(
-        &self,
-        item: &str,
-        session: &(OwnedObjectPath, SessionKey),
-    ) -> zbus::Result<Vec<u8>> {
+    pub fn get_secret(&self, item: &str, session: &Session) -> zbus::Result<Vec<u8>> {
         let (s,): (Secret,) = self.call(item, I_ITEM, "GetSecret", &(&session.0,))?;
         assert_eq!(s.0, session.0);
         Ok(session.1.decrypt(&s.1, &s.2).expect("decrypt").to_vec())
@@ -392,6 +383,8 @@ impl Client {
 pub const LIMITS_EXCEEDED: &str = "org.freedesktop.DBus.Error.LimitsExceeded";
 pub const ACCESS_DENIED: &str = "org.freedesktop.DBus.Error.AccessDenied";
 pub const UNKNOWN_OBJECT: &str = "org.freedesktop.DBus.Error.UnknownObject";
+pub const INVALID_ARGS: &str = "org.freedesktop.DBus.Error.InvalidArgs";
+pub const NOT_SUPPORTED: &str = "org.freedesktop.DBus.Error.NotSupported";
 
 impl Env {
     /// The daemon's pid (started by the harness).
