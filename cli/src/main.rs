@@ -11,6 +11,7 @@ mod import;
 mod import_secret_service;
 mod input;
 mod repair;
+mod session;
 mod slots;
 mod status;
 mod store;

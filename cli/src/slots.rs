@@ -7,7 +7,7 @@ use libkeyring::{KdfParams, Scope, Store, UnlockOptions};
 
 use crate::args::{RecoveryKeyCommand, SlotCommand};
 use crate::input::{old_and_new, one_secret, prompt, prompt_new, Password};
-use crate::store::require_own_session;
+use crate::session::require_own_session;
 use crate::{warn, Failure, Outcome};
 
 /// `keyringrs passwd`: old password, then new; `--rotate` replaces the master key too.
