@@ -71,35 +71,33 @@ impl Service {
 
     /// A stack like Debian's common-* files with the module where docs/PAM.md puts it.
     pub fn standard(tag: &str, session_options: &str) -> Service {
-        Service::new(
-            tag,
-            &format!(
-                "auth     requisite pam_unix.so\n\
-                 auth     optional  MODULE {TEST_OPTIONS}\n\
-                 account  required  pam_unix.so\n\
-                 password requisite pam_unix.so\n\
-                 password optional  MODULE {TEST_OPTIONS}\n\
-                 session  optional  pam_keyinit.so force revoke\n\
-                 session  required  pam_unix.so\n\
-                 session  optional  MODULE {TEST_OPTIONS} {session_options}\n"
-            ),
-        )
+        Service::new(tag, &standard_stack(session_options))
     }
 
     /// A stack without pam_keyinit (as Debian's lightdm and xdm have, or a hand-written one):
-    /// the module in auth and session beside pam_unix.
+    /// the standard stack's auth, account and session lines but pam_keyinit's.
     pub fn without_keyinit(tag: &str) -> Service {
-        Service::new(
-            tag,
-            &format!(
-                "auth     requisite pam_unix.so\n\
-                 auth     optional  MODULE {TEST_OPTIONS}\n\
-                 account  required  pam_unix.so\n\
-                 session  required  pam_unix.so\n\
-                 session  optional  MODULE {TEST_OPTIONS}\n"
-            ),
-        )
+        let text: String = standard_stack("")
+            .lines()
+            .filter(|l| !l.starts_with("password") && !l.contains("pam_keyinit"))
+            .map(|l| format!("{}\n", l.trim_end()))
+            .collect();
+        Service::new(tag, &text)
     }
+}
+
+/// The text of `Service::standard`.
+fn standard_stack(session_options: &str) -> String {
+    format!(
+        "auth     requisite pam_unix.so\n\
+         auth     optional  MODULE {TEST_OPTIONS}\n\
+         account  required  pam_unix.so\n\
+         password requisite pam_unix.so\n\
+         password optional  MODULE {TEST_OPTIONS}\n\
+         session  optional  pam_keyinit.so force revoke\n\
+         session  required  pam_unix.so\n\
+         session  optional  MODULE {TEST_OPTIONS} {session_options}\n"
+    )
 }
 
 impl Drop for Service {
