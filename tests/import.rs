@@ -40,6 +40,14 @@ fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `keyringrs ARGS` on the store of `dir`: it must succeed and its output contain `summary`.
+fn import(dir: &TempDir, args: &[&str], stdin: &[u8], summary: &str) -> std::process::Output {
+    let o = keyringrs(&dir.store(), args, stdin);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains(summary), "{}", stdout(&o));
+    o
+}
+
 #[test]
 fn binary_login_keyring_from_gnome_keyring_imports_exactly_once() {
     let dir = TempDir::new("imp-bin");
@@ -91,30 +99,20 @@ fn binary_login_keyring_from_gnome_keyring_imports_exactly_once() {
     }
     assert!(store.entries().unwrap().is_empty());
 
-    let o = keyringrs(
-        &dir.store(),
+    import(
+        &dir,
         &["import", "gnome-keyring", f, "--password-stdin"],
         pw.as_bytes(),
-    );
-    assert_exit(&o, 0);
-    assert!(
-        stdout(&o).contains("4 new, 0 already there, 0 conflicting"),
-        "{}",
-        stdout(&o)
+        "4 new, 0 already there, 0 conflicting",
     );
     check_entries(&store);
 
     // Again: nothing added.
-    let o = keyringrs(
-        &dir.store(),
+    import(
+        &dir,
         &["import", "gnome-keyring", f, "--password-stdin"],
         pw.as_bytes(),
-    );
-    assert_exit(&o, 0);
-    assert!(
-        stdout(&o).contains("0 new, 4 already there"),
-        "{}",
-        stdout(&o)
+        "0 new, 4 already there",
     );
     check_entries(&store);
     assert_eq!(sha(&file), before, "the source was modified");
@@ -129,16 +127,11 @@ fn binary_login_keyring_from_gnome_keyring_imports_exactly_once() {
 
     // A conflicting item (same attributes, other secret) is kept apart, never overwriting.
     store.set("svc.example", "alice", b"changed").unwrap();
-    let o = keyringrs(
-        &dir.store(),
+    import(
+        &dir,
         &["import", "gnome-keyring", f, "--password-stdin"],
         pw.as_bytes(),
-    );
-    assert_exit(&o, 0);
-    assert!(
-        stdout(&o).contains("0 new, 3 already there, 1 conflicting"),
-        "{}",
-        stdout(&o)
+        "0 new, 3 already there, 1 conflicting",
     );
     assert_eq!(&store.get("svc.example", "alice").unwrap()[..], b"changed");
     let copies: Vec<_> = store
@@ -192,20 +185,18 @@ fn textual_keyring_after_a_blank_password_imports_asking_nothing() {
     let store = open_store(&dir);
     // No password is read: stdin is empty and not a tty.
     let f = file.to_str().unwrap();
-    let o = keyringrs(&dir.store(), &["import", "gnome-keyring", f], b"");
-    assert_exit(&o, 0);
-    assert!(
-        stdout(&o).contains("4 new, 0 already there, 0 conflicting"),
-        "{}",
-        stdout(&o)
+    import(
+        &dir,
+        &["import", "gnome-keyring", f],
+        b"",
+        "4 new, 0 already there, 0 conflicting",
     );
     check_entries(&store);
-    let o = keyringrs(&dir.store(), &["import", "gnome-keyring", f], b"");
-    assert_exit(&o, 0);
-    assert!(
-        stdout(&o).contains("0 new, 4 already there"),
-        "{}",
-        stdout(&o)
+    import(
+        &dir,
+        &["import", "gnome-keyring", f],
+        b"",
+        "0 new, 4 already there",
     );
     assert_eq!(sha(&file), before, "the source was modified");
 
@@ -266,22 +257,20 @@ fn keyutils_plaintext_keys_import_and_remove_only_those() {
     let foreign = keyctl(&["add", "user", "_other:thing", "not ours", "@s"]);
     let nocolon = keyctl(&["add", "user", "plainname", "not ours", "@s"]);
 
-    let o = keyringrs(&dir.store(), &["import", "keyutils", "--dry-run"], b"");
-    assert_exit(&o, 0);
-    assert!(
-        stdout(&o).contains("2 new, 0 already there"),
-        "{}",
-        stdout(&o)
+    let o = import(
+        &dir,
+        &["import", "keyutils", "--dry-run"],
+        b"",
+        "2 new, 0 already there",
     );
     assert!(!stdout(&o).contains("secret A"));
     assert!(store.entries().unwrap().is_empty());
 
-    let o = keyringrs(&dir.store(), &["import", "keyutils", "--remove"], b"");
-    assert_exit(&o, 0);
-    assert!(
-        stdout(&o).contains("2 new, 0 already there, 0 conflicting"),
-        "{}",
-        stdout(&o)
+    import(
+        &dir,
+        &["import", "keyutils", "--remove"],
+        b"",
+        "2 new, 0 already there, 0 conflicting",
     );
     assert_eq!(&store.get("svc A", "user X").unwrap()[..], b"secret A");
     assert_eq!(
@@ -306,11 +295,5 @@ fn keyutils_plaintext_keys_import_and_remove_only_those() {
 
     // Importing again finds nothing new.
     keyctl(&["add", "user", "svc A:user X", "secret A", "@s"]);
-    let o = keyringrs(&dir.store(), &["import", "keyutils"], b"");
-    assert_exit(&o, 0);
-    assert!(
-        stdout(&o).contains("0 new, 1 already there"),
-        "{}",
-        stdout(&o)
-    );
+    import(&dir, &["import", "keyutils"], b"", "0 new, 1 already there");
 }

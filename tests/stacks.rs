@@ -18,13 +18,13 @@ fn text_login_unlocks_and_logout_locks(service: &Service, user: &ThrowawayUser, 
     let t = drive(
         service,
         &user.name,
-        &format!(
-            "{}run printf v | ./keyringrs set S U\n{}close\n{}\
-             run keyctl session - ./keyringrs get S U\nend\n",
-            login(password),
-            get_step("S", "U"),
-            get_step("S", "U"),
-        ),
+        Steps::login(password)
+            .set("S", "U", "v")
+            .get("S", "U")
+            .close()
+            .get("S", "U")
+            .run("keyctl session - ./keyringrs get S U")
+            .end(),
     );
     assert_eq!(t.codes("auth"), [0], "{t}");
     assert_eq!(t.codes("open"), [0], "{t}");
@@ -52,10 +52,9 @@ fn graphical_login_unlocks_for_the_user_manager(
         assert_eq!(t.codes("tty"), [0], "{t}");
     }
     g.login(password, how == Graphical::SessionType);
-    let t = g.step("run printf desk | ./keyringrs set S U");
-    assert_eq!(t.codes("run"), [0], "{t}");
+    g.set("S", "U", "desk");
     assert_eq!(m.get("S", "U"), (0, "desk".into()));
-    let t = m.step("run ./keyringrs status");
+    let t = m.status();
     assert!(t.has("held by: graphical login"), "{t}");
     g.close();
     assert_eq!(m.get("S", "U").0, 3, "the graphical logout must lock it");
@@ -73,31 +72,35 @@ enum Graphical {
 
 // ---- This repository's etc/pam.d files, by hand ----
 
+/// A login through this repository's etc/pam.d/NAME (the machine's common-* stacks as Debian
+/// has them): a text login, or a graphical one told by `how`.
+fn shipped_stack_login(name: &str, how: Option<Graphical>) {
+    let _common = CommonStacks::shared();
+    let password = format!("stacks-{name}-pw");
+    let user = login_user(&format!("st{name}"), &password);
+    let svc = Service::new(&format!("st-{name}"), &shipped_stack(name));
+    match how {
+        None => text_login_unlocks_and_logout_locks(&svc, &user, &password),
+        Some(how) => graphical_login_unlocks_for_the_user_manager(&svc, &user, &password, how),
+    }
+}
+
 #[test]
 fn the_shipped_login_stack_unlocks_and_its_logout_locks() {
     require_root!("creates users and /etc/pam.d services");
-    let _common = CommonStacks::shared();
-    let user = login_user("stlogin", "stacks-login-pw");
-    let svc = Service::new("st-login", &shipped_stack("login"));
-    text_login_unlocks_and_logout_locks(&svc, &user, "stacks-login-pw");
+    shipped_stack_login("login", None);
 }
 
 #[test]
 fn the_shipped_sshd_stack_unlocks_and_its_logout_locks() {
     require_root!("creates users and /etc/pam.d services");
-    let _common = CommonStacks::shared();
-    let user = login_user("stsshd", "stacks-sshd-pw");
-    let svc = Service::new("st-sshd", &shipped_stack("sshd"));
-    text_login_unlocks_and_logout_locks(&svc, &user, "stacks-sshd-pw");
+    shipped_stack_login("sshd", None);
 }
 
 #[test]
 fn the_shipped_xdm_stack_unlocks_for_the_user_manager_until_logout() {
     require_root!("creates users and /etc/pam.d services");
-    let _common = CommonStacks::shared();
-    let user = login_user("stxdm", "stacks-xdm-pw");
-    let svc = Service::new("st-xdm", &shipped_stack("xdm"));
-    graphical_login_unlocks_for_the_user_manager(&svc, &user, "stacks-xdm-pw", Graphical::Display);
+    shipped_stack_login("xdm", Some(Graphical::Display));
 }
 
 // ---- The pam-auth-update profile on the machine's common-* stacks ----
