@@ -109,12 +109,14 @@ install: deps build
 	$(MAKE) --no-print-directory install-extras
 	@echo "PAM module installed; enable it with: sudo pam-auth-update --enable keyringrs (docs/PAM.md)"
 
-# The crates' module graphs: no import cycle, libkeyring's layers kept (docs/ARCHITECTURE.md).
+# The crates' module graphs: no import cycle, libkeyring's layers kept (docs/ARCHITECTURE.md);
+# every test the docs name is where they say.
 MODULE_GRAPH_CRATES = libkeyring/src import/src cli/src pam_keyringrs/src capi/src python/src bench/src tests/src
 
 lint:
 	tools/module-graph.py --self-test
 	tools/module-graph.py $(MODULE_GRAPH_CRATES)
+	tools/doc-test-refs.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) clippy -p libkeyring --features keyring-core --all-targets --locked -- -D warnings
