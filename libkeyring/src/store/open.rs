@@ -36,23 +36,35 @@ impl Store {
         check_dir(&dir, &path, owner)?;
         let header = Self::read_header(&dir, &path, owner)?;
         let entries = open_dir_checked(Some(&dir), Path::new(ENTRIES), &path.join(ENTRIES), owner)?;
-        let entry_cache = entry_cache(&dir, owner);
-        let local = fs::is_local_filesystem(&dir);
-        Ok(Store {
-            key: StoreKey::new(&header.0.id.hex(), owner),
-            id: header.0.id,
-            version: header.0.version.into(),
+        Ok(Store::with_files(
+            path, dir, entries, &header.0, owner, None,
+        ))
+    }
+
+    /// A handle on the store whose directories are open and whose header is `header`.
+    fn with_files(
+        path: std::path::PathBuf,
+        dir: File,
+        entries: File,
+        header: &Header,
+        owner: u32,
+        wait: fs::Wait,
+    ) -> Store {
+        Store {
+            key: StoreKey::new(&header.id.hex(), owner),
+            id: header.id,
+            version: header.version.into(),
             index: std::sync::Mutex::new(None),
             journal: Default::default(),
+            entry_cache: entry_cache(&dir, owner),
+            local: fs::is_local_filesystem(&dir),
             path,
             dir,
             entries,
             owner,
-            wait: None,
+            wait,
             key_cache: KeyCache::default(),
-            local,
-            entry_cache,
-        })
+        }
     }
 
     /// Bound how long this store's writes wait for the writer lock (None: no bound).
@@ -159,23 +171,7 @@ impl Store {
         bump_generation(&dir, owner, true)
             .map_err(|e| Error::from_io("write", &path.join(GENERATION), e))?;
         drop(guard);
-        let entry_cache = entry_cache(&dir, owner);
-        let local = fs::is_local_filesystem(&dir);
-        let store = Store {
-            key: StoreKey::new(&header.id.hex(), owner),
-            id: header.id,
-            version: header.version.into(),
-            index: std::sync::Mutex::new(None),
-            journal: Default::default(),
-            path,
-            dir,
-            entries,
-            owner,
-            wait: opts.lock_wait,
-            key_cache: KeyCache::default(),
-            local,
-            entry_cache,
-        };
+        let store = Store::with_files(path, dir, entries, &header, owner, opts.lock_wait);
         Ok((
             store,
             Opened {

@@ -13,14 +13,12 @@ use super::files::{busy, read_checked, write_atomic};
 use super::{Opened, Store};
 use crate::crypto::{self, KdfParams};
 use crate::error::{Error, Result};
+use crate::format::slots::{
+    encode_names, parse_names, valid_name, Names, MAX_NAMES_LEN, MAX_NAME_LEN, NAMES,
+};
 use crate::format::{self, Header, Keyslot, SLOT_EMPTY, SLOT_EXTRA, SLOT_PASSWORD, SLOT_RECOVERY};
 use crate::recovery::RecoveryKey;
 use crate::sys::fs;
-
-/// The names file.
-const NAMES: &str = "slots";
-pub(crate) const MAX_NAMES_LEN: u64 = 16 << 10;
-const MAX_NAME_LEN: usize = 64;
 
 /// What a keyslot opens with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +51,6 @@ pub struct SlotInfo {
     /// When it was added (seconds since the epoch), if recorded.
     pub created: Option<i64>,
 }
-
-type Names = Vec<(usize, String, i64)>;
 
 /// What opens the store before a keyslot change: one of its passwords, or its recovery key.
 #[derive(Debug, Clone, Copy)]
@@ -100,12 +96,7 @@ fn default_name(index: usize, kind: SlotKind) -> String {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > MAX_NAME_LEN
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
-    {
+    if !valid_name(name) {
         return Err(Error::InvalidInput(format!(
             "slot name {name:?}: 1 to {MAX_NAME_LEN} letters, digits, '-', '_', '.', '@'"
         )));
@@ -149,29 +140,15 @@ impl Store {
         ) else {
             return vec![];
         };
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split('\t');
-                let index = f.next()?.parse().ok()?;
-                let name = f.next()?.to_owned();
-                let created = f.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-                check_name(&name).ok()?;
-                Some((index, name, created))
-            })
-            .collect()
+        parse_names(&bytes)
     }
 
     fn write_names(&self, names: &Names) -> Result<()> {
-        let text: String = names
-            .iter()
-            .map(|(i, n, c)| format!("{i}\t{n}\t{c}\n"))
-            .collect();
         write_atomic(
             &self.dir,
             &self.dir,
             NAMES,
-            text.as_bytes(),
+            &encode_names(names),
             &self.path.join(NAMES),
         )
     }
