@@ -11,13 +11,12 @@
 //! and `Item` stay plain, non-generic types as zbus's `#[interface]` wants, one implementation
 //! each serving both collections.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use zbus::zvariant::OwnedObjectPath;
 use zeroize::Zeroizing;
 
 use crate::error::Error;
-use crate::kernel_items;
 use crate::paths::{
     path, ALIAS_PATH, COLLECTION_PATH, ITEM_PREFIX, SESSION_ALIAS_PATH, SESSION_COLLECTION_PATH,
     SESSION_ITEM_PREFIX,
@@ -48,9 +47,18 @@ pub(crate) struct Info {
     pub lockable: bool,
 }
 
+fn is_hex(s: &str, digits: usize) -> bool {
+    s.len() == digits && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Is `name` a store entry's name (64 hex digits)?
 fn is_entry_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+    is_hex(name, 64)
+}
+
+/// Is `id` a session item's id (32 hex digits)?
+pub(crate) fn is_session_item_id(id: &str) -> bool {
+    is_hex(id, 32)
 }
 
 static LOGIN: Info = Info {
@@ -69,7 +77,7 @@ static SESSION: Info = Info {
     path: SESSION_COLLECTION_PATH,
     alias: SESSION_ALIAS_PATH,
     item_prefix: SESSION_ITEM_PREFIX,
-    is_id: kernel_items::is_id,
+    is_id: is_session_item_id,
     default_label: "Session",
     undeletable:
         "the session collection cannot be deleted (its items go at logout; delete them one by one)",
@@ -119,14 +127,18 @@ impl Kind {
     }
 }
 
-/// An item as the Item object shows it (its secret wiped on drop).
-#[derive(Debug)]
-pub(crate) struct ItemData {
+/// A secret, decrypted (wiped on drop).
+pub(crate) type Plaintext = Zeroizing<Vec<u8>>;
+
+/// An item as a backend reads it (its secret wiped on drop); a session item's key holds one
+/// (kernel_items.rs).
+#[derive(Debug, Clone, Default)]
+pub struct ItemData {
     pub label: String,
     pub content_type: String,
     pub created: u64,
     pub modified: u64,
-    pub attributes: HashMap<String, String>,
+    pub attributes: BTreeMap<String, String>,
     pub secret: Zeroizing<Vec<u8>>,
 }
 
@@ -134,7 +146,7 @@ pub(crate) struct ItemData {
 pub(crate) struct NewItem {
     pub attributes: HashMap<String, String>,
     pub label: Option<String>,
-    pub plaintext: Zeroizing<Vec<u8>>,
+    pub plaintext: Plaintext,
     pub content_type: String,
 }
 
@@ -190,12 +202,7 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     fn modified(&self) -> u64;
     fn read(&self, id: &str) -> Result<ItemData, Miss>;
     fn delete(&self, id: &str) -> Result<(), Miss>;
-    fn set_secret(
-        &self,
-        id: &str,
-        secret: Zeroizing<Vec<u8>>,
-        content_type: String,
-    ) -> Result<(), Miss>;
+    fn set_secret(&self, id: &str, secret: Plaintext, content_type: String) -> Result<(), Miss>;
     fn set_label(&self, id: &str, label: String) -> Result<(), Miss>;
     fn set_attributes(&self, id: &str, attrs: HashMap<String, String>) -> Result<(), Miss>;
 }

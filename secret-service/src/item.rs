@@ -107,7 +107,7 @@ impl Item {
 
     #[zbus(property)]
     async fn attributes(&self) -> zbus::fdo::Result<HashMap<String, String>> {
-        Ok(self.read()?.attributes.clone())
+        Ok(self.read()?.attributes.clone().into_iter().collect())
     }
 
     #[zbus(property)]

@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use zeroize::Zeroizing;
-
-use crate::backend::{Backend, Found, ItemData, Miss, NewItem};
+use crate::backend::{Backend, Found, ItemData, Miss, NewItem, Plaintext};
 use crate::error::Error;
 use crate::kernel_items::{self, gone, now, KernelItem};
 use crate::mapping;
@@ -123,15 +121,7 @@ impl Backend for SessionBackend {
     }
 
     fn read(&self, id: &str) -> Result<ItemData, Miss> {
-        let i = self.item(id)?;
-        Ok(ItemData {
-            label: i.label.clone(),
-            content_type: i.content_type.clone(),
-            created: i.created,
-            modified: i.modified,
-            attributes: i.attributes.clone().into_iter().collect(),
-            secret: i.secret.clone(),
-        })
+        self.item(id)
     }
 
     /// A key already gone is answered as such (its object stays until a listing drops it).
@@ -139,12 +129,7 @@ impl Backend for SessionBackend {
         Ok(kernel_items::delete(id)?)
     }
 
-    fn set_secret(
-        &self,
-        id: &str,
-        secret: Zeroizing<Vec<u8>>,
-        content_type: String,
-    ) -> Result<(), Miss> {
+    fn set_secret(&self, id: &str, secret: Plaintext, content_type: String) -> Result<(), Miss> {
         self.rewrite(id, move |i| {
             i.secret = secret;
             i.content_type = content_type;

@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use libkeyring::{EntryData, Store};
-use zeroize::Zeroizing;
 
-use crate::backend::{Backend, Found, ItemData, Miss, NewItem};
+use crate::backend::{Backend, Found, ItemData, Miss, NewItem, Plaintext};
 use crate::error::Error;
 use crate::mapping::{self, Identity};
 
@@ -184,7 +183,7 @@ impl Backend for StoreBackend {
             e.content_type.clone()
         };
         Ok(ItemData {
-            attributes: mapping::item_attributes(&e),
+            attributes: libkeyring::mapping::item_attributes(&e),
             label: e.label.clone(),
             content_type,
             created: e.created.max(0) as u64,
@@ -199,12 +198,7 @@ impl Backend for StoreBackend {
         Ok(())
     }
 
-    fn set_secret(
-        &self,
-        id: &str,
-        secret: Zeroizing<Vec<u8>>,
-        content_type: String,
-    ) -> Result<(), Miss> {
+    fn set_secret(&self, id: &str, secret: Plaintext, content_type: String) -> Result<(), Miss> {
         // Exists still? (Also refuses a locked store.)
         let e = self.entry(id)?;
         self.store()?.set_item(
