@@ -176,22 +176,13 @@ impl Collection {
     // Emitted through signals.rs (by these names: see the test below).
 
     #[zbus(signal)]
-    pub(crate) async fn item_created(
-        emitter: &SignalEmitter<'_>,
-        item: ObjectPath<'_>,
-    ) -> zbus::Result<()>;
+    async fn item_created(e: &SignalEmitter<'_>, item: ObjectPath<'_>) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    pub(crate) async fn item_deleted(
-        emitter: &SignalEmitter<'_>,
-        item: ObjectPath<'_>,
-    ) -> zbus::Result<()>;
+    async fn item_deleted(e: &SignalEmitter<'_>, item: ObjectPath<'_>) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    pub(crate) async fn item_changed(
-        emitter: &SignalEmitter<'_>,
-        item: ObjectPath<'_>,
-    ) -> zbus::Result<()>;
+    async fn item_changed(e: &SignalEmitter<'_>, item: ObjectPath<'_>) -> zbus::Result<()>;
 }
 
 #[cfg(test)]

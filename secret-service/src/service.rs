@@ -264,19 +264,19 @@ impl Service {
 
     #[zbus(signal)]
     async fn collection_created(
-        emitter: &SignalEmitter<'_>,
+        e: &SignalEmitter<'_>,
         collection: ObjectPath<'_>,
     ) -> zbus::Result<()>;
 
     #[zbus(signal)]
     async fn collection_deleted(
-        emitter: &SignalEmitter<'_>,
+        e: &SignalEmitter<'_>,
         collection: ObjectPath<'_>,
     ) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    pub(crate) async fn collection_changed(
-        emitter: &SignalEmitter<'_>,
+    async fn collection_changed(
+        e: &SignalEmitter<'_>,
         collection: ObjectPath<'_>,
     ) -> zbus::Result<()>;
 }
