@@ -12,18 +12,21 @@
 //! these, one file each (prompter.rs, portal.rs), served from daemon.rs.
 //!
 //! Dependencies point one way, objects -> backend/state -> libkeyring; an object imports
-//! another only to create it (`use crate::...`):
-//! - daemon     -> service, collection, item, prompt, session, backend, state, paths
-//! - service    -> prompt, session (it creates them), item (it serves items: SearchItems,
-//!   Unlock), backend, state, paths, crypto
-//! - prompt     -> item (completing an unlock serves the store's items), backend, state, paths
-//! - collection -> item (it creates its items), backend, signals, labels, state, paths
-//! - item       -> backend, signals, state, paths
-//! - session    -> state
-//! - state      -> store_backend, session_backend, backend, crypto, paths
-//! - signals    -> backend, paths
-//! - store_backend -> backend, mapping; session_backend -> backend, kernel_items, mapping
-//! - backend    -> kernel_items, paths; everything -> error
+//! another only to create it. The `use crate::...` graph (each also uses error):
+//! - daemon        -> service, collection, prompt, session, item, backend, state, paths
+//! - service       -> prompt, session (it creates them), item (SearchItems and Unlock serve
+//!   items), backend, state, paths, crypto
+//! - prompt        -> item (completing an unlock serves the store's items), backend, state,
+//!   paths
+//! - collection    -> item (it creates its items), backend, signals, labels, state, paths
+//! - item          -> backend, signals, state, paths
+//! - session       -> state
+//! - state         -> store_backend, session_backend, backend, crypto, paths
+//! - signals       -> backend, paths
+//! - store_backend -> backend, mapping
+//! - session_backend -> backend, kernel_items, mapping
+//! - kernel_items  -> backend (its item type)
+//! - backend       -> paths
 
 pub mod backend;
 pub mod collection;
