@@ -177,18 +177,26 @@ impl Backend for StoreBackend {
 
     fn read(&self, id: &str) -> Result<ItemData, Miss> {
         let e = self.entry(id)?;
-        let content_type = if e.content_type.is_empty() {
-            CONTENT_TYPE.to_string()
-        } else {
-            e.content_type.clone()
-        };
-        Ok(ItemData {
-            attributes: libkeyring::mapping::item_attributes(&e),
-            label: e.label.clone(),
+        let attributes = libkeyring::mapping::item_attributes(&e);
+        let EntryData {
+            label,
             content_type,
-            created: e.created.max(0) as u64,
-            modified: e.modified.max(0) as u64,
-            secret: e.secret.clone(),
+            created,
+            modified,
+            secret,
+            ..
+        } = e;
+        Ok(ItemData {
+            label,
+            content_type: if content_type.is_empty() {
+                CONTENT_TYPE.to_string()
+            } else {
+                content_type
+            },
+            created: created.max(0) as u64,
+            modified: modified.max(0) as u64,
+            attributes,
+            secret,
         })
     }
 
