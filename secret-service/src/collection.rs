@@ -1,76 +1,65 @@
-//! org.freedesktop.Secret.Collection: the store's collection, `login`, at
-//! `/org/freedesktop/secrets/collection/login` and `/org/freedesktop/secrets/aliases/default`.
+//! org.freedesktop.Secret.Collection: either collection over its backend (backend.rs): `login`
+//! (the store) at `/org/freedesktop/secrets/collection/login` and `.../aliases/default`, and
+//! `session` (kernel keys, until logout, never locked) at `.../collection/session` and
+//! `.../aliases/session`. Its items are item objects (item.rs).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use zbus::interface;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
-use zeroize::Zeroize;
 
+use crate::backend::{Backend, Kind, NewItem};
 use crate::error::Error;
+use crate::item::{answer, locked_now, reconcile, refresh_soon, search, serve};
 use crate::labels;
-use crate::mapping::{self, Identity};
-use crate::state::{
-    item_path, items_changed, list_names, log, reconcile, refresh_soon, root, search_unlocked,
-    sender, serve_item, Secret, State, COLLECTION_PATH,
-};
+use crate::paths::root;
+use crate::signals::{self, ItemEvent};
+use crate::state::{log, open_secret, Secret, State};
 
 const LABEL_PROP: &str = "org.freedesktop.Secret.Item.Label";
 const ATTRIBUTES_PROP: &str = "org.freedesktop.Secret.Item.Attributes";
-/// What the collection is called until its label is set.
-pub const DEFAULT_LABEL: &str = "Login";
 
 #[derive(Debug)]
 pub struct Collection {
     st: Arc<State>,
+    kind: Kind,
 }
 
 impl Collection {
-    pub(crate) fn new(st: Arc<State>) -> Collection {
-        Collection { st }
+    pub(crate) fn new(st: Arc<State>, kind: Kind) -> Collection {
+        Collection { st, kind }
+    }
+
+    fn backend(&self) -> &dyn Backend {
+        self.st.backend(self.kind)
     }
 }
 
-/// What a CreateItem call brings: its attributes and label, and the secret decrypted with the
-/// caller's session (the transport copy is wiped at once).
-pub(crate) struct NewItem {
-    pub attributes: HashMap<String, String>,
-    pub label: Option<String>,
-    pub plaintext: zeroize::Zeroizing<Vec<u8>>,
-    pub content_type: String,
-}
-
-impl NewItem {
-    pub(crate) fn from_call(
-        st: &State,
-        properties: &HashMap<String, OwnedValue>,
-        mut secret: Secret,
-        hdr: &Header<'_>,
-    ) -> Result<NewItem, Error> {
-        let key = st.session_key(secret.0.as_str(), &sender(hdr)?)?;
-        let plaintext = key.decrypt(&secret.1, &secret.2);
-        // A plain session's value is the secret itself.
-        secret.2.zeroize();
-        let plaintext = plaintext.map_err(|e| Error::InvalidArgs(e.to_string()))?;
-        let attributes = match properties.get(ATTRIBUTES_PROP) {
-            Some(v) => string_map(v)?,
-            None => HashMap::new(),
-        };
-        let label = match properties.get(LABEL_PROP) {
-            Some(v) => Some(string(v, LABEL_PROP)?),
-            None => None,
-        };
-        Ok(NewItem {
-            attributes,
-            label,
-            plaintext,
-            content_type: std::mem::take(&mut secret.3),
-        })
-    }
+/// What a CreateItem call brings, its secret decrypted with the caller's session.
+fn new_item(
+    st: &State,
+    properties: &HashMap<String, OwnedValue>,
+    mut secret: Secret,
+    hdr: &Header<'_>,
+) -> Result<NewItem, Error> {
+    let plaintext = open_secret(st, &mut secret, hdr)?;
+    let attributes = match properties.get(ATTRIBUTES_PROP) {
+        Some(v) => string_map(v)?,
+        None => HashMap::new(),
+    };
+    let label = match properties.get(LABEL_PROP) {
+        Some(v) => Some(string(v, LABEL_PROP)?),
+        None => None,
+    };
+    Ok(NewItem {
+        attributes,
+        label,
+        plaintext,
+        content_type: std::mem::take(&mut secret.3),
+    })
 }
 
 fn string_map(v: &OwnedValue) -> Result<HashMap<String, String>, Error> {
@@ -88,55 +77,10 @@ fn string(v: &OwnedValue, what: &str) -> Result<String, Error> {
     }
 }
 
-/// Where CreateItem writes, and whether an item is replaced there:
-/// - attributes with `service` and `username` name the item (service, username): replace=true
-///   replaces it (what `keyringrs set` and python-keyring's backend address); replace=false
-///   creates it if it does not exist, else a second item with the same attributes;
-/// - other attributes: replace=true replaces the item whose attributes are equal (the most
-///   recently modified, if several are), found through the index; otherwise a new item.
-fn target(
-    store: &libkeyring::Store,
-    attrs: &HashMap<String, String>,
-    replace: bool,
-) -> Result<(Identity, bool), Error> {
-    if let Some(id) = Identity::from_attributes(attrs) {
-        let exists = match store.entry(&id.service, &id.username) {
-            Ok(_) => true,
-            Err(libkeyring::Error::NoEntry { .. }) => false,
-            Err(e) => return Err(e.into()),
-        };
-        return Ok(if exists && !replace {
-            (Identity::synthetic(attrs), false)
-        } else {
-            (id, exists)
-        });
-    }
-    if replace {
-        let same = store
-            .search(&mapping::to_stored(attrs))?
-            .into_iter()
-            .find(|(_, e)| Identity::of(e).is_synthetic() && mapping::item_attributes(e) == *attrs);
-        if let Some((_, e)) = same {
-            return Ok((Identity::of(&e), true));
-        }
-    }
-    Ok((Identity::synthetic(attrs), false))
-}
-
-fn file_time(p: PathBuf) -> u64 {
-    std::fs::metadata(p)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
-}
-
 #[interface(name = "org.freedesktop.Secret.Collection")]
 impl Collection {
     async fn delete(&self) -> Result<OwnedObjectPath, Error> {
-        Err(Error::NotSupported(
-            "the login collection cannot be deleted (it is the keyringrs store)".into(),
-        ))
+        Err(Error::NotSupported(self.kind.info().undeletable.into()))
     }
 
     #[zbus(out_args("results"))]
@@ -144,7 +88,7 @@ impl Collection {
         &self,
         attributes: HashMap<String, String>,
     ) -> Result<Vec<OwnedObjectPath>, Error> {
-        search_unlocked(&self.st, &attributes).await
+        search(&self.st, self.kind, &attributes).await
     }
 
     #[zbus(out_args("item", "prompt"))]
@@ -155,58 +99,39 @@ impl Collection {
         replace: bool,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(OwnedObjectPath, OwnedObjectPath), Error> {
-        let NewItem {
-            attributes: attrs,
-            label,
-            plaintext,
-            content_type,
-        } = NewItem::from_call(&self.st, &properties, secret, &hdr)?;
-        let store = self.st.store()?;
-        if store.is_locked()? {
-            refresh_soon(&self.st);
-            return Err(Error::locked());
-        }
+        let new = new_item(&self.st, &properties, secret, &hdr)?;
+        answer(&self.st, self.backend().check_open())?;
         // One CreateItem at a time: two replacing the same item must not both miss it and
         // create two, and "existed" must hold until the write.
         let create = self.st.create.lock().await;
-        let (id, existed) = target(&store, &attrs, replace)?;
-        let label = label.or_else(|| (!existed).then(String::new));
-        store.set_item(
-            &id.service,
-            &id.username,
-            &plaintext,
-            label.as_deref(),
-            Some(&mapping::to_stored(&attrs)),
-            Some(&content_type),
-        )?;
-        drop(plaintext);
-        let name = store.entry_name(&id.service, &id.username)?;
-        let p = serve_item(&self.st, &name).await;
+        let (id, existed) = self.backend().create(new, replace)?;
+        serve(&self.st, self.kind, std::slice::from_ref(&id)).await;
         drop(create);
-        let em = SignalEmitter::new(self.st.conn(), COLLECTION_PATH)?;
+        let conn = self.st.conn();
         if existed {
-            Collection::item_changed(&em, p.as_ref()).await?;
+            signals::item(conn, self.kind, ItemEvent::Changed, &id).await?;
         } else {
-            Collection::item_created(&em, p.as_ref()).await?;
-            items_changed(&self.st).await;
+            signals::item(conn, self.kind, ItemEvent::Created, &id).await?;
+            signals::items_changed(conn, self.kind).await;
         }
-        Ok((p, root()))
+        Ok((self.kind.item_path(&id), root()))
     }
 
     /// Empty while the store is locked (even which items exist is encrypted). A property getter
     /// runs with the object tree locked, so the items it lists are served from a task of their
-    /// own (see `state`'s locking rules).
+    /// own (see state.rs's locking rules).
     #[zbus(property(emits_changed_signal = "invalidates"))]
     async fn items(&self) -> Vec<OwnedObjectPath> {
-        if self.st.is_locked() {
+        if self.backend().is_locked() {
             refresh_soon(&self.st);
             return vec![];
         }
-        match list_names(&self.st) {
-            Ok(names) => {
-                let v: Vec<OwnedObjectPath> = names.iter().map(|n| item_path(n)).collect();
-                let st = self.st.clone();
-                tokio::spawn(async move { reconcile(&st, names).await });
+        match self.backend().list() {
+            Ok(ids) => {
+                let v: Vec<OwnedObjectPath> =
+                    ids.iter().map(|id| self.kind.item_path(id)).collect();
+                let (st, kind) = (self.st.clone(), self.kind);
+                tokio::spawn(async move { reconcile(&st, kind, ids).await });
                 v
             }
             Err(Error::IsLocked(_)) => {
@@ -223,50 +148,62 @@ impl Collection {
     /// Stored in clear in the daemon's own file (labels.rs): collection labels are not secret.
     #[zbus(property)]
     async fn label(&self) -> String {
-        labels::get("login", DEFAULT_LABEL)
+        let info = self.kind.info();
+        labels::get(info.name, info.default_label)
     }
 
     #[zbus(property)]
     async fn set_label(&self, label: String) -> zbus::fdo::Result<()> {
-        Ok(labels::set("login", &label)?)
+        Ok(labels::set(self.kind.info().name, &label)?)
     }
 
+    /// The session collection is never locked: locking the store leaves its items alone.
     #[zbus(property)]
     async fn locked(&self) -> bool {
-        let locked = self.st.is_locked();
-        // Noticed here before the watcher did: follow it now (clients read Locked after
-        // unlocking).
-        if self.st.lock_state_differs(locked) {
-            refresh_soon(&self.st);
-        }
-        locked
+        locked_now(&self.st, self.kind)
     }
 
     #[zbus(property)]
     async fn created(&self) -> u64 {
-        file_time(self.st.store_path.join("header"))
+        self.backend().created()
     }
 
     #[zbus(property)]
     async fn modified(&self) -> u64 {
-        file_time(self.st.store_path.join("entries"))
+        self.backend().modified()
     }
 
-    #[zbus(signal)]
-    pub(crate) async fn item_created(
-        emitter: &SignalEmitter<'_>,
-        item: ObjectPath<'_>,
-    ) -> zbus::Result<()>;
+    // Emitted through signals.rs (by these names: see the test below).
 
     #[zbus(signal)]
-    pub(crate) async fn item_deleted(
-        emitter: &SignalEmitter<'_>,
-        item: ObjectPath<'_>,
-    ) -> zbus::Result<()>;
+    async fn item_created(e: &SignalEmitter<'_>, item: ObjectPath<'_>) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    pub(crate) async fn item_changed(
-        emitter: &SignalEmitter<'_>,
-        item: ObjectPath<'_>,
-    ) -> zbus::Result<()>;
+    async fn item_deleted(e: &SignalEmitter<'_>, item: ObjectPath<'_>) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn item_changed(e: &SignalEmitter<'_>, item: ObjectPath<'_>) -> zbus::Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::object_server::Interface;
+
+    #[test]
+    fn the_signals_emitted_by_name_are_the_declared_ones() {
+        assert_eq!(Collection::name().as_str(), signals::COLLECTION_IFACE);
+        let c = Collection::new(State::new("/nonexistent".into()), Kind::Login);
+        let mut xml = String::new();
+        c.introspect_to_writer(&mut xml, 0);
+        for e in ItemEvent::ALL {
+            assert!(
+                xml.contains(&format!("<signal name=\"{}\">", e.member())),
+                "{xml}"
+            );
+        }
+        for p in ["Items", "Locked"] {
+            assert!(xml.contains(&format!("<property name=\"{p}\"")), "{xml}");
+        }
+    }
 }

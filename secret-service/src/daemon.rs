@@ -9,14 +9,14 @@ use futures_lite::StreamExt;
 use zbus::fdo::{RequestNameFlags, RequestNameReply};
 use zbus::Connection;
 
+use crate::backend::{Backend, Kind};
 use crate::collection::Collection;
-use crate::prompt::expire_prompts;
+use crate::item::{all_items, refresh_lock_state};
+use crate::paths::{BUS_NAME, SERVICE_PATH};
+use crate::prompt::{expire_prompts, PromptObject};
 use crate::service::Service;
-use crate::session_collection::{SessionCollection, SESSION_ALIAS_PATH, SESSION_COLLECTION_PATH};
-use crate::state::{
-    all_items, drop_client, log, refresh_lock_state, State, ALIAS_PATH, BUS_NAME, COLLECTION_PATH,
-    OWNER_SWEEP, SERVICE_PATH,
-};
+use crate::session::SessionObject;
+use crate::state::{log, State, OWNER_SWEEP};
 
 /// How often the daemon looks for a store left open in `@u` only by logins that are gone
 /// (killed without a close, nobody else closed since): docs/PAM.md "Who can read the key".
@@ -25,7 +25,7 @@ const HOLDER_SWEEP: Duration = Duration::from_secs(5);
 /// Lock the store if every login recorded as holding it is gone. `last_error` keeps one
 /// failure from being logged every few seconds.
 fn lock_if_abandoned(st: &State, last_error: &mut Option<String>) {
-    let result = st.store().map_err(|e| e.to_string()).and_then(|s| {
+    let result = st.login.store().map_err(|e| e.to_string()).and_then(|s| {
         libkeyring::holders::lock_if_abandoned(s.kernel_key()).map_err(|e| e.to_string())
     });
     match result {
@@ -63,6 +63,18 @@ async fn describe_owner(conn: &Connection, name: &str) -> String {
     }
 }
 
+/// `owner` left the bus: its sessions (their keys wiped) and prompts go.
+async fn drop_client(st: &Arc<State>, owner: &str) {
+    let (sessions, prompts) = st.take_client(owner);
+    let server = st.conn().object_server();
+    for p in sessions {
+        let _ = server.remove::<SessionObject, _>(p.as_str()).await;
+    }
+    for p in prompts {
+        let _ = server.remove::<PromptObject, _>(p.as_str()).await;
+    }
+}
+
 /// Drop the sessions and prompts of owners no longer on the bus (in case a NameOwnerChanged was
 /// handled before a call the client sent just before it left).
 async fn sweep_owners(st: &Arc<State>, dbus: &zbus::fdo::DBusProxy<'_>) {
@@ -81,11 +93,14 @@ pub async fn run(store_path: PathBuf) -> Result<(), String> {
     let st = State::new(store_path);
     let conn = zbus::connection::Builder::session()
         .and_then(|b| {
-            b.serve_at(SERVICE_PATH, Service::new(st.clone()))?
-                .serve_at(COLLECTION_PATH, Collection::new(st.clone()))?
-                .serve_at(ALIAS_PATH, Collection::new(st.clone()))?
-                .serve_at(SESSION_COLLECTION_PATH, SessionCollection::new(st.clone()))?
-                .serve_at(SESSION_ALIAS_PATH, SessionCollection::new(st.clone()))
+            let mut b = b.serve_at(SERVICE_PATH, Service::new(st.clone()))?;
+            for kind in Kind::ALL {
+                for at in kind.paths() {
+                    b = b.serve_at(at, Collection::new(st.clone(), kind))?;
+                }
+            }
+            // The portal (org.freedesktop.impl.portal.Secret, portal.rs) will be served here.
+            Ok(b)
         })
         .map_err(|e| format!("cannot connect to the session bus: {e}"))?
         .build()
@@ -115,12 +130,16 @@ pub async fn run(store_path: PathBuf) -> Result<(), String> {
     }
     log(format!(
         "serving {BUS_NAME} from the store {} ({})",
-        st.store_path.display(),
-        if st.is_locked() { "locked" } else { "unlocked" }
+        st.login.path().display(),
+        if st.login.is_locked() {
+            "locked"
+        } else {
+            "unlocked"
+        }
     ));
     refresh_lock_state(&st).await;
-    if !st.is_locked() {
-        if let Err(e) = all_items(&st).await {
+    if !st.login.is_locked() {
+        if let Err(e) = all_items(&st, Kind::Login).await {
             log(format!("listing items: {e}"));
         }
     }

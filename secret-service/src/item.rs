@@ -1,76 +1,64 @@
-//! org.freedesktop.Secret.Item at `/org/freedesktop/secrets/collection/login/<64 hex>`: one store
-//! entry. On the bus only while the store is unlocked.
+//! org.freedesktop.Secret.Item: one item of either collection, over its backend (backend.rs),
+//! at `<collection path>/<id>`: the store's at `.../collection/login/<64 hex>` (on the bus only
+//! while the store is unlocked), the session's at `.../collection/session/<32 hex>`. Every call
+//! reads the item now; one gone takes its object off the bus.
+//!
+//! Also the registry of the item objects on the bus (which are served: `State::served`):
+//! serving them, dropping the gone ones, and following the store's lock state (its items hidden
+//! while locked, served again on unlock). It is here because an item removes itself when it
+//! finds its entry gone, and the registry creates items: one file, no import cycle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use libkeyring::EntryData;
 use zbus::interface;
 use zbus::message::Header;
-use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath};
-use zeroize::Zeroize;
 
-use crate::collection::Collection;
+use crate::backend::{Backend, Found, ItemData, Kind, Miss};
 use crate::error::Error;
-use crate::mapping::{self, Identity};
-use crate::state::{
-    content_type, encode_typed, item_deleted, item_path, refresh_soon, root, sender, Secret,
-    SecretOut, State, COLLECTION_PATH,
-};
+use crate::paths::root;
+use crate::signals::{self, ItemEvent};
+use crate::state::{encode_typed, lock, log, open_secret, sender, Secret, SecretOut, State};
 
-/// An item object: the entry named `name` (its identity is read from the entry each time).
+/// An item object: the item `id` of `kind`'s collection.
 #[derive(Debug)]
 pub struct Item {
     st: Arc<State>,
-    name: String,
+    kind: Kind,
+    id: String,
 }
 
 impl Item {
-    pub(crate) fn new(st: Arc<State>, name: String) -> Item {
-        Item { st, name }
+    fn backend(&self) -> &dyn Backend {
+        self.st.backend(self.kind)
     }
 
-    /// This item's entry, read now (the caller drops it before returning). A deleted entry
-    /// takes the object off the bus, a locked store all item objects (from tasks of their own:
-    /// this also runs inside property getters, which may not wait for the item registry).
-    async fn entry(&self) -> Result<EntryData, Error> {
-        let store = self.st.store()?;
-        match store.entry_by_name(&self.name) {
-            Err(libkeyring::Error::NoEntry { .. }) => {
-                // Deleted behind our back (e.g. `keyringrs delete`).
-                let st = self.st.clone();
-                let name = self.name.clone();
-                tokio::spawn(async move { item_deleted(&st, &name).await });
-                Err(Error::NoSuchObject("the item was deleted".into()))
-            }
-            Err(libkeyring::Error::Locked) => {
-                refresh_soon(&self.st);
-                Err(Error::locked())
-            }
-            r => Ok(r?),
+    /// A backend's answer about this item. A gone item takes the object off the bus, a locked
+    /// store all the store's (from tasks of their own: this also runs inside property getters,
+    /// which may not wait for the item registry).
+    fn settle<T>(&self, r: Result<T, Miss>) -> Result<T, Error> {
+        if let Err(Miss::Gone(_)) = &r {
+            self.gone_soon();
         }
+        answer(&self.st, r)
     }
 
-    async fn changed(&self) {
-        if let Ok(em) = SignalEmitter::new(self.st.conn(), COLLECTION_PATH) {
-            let _ = Collection::item_changed(&em, item_path(&self.name).as_ref()).await;
-        }
+    fn gone_soon(&self) {
+        let st = self.st.clone();
+        let (kind, id) = (self.kind, self.id.clone());
+        tokio::spawn(async move { gone(&st, kind, &id).await });
     }
 
-    /// Rewrite the entry with a new label or attributes (the secret stays as it is).
-    async fn rewrite(
-        &self,
-        label: Option<&str>,
-        attrs: Option<&HashMap<String, String>>,
-    ) -> Result<(), Error> {
-        let e = self.entry().await?;
-        let stored = attrs.map(mapping::to_stored);
-        self.st
-            .store()?
-            .set_entry(&e.service, &e.username, &e.secret, label, stored.as_ref())?;
-        drop(e);
-        self.changed().await;
+    /// The item, read now (the caller drops it before returning).
+    fn read(&self) -> Result<ItemData, Error> {
+        self.settle(self.backend().read(&self.id))
+    }
+
+    /// A change made by the backend; then ItemChanged.
+    async fn changed(&self, r: Result<(), Miss>) -> Result<(), Error> {
+        self.settle(r)?;
+        let _ = signals::item(self.st.conn(), self.kind, ItemEvent::Changed, &self.id).await;
         Ok(())
     }
 }
@@ -79,12 +67,9 @@ impl Item {
 impl Item {
     #[zbus(out_args("Prompt"))]
     async fn delete(&self) -> Result<OwnedObjectPath, Error> {
-        let e = self.entry().await?;
-        self.st.store()?.delete(&e.service, &e.username)?;
-        let st = self.st.clone();
-        let name = self.name.clone();
+        self.settle(self.backend().delete(&self.id))?;
         // Not from inside our own call: it may run inside the object server's dispatch.
-        tokio::spawn(async move { item_deleted(&st, &name).await });
+        self.gone_soon();
         Ok(root())
     }
 
@@ -95,81 +80,263 @@ impl Item {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(SecretOut,), Error> {
         let key = self.st.session_key(session.as_str(), &sender(&hdr)?)?;
-        let e = self.entry().await?;
+        let item = self.read()?;
         Ok((encode_typed(
             &key,
             session.as_str(),
-            &e.secret,
-            content_type(&e),
+            &item.secret,
+            &item.content_type,
         ),))
     }
 
     async fn set_secret(
         &self,
-        secret: Secret,
+        mut secret: Secret,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
-        let mut secret = secret;
-        let key = self.st.session_key(secret.0.as_str(), &sender(&hdr)?)?;
-        let plaintext = key.decrypt(&secret.1, &secret.2);
-        // A plain session's value is the secret itself.
-        secret.2.zeroize();
-        let plaintext = plaintext.map_err(|e| Error::InvalidArgs(e.to_string()))?;
-        // Exists still? (Also refuses a locked store with IsLocked.)
-        let e = self.entry().await?;
-        self.st.store()?.set_item(
-            &e.service,
-            &e.username,
-            &plaintext,
-            None,
-            None,
-            Some(secret.3.as_str()),
-        )?;
-        drop(plaintext);
-        self.changed().await;
-        Ok(())
+        let plaintext = open_secret(&self.st, &mut secret, &hdr)?;
+        let content_type = std::mem::take(&mut secret.3);
+        let r = self.backend().set_secret(&self.id, plaintext, content_type);
+        self.changed(r).await
     }
 
     #[zbus(property)]
     async fn locked(&self) -> bool {
-        self.st.is_locked()
+        self.backend().is_locked()
     }
 
     #[zbus(property)]
     async fn attributes(&self) -> zbus::fdo::Result<HashMap<String, String>> {
-        Ok(mapping::item_attributes(&self.entry().await?))
+        Ok(self.read()?.attributes.clone().into_iter().collect())
     }
 
     #[zbus(property)]
     async fn set_attributes(&self, attrs: HashMap<String, String>) -> zbus::fdo::Result<()> {
-        let id = Identity::of(&self.entry().await?);
-        // A synthetic item's attributes are all its own; a (service, username) item keeps those.
-        let same_identity = id.is_synthetic() || Identity::from_attributes(&attrs) == Some(id);
-        if !same_identity {
-            return Err(zbus::fdo::Error::NotSupported(
-                "an item's service and username attributes are its identity in the keyringrs store and cannot be changed: delete it and create a new one".into(),
-            ));
-        }
-        Ok(self.rewrite(None, Some(&attrs)).await?)
+        let r = self.backend().set_attributes(&self.id, attrs);
+        Ok(self.changed(r).await?)
     }
 
     #[zbus(property)]
     async fn label(&self) -> zbus::fdo::Result<String> {
-        Ok(self.entry().await?.label.clone())
+        Ok(self.read()?.label.clone())
     }
 
     #[zbus(property)]
     async fn set_label(&self, label: String) -> zbus::fdo::Result<()> {
-        Ok(self.rewrite(Some(&label), None).await?)
+        let r = self.backend().set_label(&self.id, label);
+        Ok(self.changed(r).await?)
     }
 
     #[zbus(property)]
     async fn created(&self) -> zbus::fdo::Result<u64> {
-        Ok(self.entry().await?.created.max(0) as u64)
+        Ok(self.read()?.created)
     }
 
     #[zbus(property)]
     async fn modified(&self) -> zbus::fdo::Result<u64> {
-        Ok(self.entry().await?.modified.max(0) as u64)
+        Ok(self.read()?.modified)
+    }
+}
+
+/// A backend's answer for the client: a locked store is followed now (from a task of its own)
+/// and answered IsLocked.
+pub(crate) fn answer<T>(st: &Arc<State>, r: Result<T, Miss>) -> Result<T, Error> {
+    r.map_err(|m| match m {
+        Miss::Locked => {
+            refresh_soon(st);
+            Error::locked()
+        }
+        Miss::Gone(e) | Miss::Failed(e) => e,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry
+
+/// Serve the items `ids` of `kind` as item objects (those not served yet). Nothing is served if
+/// the collection is locked by now (the read that found them raced with a lock). Never call
+/// this from a property getter (see state.rs's locking rules).
+pub(crate) async fn serve(st: &Arc<State>, kind: Kind, ids: &[String]) {
+    // The usual case (every lookup): all served already.
+    {
+        let served = lock(st.served(kind));
+        if ids.iter().all(|id| served.contains(id)) {
+            return;
+        }
+    }
+    let _registry = st.registry.lock().await;
+    if st.backend(kind).is_locked() {
+        return;
+    }
+    let new: Vec<String> = {
+        let mut served = lock(st.served(kind));
+        ids.iter()
+            .filter(|id| served.insert((*id).clone()))
+            .cloned()
+            .collect()
+    };
+    let server = st.conn().object_server();
+    for id in new {
+        let p = kind.item_path(&id);
+        let item = Item {
+            st: st.clone(),
+            kind,
+            id,
+        };
+        if let Err(e) = server.at(p.as_ref(), item).await {
+            log(format!("cannot serve {p}: {e}"));
+        }
+    }
+}
+
+/// The item `id` of `kind` is gone: stop serving it, tell clients (once).
+pub(crate) async fn gone(st: &Arc<State>, kind: Kind, id: &str) {
+    {
+        let _registry = st.registry.lock().await;
+        if !lock(st.served(kind)).remove(id) {
+            return;
+        }
+        let _ = st
+            .conn()
+            .object_server()
+            .remove::<Item, _>(kind.item_path(id).as_ref())
+            .await;
+    }
+    let _ = signals::item(st.conn(), kind, ItemEvent::Deleted, id).await;
+    signals::items_changed(st.conn(), kind).await;
+}
+
+/// Make `kind`'s item objects match a complete listing: serve the new ones; drop the served
+/// ones the listing lacks, once the backend confirms they are gone (so that an incomplete
+/// listing can never make the daemon report an item deleted).
+pub(crate) async fn reconcile(st: &Arc<State>, kind: Kind, listing: Vec<String>) {
+    serve(st, kind, &listing).await;
+    let listed: HashSet<&str> = listing.iter().map(String::as_str).collect();
+    let missing: Vec<String> = lock(st.served(kind))
+        .iter()
+        .filter(|id| !listed.contains(id.as_str()))
+        .cloned()
+        .collect();
+    for id in missing {
+        // Written after the listing was taken, locked meanwhile, or unreadable: kept (decided
+        // on a later listing).
+        if st.backend(kind).is_gone(&id) {
+            gone(st, kind, &id).await;
+        }
+    }
+}
+
+/// Every item of `kind`, served (method calls only: this waits for the item registry).
+pub(crate) async fn all_items(st: &Arc<State>, kind: Kind) -> Result<Vec<OwnedObjectPath>, Error> {
+    let ids = st.backend(kind).list()?;
+    reconcile(st, kind, ids.clone()).await;
+    Ok(ids.iter().map(|id| kind.item_path(id)).collect())
+}
+
+/// The items of `kind` whose attributes contain all of `query`, served; a locked store (or
+/// none yet) finds nothing.
+pub(crate) async fn search(
+    st: &Arc<State>,
+    kind: Kind,
+    query: &HashMap<String, String>,
+) -> Result<Vec<OwnedObjectPath>, Error> {
+    match st.backend(kind).search(query) {
+        Ok(Found { matches, listing }) => {
+            match listing {
+                Some(all) => reconcile(st, kind, all).await,
+                None => serve(st, kind, &matches).await,
+            }
+            Ok(matches.iter().map(|id| kind.item_path(id)).collect())
+        }
+        Err(Error::IsLocked(_)) => {
+            refresh_soon(st);
+            Ok(vec![])
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The id of the item of `kind` served at `p`.
+pub(crate) fn served_id(st: &State, kind: Kind, p: &str) -> Option<String> {
+    let id = kind.item_id(p)?;
+    lock(st.served(kind)).contains(id).then(|| id.to_string())
+}
+
+/// The objects of `objects` that exist in the store's collection (it, and its served items).
+pub(crate) fn known_objects(st: &State, objects: &[OwnedObjectPath]) -> Vec<OwnedObjectPath> {
+    let kind = Kind::Login;
+    objects
+        .iter()
+        .filter(|p| kind.is_collection(p.as_str()) || served_id(st, kind, p.as_str()).is_some())
+        .cloned()
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Following the store's lock state
+
+/// Is `kind`'s collection locked now? A store lock state the daemon has not followed yet is
+/// followed now, from a task of its own (clients read Locked after unlocking).
+pub(crate) fn locked_now(st: &Arc<State>, kind: Kind) -> bool {
+    let locked = st.backend(kind).is_locked();
+    if kind.info().lockable && st.lock_state_differs(locked) {
+        refresh_soon(st);
+    }
+    locked
+}
+
+/// Look at the lock state now, from a task of its own (for calls that found the store locked,
+/// and property getters, which may not wait for the item registry).
+pub(crate) fn refresh_soon(st: &Arc<State>) {
+    let st = st.clone();
+    tokio::spawn(async move { refresh_lock_state(&st).await });
+}
+
+/// Take every store item object off the bus (the store is locked): no ItemDeleted, the items
+/// are not deleted; they come back at the same paths on unlock.
+async fn hide_items(st: &Arc<State>) {
+    let _registry = st.registry.lock().await;
+    let names: Vec<String> = lock(st.served(Kind::Login)).drain().collect();
+    if names.is_empty() {
+        return;
+    }
+    let server = st.conn().object_server();
+    for name in &names {
+        let _ = server
+            .remove::<Item, _>(Kind::Login.item_path(name).as_ref())
+            .await;
+    }
+    log(format!(
+        "the store is locked: {} item objects taken off the bus",
+        names.len()
+    ));
+}
+
+/// Follow the kernel key: while the store is locked no item object of it is on the bus; when
+/// it comes or goes, emit the changes (and serve the items again on unlock).
+pub async fn refresh_lock_state(st: &Arc<State>) {
+    let _one_at_a_time = st.refresh.lock().await;
+    let kind = Kind::Login;
+    let locked = st.backend(kind).is_locked();
+    if locked {
+        hide_items(st).await;
+    }
+    if !st.note_lock_state(locked) {
+        return;
+    }
+    log(if locked {
+        "the store is now locked"
+    } else {
+        "the store is now unlocked"
+    });
+    for at in kind.paths() {
+        signals::locked_changed(st.conn(), at, locked_now(st, kind)).await;
+        signals::items_invalidated(st.conn(), at).await;
+    }
+    signals::collection_changed(st.conn(), kind).await;
+    if !locked {
+        if let Err(e) = all_items(st, kind).await {
+            log(format!("listing items after unlock: {e}"));
+        }
     }
 }

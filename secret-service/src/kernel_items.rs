@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use libkeyring::keyring::{perm, KeySerial, Keyring};
 use zeroize::Zeroizing;
 
+use crate::backend::{is_session_item_id, ItemData};
 use crate::error::Error;
 
 /// The description prefix of session items' keys.
@@ -19,15 +20,7 @@ pub const MAX_PAYLOAD: usize = 32_767;
 const MAGIC: &[u8] = b"KRSS\x01";
 
 /// One session item, decoded (its secret wiped on drop).
-#[derive(Debug, Clone, Default)]
-pub struct KernelItem {
-    pub label: String,
-    pub content_type: String,
-    pub created: u64,
-    pub modified: u64,
-    pub attributes: BTreeMap<String, String>,
-    pub secret: Zeroizing<Vec<u8>>,
-}
+pub type KernelItem = ItemData;
 
 pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
@@ -136,7 +129,7 @@ fn description(id: &str) -> String {
 
 /// Is `id` a session item's id (32 hex digits)?
 pub fn is_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+    is_session_item_id(id)
 }
 
 fn new_id() -> Result<String, Error> {

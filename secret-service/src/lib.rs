@@ -2,10 +2,33 @@
 //! version 0.2) served from the keyringrs store, so that every desktop application's secrets
 //! are unlocked by login and locked by logout. See docs/SECRET-SERVICE.md.
 //!
-//! One file per D-Bus object (service, collection, item, session, prompt, and the `session`
-//! collection and its items); what they share in state.rs; session items in the kernel in
-//! kernel_items.rs, collection labels in labels.rs; the main loop in daemon.rs.
+//! One file per D-Bus object: service.rs, collection.rs (both collections), item.rs (both
+//! collections' items, and the registry of item objects), session.rs, prompt.rs. The
+//! collections differ only in their backend (backend.rs): the store (store_backend.rs) or kernel
+//! keys (session_backend.rs over kernel_items.rs). What the objects share is in state.rs; their
+//! names on the bus in paths.rs; signals sent on their behalf in signals.rs; collection labels
+//! in labels.rs; the main loop in daemon.rs. The coming prompter (asking the user for the
+//! password, for prompt.rs) and portal (org.freedesktop.impl.portal.Secret) objects go beside
+//! these, one file each (prompter.rs, portal.rs), served from daemon.rs.
+//!
+//! Dependencies point one way, objects -> backend/state -> libkeyring; an object imports
+//! another only to create it. The `use crate::...` graph (each also uses error):
+//! - daemon        -> service, collection, prompt, session, item, backend, state, paths
+//! - service       -> prompt, session (it creates them), item (SearchItems and Unlock serve
+//!   items), backend, state, paths, crypto
+//! - prompt        -> item (completing an unlock serves the store's items), backend, state,
+//!   paths
+//! - collection    -> item (it creates its items), backend, signals, labels, state, paths
+//! - item          -> backend, signals, state, paths
+//! - session       -> state
+//! - state         -> store_backend, session_backend, backend, crypto, paths
+//! - signals       -> backend, paths
+//! - store_backend -> backend, mapping
+//! - session_backend -> backend, kernel_items, mapping
+//! - kernel_items  -> backend (its item type)
+//! - backend       -> paths
 
+pub mod backend;
 pub mod collection;
 pub mod crypto;
 pub mod daemon;
@@ -14,9 +37,11 @@ pub mod item;
 pub mod kernel_items;
 pub mod labels;
 pub mod mapping;
+pub mod paths;
 pub mod prompt;
 pub mod service;
 pub mod session;
-pub mod session_collection;
-pub mod session_item;
+pub mod session_backend;
+pub mod signals;
 pub mod state;
+pub mod store_backend;

@@ -19,11 +19,11 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedObjectPath, Value};
 use zeroize::Zeroizing;
 
+use crate::backend::{Backend, Kind};
 use crate::error::Error;
-use crate::state::{
-    is_collection, is_item_path, known_objects, lock, log, path, refresh_lock_state, sender, State,
-    MAX_PROMPT_OBJECTS,
-};
+use crate::item::{known_objects, refresh_lock_state};
+use crate::paths::path;
+use crate::state::{lock, log, sender, State, MAX_PROMPT_OBJECTS};
 
 #[derive(Debug)]
 pub struct PromptObject {
@@ -46,7 +46,9 @@ pub(crate) async fn new_prompt(
     let mut seen = BTreeSet::new();
     let objects: Vec<OwnedObjectPath> = objects
         .into_iter()
-        .filter(|o| is_collection(o.as_str()) || is_item_path(o.as_str()))
+        .filter(|o| {
+            Kind::Login.is_collection(o.as_str()) || Kind::Login.item_id(o.as_str()).is_some()
+        })
         .filter(|o| seen.insert(o.as_str().to_string()))
         .take(MAX_PROMPT_OBJECTS)
         .collect();
@@ -85,7 +87,7 @@ const ASKPASS_MAX: u64 = 4096;
 /// store is unlocked after.
 fn unlock_with_askpass(st: &State) -> bool {
     let _one_at_a_time = lock(&st.askpass);
-    if !st.is_locked() {
+    if !st.login.is_locked() {
         return true;
     }
     let Some(program) = std::env::var_os("KEYRINGRS_ASKPASS").filter(|p| !p.is_empty()) else {
@@ -95,7 +97,7 @@ fn unlock_with_askpass(st: &State) -> bool {
     let child = std::process::Command::new(&program)
         .arg(format!(
             "Password to unlock the keyringrs store {}:",
-            st.store_path.display()
+            st.login.path().display()
         ))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -141,6 +143,7 @@ fn unlock_with_askpass(st: &State) -> bool {
         ..UnlockOptions::default()
     };
     match st
+        .login
         .store()
         .and_then(|s| s.unlock(&pw, &opts).map_err(Error::from))
     {

@@ -3,9 +3,11 @@
 //! Paths (see docs/SECRET-SERVICE.md):
 //! - `/org/freedesktop/secrets`                          Service (this file)
 //! - `/org/freedesktop/secrets/collection/login`         Collection (also at `aliases/default`),
-//!   collection.rs
+//!   collection.rs, over the store (store_backend.rs)
 //! - `/org/freedesktop/secrets/collection/login/<hex>`   Item; `<hex>` is the entry's file name;
 //!   item.rs; on the bus only while the store is unlocked
+//! - `/org/freedesktop/secrets/collection/session`       Collection (also at `aliases/session`),
+//!   collection.rs, over kernel keys (session_backend.rs); its items at `.../session/<32 hex>`
 //! - `/org/freedesktop/secrets/session/s<n>`             Session (owned by the client that opened
 //!   it), session.rs
 //! - `/org/freedesktop/secrets/prompt/p<n>`              Prompt (unlock; owned by the client that
@@ -24,21 +26,16 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 
+use crate::backend::{Backend, Kind, Miss};
 use crate::crypto::{self, SessionKey};
 use crate::error::Error;
-use crate::kernel_items;
+use crate::item::{answer, known_objects, refresh_lock_state, search, served_id};
+use crate::paths::{path, root};
 use crate::prompt::new_prompt;
 use crate::session::SessionObject;
-use crate::session_collection::{
-    is_session_collection, is_session_object, search_session, session_item_id,
-    SESSION_COLLECTION_PATH,
-};
-use crate::state::{
-    content_type, encode_typed, is_collection, known_objects, lock, path, refresh_lock_state,
-    refresh_soon, root, search_unlocked, sender, SecretOut, State, COLLECTION_PATH,
-};
+use crate::state::{encode_typed, lock, sender, SecretOut, State};
 
-pub use crate::state::{ALIAS_PATH, BUS_NAME, SERVICE_PATH};
+pub use crate::paths::{ALIAS_PATH, BUS_NAME, SERVICE_PATH};
 
 #[derive(Debug)]
 pub struct Service {
@@ -109,10 +106,9 @@ impl Service {
         _properties: HashMap<String, OwnedValue>,
         alias: &str,
     ) -> Result<(OwnedObjectPath, OwnedObjectPath), Error> {
-        match alias {
-            "default" | "login" => Ok((path(COLLECTION_PATH), root())),
-            "session" => Ok((path(SESSION_COLLECTION_PATH), root())),
-            _ => Err(Error::NotSupported(
+        match Kind::of_alias(alias) {
+            Some(kind) => Ok((kind.path(), root())),
+            None => Err(Error::NotSupported(
                 "keyringrs serves two collections, `login` (alias `default`) and `session`; it cannot create others"
                     .into(),
             )),
@@ -126,8 +122,10 @@ impl Service {
     ) -> Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>), Error> {
         // Locked: nothing of the store is readable, not even which items exist. Session items
         // are never locked.
-        let mut found = search_unlocked(&self.st, &attributes).await?;
-        found.extend(search_session(&self.st, &attributes).await);
+        let mut found = vec![];
+        for kind in Kind::ALL {
+            found.extend(search(&self.st, kind, &attributes).await?);
+        }
         Ok((found, vec![]))
     }
 
@@ -138,15 +136,21 @@ impl Service {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(Vec<OwnedObjectPath>, OwnedObjectPath), Error> {
         // The session collection and its items are never locked.
-        let (session, objects): (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) =
-            objects.into_iter().partition(|p| {
-                is_session_collection(p.as_str()) || session_item_id(p.as_str()).is_some()
-            });
+        let kind = Kind::Session;
+        let (session, objects): (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) = objects
+            .into_iter()
+            .partition(|p| kind.is_collection(p.as_str()) || kind.item_id(p.as_str()).is_some());
+        // Those that exist.
         let mut unlocked: Vec<OwnedObjectPath> = session
             .into_iter()
-            .filter(|p| is_session_object(p.as_str()))
+            .filter(|p| {
+                kind.is_collection(p.as_str())
+                    || kind
+                        .item_id(p.as_str())
+                        .is_some_and(|id| !self.st.session_keys.is_gone(id))
+            })
             .collect();
-        if !self.st.is_locked() {
+        if !self.st.login.is_locked() {
             // Unlocked behind the daemon's back (keyringrs unlock): serve the items first.
             if self.st.lock_state_differs(false) {
                 refresh_lock_state(&self.st).await;
@@ -168,7 +172,7 @@ impl Service {
     ) -> Result<(Vec<OwnedObjectPath>, OwnedObjectPath), Error> {
         let known = known_objects(&self.st, &objects);
         if !known.is_empty() {
-            self.st.store()?.lock()?;
+            self.st.login.store()?.lock()?;
             // The item objects leave the bus before the answer.
             refresh_lock_state(&self.st).await;
         }
@@ -185,11 +189,15 @@ impl Service {
         let key = self.st.session_key(session.as_str(), &sender(&hdr)?)?;
         let mut out = HashMap::new();
         // Session items first: they are never locked.
+        let session_kind = Kind::Session;
         let (session_items, items): (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) = items
             .into_iter()
-            .partition(|p| session_item_id(p.as_str()).is_some());
+            .partition(|p| session_kind.item_id(p.as_str()).is_some());
         for p in session_items {
-            let Some(item) = session_item_id(p.as_str()).and_then(kernel_items::read) else {
+            let Some(Ok(item)) = session_kind
+                .item_id(p.as_str())
+                .map(|id| self.st.session_keys.read(id))
+            else {
                 continue;
             };
             let secret = encode_typed(&key, session.as_str(), &item.secret, &item.content_type);
@@ -198,26 +206,23 @@ impl Service {
         if items.is_empty() {
             return Ok(out);
         }
-        let store = self.st.store()?;
         // Locked: no item is served, but the answer is IsLocked, not an empty map.
-        if store.is_locked()? {
-            refresh_soon(&self.st);
-            return Err(Error::locked());
-        }
+        answer(&self.st, self.st.login.check_open())?;
         for p in items {
             // Unknown paths are skipped, as other providers do.
-            let Some(name) = self.st.served_item(p.as_str()) else {
+            let Some(id) = served_id(&self.st, Kind::Login, p.as_str()) else {
                 continue;
             };
-            match store.entry_by_name(&name) {
+            match self.st.login.read(&id) {
                 Ok(e) => {
                     out.insert(
                         p,
-                        encode_typed(&key, session.as_str(), &e.secret, content_type(&e)),
+                        encode_typed(&key, session.as_str(), &e.secret, &e.content_type),
                     );
                 }
-                Err(libkeyring::Error::NoEntry { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                Err(Miss::Gone(_)) => continue,
+                Err(Miss::Locked) => return Err(Error::locked()),
+                Err(Miss::Failed(e)) => return Err(e),
             }
         }
         Ok(out)
@@ -225,37 +230,25 @@ impl Service {
 
     #[zbus(out_args("collection"))]
     async fn read_alias(&self, name: &str) -> OwnedObjectPath {
-        match name {
-            "default" | "login" => path(COLLECTION_PATH),
-            "session" => path(SESSION_COLLECTION_PATH),
-            _ => root(),
-        }
+        Kind::of_alias(name).map_or_else(root, Kind::path)
     }
 
     /// The aliases are fixed: `default` and `login` name the login collection (the store),
     /// `session` the session collection. Setting one to what it names already succeeds.
     async fn set_alias(&self, name: &str, collection: ObjectPath<'_>) -> Result<(), Error> {
         let c = collection.as_str();
-        let ok = match name {
-            "default" | "login" => is_collection(c),
-            "session" => is_session_collection(c),
-            _ => {
-                return Err(Error::NotSupported(format!(
-                    "keyringrs has the aliases `default`, `login` and `session` only, not {name:?}"
-                )))
-            }
+        let Some(kind) = Kind::of_alias(name) else {
+            return Err(Error::NotSupported(format!(
+                "keyringrs has the aliases `default`, `login` and `session` only, not {name:?}"
+            )));
         };
-        if ok {
+        if kind.is_collection(c) {
             return Ok(());
         }
-        let known = is_collection(c) || is_session_collection(c);
+        let known = Kind::ALL.iter().any(|k| k.is_collection(c));
         Err(Error::NotSupported(format!(
             "the alias {name:?} names the {} collection and cannot be moved{}",
-            if name == "session" {
-                "session"
-            } else {
-                "login"
-            },
+            kind.info().name,
             if known {
                 String::new()
             } else {
@@ -266,24 +259,24 @@ impl Service {
 
     #[zbus(property)]
     async fn collections(&self) -> Vec<OwnedObjectPath> {
-        vec![path(COLLECTION_PATH), path(SESSION_COLLECTION_PATH)]
+        Kind::ALL.map(Kind::path).to_vec()
     }
 
     #[zbus(signal)]
     async fn collection_created(
-        emitter: &SignalEmitter<'_>,
+        e: &SignalEmitter<'_>,
         collection: ObjectPath<'_>,
     ) -> zbus::Result<()>;
 
     #[zbus(signal)]
     async fn collection_deleted(
-        emitter: &SignalEmitter<'_>,
+        e: &SignalEmitter<'_>,
         collection: ObjectPath<'_>,
     ) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    pub(crate) async fn collection_changed(
-        emitter: &SignalEmitter<'_>,
+    async fn collection_changed(
+        e: &SignalEmitter<'_>,
         collection: ObjectPath<'_>,
     ) -> zbus::Result<()>;
 }

@@ -8,7 +8,7 @@ use zbus::interface;
 use zbus::message::Header;
 
 use crate::error::Error;
-use crate::state::{close_session, lock, sender, State};
+use crate::state::{lock, sender, State};
 
 #[derive(Debug)]
 pub struct SessionObject {
@@ -42,7 +42,13 @@ impl SessionObject {
         }
         let st = self.st.clone();
         let p = self.path.clone();
-        tokio::spawn(async move { close_session(&st, &p).await });
+        tokio::spawn(async move {
+            let _ = st
+                .conn()
+                .object_server()
+                .remove::<SessionObject, _>(p.as_str())
+                .await;
+        });
         Ok(())
     }
 }

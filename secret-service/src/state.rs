@@ -1,6 +1,6 @@
-//! What all D-Bus objects share: the store, the open sessions and pending prompts (each owned by
-//! the client that made it, within limits), and the item objects on the bus (only while the
-//! store is unlocked).
+//! What all D-Bus objects share: the two backends (the store, the session keys), the open
+//! sessions and pending prompts (each owned by the client that made it, within limits), and
+//! which item objects are on the bus (the registry's data; its code is in item.rs).
 //!
 //! Locking rules (zbus holds its object tree's read lock while it runs a property getter, and
 //! registering or removing an object needs the write lock):
@@ -16,29 +16,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use libkeyring::{EntryData, Store};
 use zbus::message::Header;
-use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedObjectPath, Type};
 use zbus::Connection;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::collection::Collection;
+use crate::backend::{Backend, Kind};
 use crate::crypto::SessionKey;
 use crate::error::Error;
-use crate::item::Item;
-use crate::mapping;
-use crate::service::Service;
-
-pub const BUS_NAME: &str = "org.freedesktop.secrets";
-pub const SERVICE_PATH: &str = "/org/freedesktop/secrets";
-pub const COLLECTION_PATH: &str = "/org/freedesktop/secrets/collection/login";
-pub const ALIAS_PATH: &str = "/org/freedesktop/secrets/aliases/default";
-pub(crate) const ITEM_PREFIX: &str = "/org/freedesktop/secrets/collection/login/";
-pub(crate) const SESSION_PREFIX: &str = "/org/freedesktop/secrets/session/s";
-pub(crate) const PROMPT_PREFIX: &str = "/org/freedesktop/secrets/prompt/p";
-/// What GetSecret reports: the store keeps no content type.
-pub(crate) const CONTENT_TYPE: &str = "text/plain";
+use crate::paths::{path, PROMPT_PREFIX, SESSION_PREFIX};
+use crate::session_backend::SessionBackend;
+use crate::store_backend::StoreBackend;
 
 // Limits (docs/SECRET-SERVICE.md, "Limits"). A client is a unique bus name (one connection).
 
@@ -81,14 +69,6 @@ impl Type for WipedBytes {
     const SIGNATURE: &'static zbus::zvariant::Signature = <Vec<u8> as Type>::SIGNATURE;
 }
 
-pub(crate) fn path(s: &str) -> OwnedObjectPath {
-    OwnedObjectPath::try_from(s.to_string()).expect("valid object path")
-}
-
-pub(crate) fn root() -> OwnedObjectPath {
-    path("/")
-}
-
 pub(crate) fn log(msg: impl std::fmt::Display) {
     eprintln!("keyringrs-secret-service: {msg}");
 }
@@ -103,30 +83,7 @@ pub(crate) fn sender(hdr: &Header<'_>) -> Result<String, Error> {
         .ok_or_else(|| Error::AccessDenied("a call without a sender".into()))
 }
 
-pub(crate) fn item_path(name: &str) -> OwnedObjectPath {
-    path(&format!("{ITEM_PREFIX}{name}"))
-}
-
-/// Is `p` the path of an item (the collection's prefix and a 64-hex entry name)?
-pub(crate) fn is_item_path(p: &str) -> bool {
-    p.strip_prefix(ITEM_PREFIX)
-        .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-pub(crate) fn is_collection(p: &str) -> bool {
-    p == COLLECTION_PATH || p == ALIAS_PATH
-}
-
-/// An entry's content type (entries written without one, e.g. by the CLI: text/plain).
-pub(crate) fn content_type(e: &EntryData) -> &str {
-    if e.content_type.is_empty() {
-        CONTENT_TYPE
-    } else {
-        &e.content_type
-    }
-}
-
-/// `encode` with the item's content type.
+/// `secret` encrypted for `session` with its transfer key.
 pub(crate) fn encode_typed(
     key: &SessionKey,
     session: &str,
@@ -142,6 +99,25 @@ pub(crate) fn encode_typed(
     )
 }
 
+/// The secret a call brings, decrypted with the caller's session (the transport copy is wiped
+/// at once).
+pub(crate) fn open_secret(
+    st: &State,
+    secret: &mut Secret,
+    hdr: &Header<'_>,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let key = st.session_key(secret.0.as_str(), &sender(hdr)?)?;
+    let plaintext = key.decrypt(&secret.1, &secret.2);
+    // A plain session's value is the secret itself.
+    secret.2.zeroize();
+    plaintext.map_err(|e| Error::InvalidArgs(e.to_string()))
+}
+
+/// What a client owns (a session, a prompt).
+trait Owned {
+    fn owner(&self) -> &str;
+}
+
 #[derive(Debug)]
 pub(crate) struct SessionInfo {
     pub owner: String,
@@ -154,8 +130,38 @@ pub(crate) struct PromptInfo {
     pub created: Instant,
 }
 
+impl Owned for SessionInfo {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+impl Owned for PromptInfo {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+fn owned_by<V: Owned>(m: &HashMap<String, V>, owner: &str) -> usize {
+    m.values().filter(|v| v.owner() == owner).count()
+}
+
+/// Take what `owner` has out of `m`: their paths.
+fn take_owned<V: Owned>(m: &Mutex<HashMap<String, V>>, owner: &str) -> Vec<String> {
+    let mut g = lock(m);
+    let mine: Vec<String> = g
+        .iter()
+        .filter(|(_, v)| v.owner() == owner)
+        .map(|(p, _)| p.clone())
+        .collect();
+    for p in &mine {
+        g.remove(p);
+    }
+    mine
+}
+
 fn session_room(sessions: &HashMap<String, SessionInfo>, owner: &str) -> Result<(), Error> {
-    let mine = sessions.values().filter(|s| s.owner == owner).count();
+    let mine = owned_by(sessions, owner);
     if mine >= MAX_SESSIONS_PER_CLIENT {
         return Err(Error::LimitsExceeded(format!(
             "this client has {mine} open sessions, the most one client may have ({MAX_SESSIONS_PER_CLIENT}): close the ones it no longer uses (Session.Close)"
@@ -172,18 +178,20 @@ fn session_room(sessions: &HashMap<String, SessionInfo>, owner: &str) -> Result<
 /// What all objects share.
 #[derive(Debug)]
 pub struct State {
-    pub(crate) store_path: PathBuf,
-    store: Mutex<Option<Arc<Store>>>,
+    /// The `login` collection's backend.
+    pub(crate) login: StoreBackend,
+    /// The `session` collection's backend.
+    pub(crate) session_keys: SessionBackend,
     pub(crate) sessions: Mutex<HashMap<String, SessionInfo>>,
     pub(crate) prompts: Mutex<HashMap<String, PromptInfo>>,
-    /// Item objects on the bus, by entry name (hex). Empty while locked.
+    /// The store's item objects on the bus, by entry name (hex). Empty while locked.
     items: Mutex<HashSet<String>>,
-    /// Session items (kernel_items.rs) on the bus, by id.
-    pub(crate) session_items: Mutex<HashSet<String>>,
+    /// The session items on the bus, by id.
+    session_items: Mutex<HashSet<String>>,
     /// Held while item objects are added to or removed from the object server.
     pub(crate) registry: tokio::sync::Mutex<()>,
     /// Serializes following the lock state (so a stale look can never undo a newer one).
-    refresh: tokio::sync::Mutex<()>,
+    pub(crate) refresh: tokio::sync::Mutex<()>,
     /// Serializes CreateItem (a look-up of the item to replace, then the write).
     pub(crate) create: tokio::sync::Mutex<()>,
     /// One askpass dialog at a time.
@@ -191,8 +199,6 @@ pub struct State {
     counter: AtomicU64,
     last_locked: Mutex<Option<bool>>,
     pub(crate) prompt_timeout: Duration,
-    /// When the daemon started (the session collection's `Created`).
-    pub(crate) started: u64,
     conn: OnceLock<Connection>,
 }
 
@@ -204,8 +210,8 @@ impl State {
             .filter(|s| *s > 0)
             .map_or(PROMPT_TIMEOUT, Duration::from_secs);
         Arc::new(State {
-            store_path,
-            store: Mutex::new(None),
+            login: StoreBackend::new(store_path),
+            session_keys: SessionBackend::new(),
             sessions: Mutex::new(HashMap::new()),
             prompts: Mutex::new(HashMap::new()),
             items: Mutex::new(HashSet::new()),
@@ -217,7 +223,6 @@ impl State {
             counter: AtomicU64::new(1),
             last_locked: Mutex::new(None),
             prompt_timeout,
-            started: crate::kernel_items::now(),
             conn: OnceLock::new(),
         })
     }
@@ -232,26 +237,33 @@ impl State {
         self.conn.get().expect("connection set before serving")
     }
 
-    /// The store, opened on first use (it may be created after the daemon starts).
-    pub(crate) fn store(&self) -> Result<Arc<Store>, Error> {
-        let mut g = lock(&self.store);
-        if let Some(s) = g.as_ref() {
-            return Ok(s.clone());
+    /// The backend of `kind`'s collection.
+    pub(crate) fn backend(&self, kind: Kind) -> &dyn Backend {
+        match kind {
+            Kind::Login => &self.login,
+            Kind::Session => &self.session_keys,
         }
-        let s = Arc::new(Store::open(&self.store_path)?);
-        *g = Some(s.clone());
-        Ok(s)
     }
 
-    pub(crate) fn is_locked(&self) -> bool {
-        self.store()
-            .and_then(|s| s.is_locked().map_err(Error::from))
-            .unwrap_or(true)
+    /// The ids of `kind`'s item objects on the bus.
+    pub(crate) fn served(&self, kind: Kind) -> &Mutex<HashSet<String>> {
+        match kind {
+            Kind::Login => &self.items,
+            Kind::Session => &self.session_items,
+        }
     }
 
     /// Is `locked` not what the daemon last acted on?
     pub(crate) fn lock_state_differs(&self, locked: bool) -> bool {
         lock(&self.last_locked).is_some_and(|last| last != locked)
+    }
+
+    /// The daemon acts on `locked` now: was it another state before?
+    pub(crate) fn note_lock_state(&self, locked: bool) -> bool {
+        let mut g = lock(&self.last_locked);
+        let changed = g.is_some_and(|old| old != locked);
+        *g = Some(locked);
+        changed
     }
 
     fn next_id(&self) -> u64 {
@@ -291,7 +303,7 @@ impl State {
     /// A new pending prompt of `owner` (its path), within the limits.
     pub(crate) fn add_prompt(&self, owner: &str) -> Result<String, Error> {
         let mut prompts = lock(&self.prompts);
-        let mine = prompts.values().filter(|p| p.owner == owner).count();
+        let mine = owned_by(&prompts, owner);
         if mine >= MAX_PROMPTS_PER_CLIENT {
             return Err(Error::LimitsExceeded(format!(
                 "this client has {mine} pending prompts, the most one client may have ({MAX_PROMPTS_PER_CLIENT}): complete them (Prompt) or dismiss them (Dismiss)"
@@ -334,280 +346,19 @@ impl State {
         owners
     }
 
-    /// The entry name of the item served at `p`.
-    pub(crate) fn served_item(&self, p: &str) -> Option<String> {
-        let name = p.strip_prefix(ITEM_PREFIX)?;
-        lock(&self.items).contains(name).then(|| name.to_string())
+    /// `owner` left the bus: its sessions (their keys wiped) and prompts are dropped; their
+    /// paths, for their objects to go.
+    pub(crate) fn take_client(&self, owner: &str) -> (Vec<String>, Vec<String>) {
+        (
+            take_owned(&self.sessions, owner),
+            take_owned(&self.prompts, owner),
+        )
     }
 
     #[cfg(test)]
     fn served_items(&self) -> usize {
         lock(&self.items).len()
     }
-}
-
-/// Remove the objects of the sessions and prompts at `paths` (already out of the maps).
-async fn remove_objects(st: &Arc<State>, sessions: &[String], prompts: &[String]) {
-    let server = st.conn().object_server();
-    for p in sessions {
-        let _ = server
-            .remove::<crate::session::SessionObject, _>(p.as_str())
-            .await;
-    }
-    for p in prompts {
-        let _ = server
-            .remove::<crate::prompt::PromptObject, _>(p.as_str())
-            .await;
-    }
-}
-
-/// `owner` left the bus: its sessions (their keys wiped) and prompts go.
-pub(crate) async fn drop_client(st: &Arc<State>, owner: &str) {
-    let sessions: Vec<String> = {
-        let mut g = lock(&st.sessions);
-        let mine: Vec<String> = g
-            .iter()
-            .filter(|(_, s)| s.owner == owner)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for p in &mine {
-            g.remove(p);
-        }
-        mine
-    };
-    let prompts: Vec<String> = {
-        let mut g = lock(&st.prompts);
-        let mine: Vec<String> = g
-            .iter()
-            .filter(|(_, p)| p.owner == owner)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for p in &mine {
-            g.remove(p);
-        }
-        mine
-    };
-    remove_objects(st, &sessions, &prompts).await;
-}
-
-/// Close the session at `p` (out of the map first: its key is wiped at once).
-pub(crate) async fn close_session(st: &Arc<State>, p: &str) {
-    lock(&st.sessions).remove(p);
-    remove_objects(st, &[p.to_string()], &[]).await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Item objects
-
-/// Serve the items named `names` as item objects (those not served yet). Nothing is served if
-/// the store is locked by now (the read that found them raced with a lock). Never call this
-/// from a property getter (see the module's locking rules).
-pub(crate) async fn serve_items(st: &Arc<State>, names: &[String]) {
-    // The usual case (every lookup): all served already.
-    {
-        let served = lock(&st.items);
-        if names.iter().all(|name| served.contains(name)) {
-            return;
-        }
-    }
-    let _registry = st.registry.lock().await;
-    if st.is_locked() {
-        return;
-    }
-    let new: Vec<String> = {
-        let mut served = lock(&st.items);
-        names
-            .iter()
-            .filter(|name| served.insert((*name).clone()))
-            .cloned()
-            .collect()
-    };
-    let server = st.conn().object_server();
-    for name in new {
-        let p = item_path(&name);
-        let item = Item::new(st.clone(), name);
-        if let Err(e) = server.at(p.as_ref(), item).await {
-            log(format!("cannot serve {p}: {e}"));
-        }
-    }
-}
-
-/// Serve one item; its path.
-pub(crate) async fn serve_item(st: &Arc<State>, name: &str) -> OwnedObjectPath {
-    serve_items(st, &[name.to_string()]).await;
-    item_path(name)
-}
-
-/// Take every item object off the bus (the store is locked): no ItemDeleted, the items are
-/// not deleted; they come back at the same paths on unlock.
-pub(crate) async fn hide_items(st: &Arc<State>) {
-    let _registry = st.registry.lock().await;
-    let names: Vec<String> = lock(&st.items).drain().collect();
-    if names.is_empty() {
-        return;
-    }
-    let server = st.conn().object_server();
-    for name in &names {
-        let _ = server.remove::<Item, _>(item_path(name).as_ref()).await;
-    }
-    log(format!(
-        "the store is locked: {} item objects taken off the bus",
-        names.len()
-    ));
-}
-
-/// The entry of item `name` is gone: stop serving it, tell clients.
-pub(crate) async fn item_deleted(st: &Arc<State>, name: &str) {
-    {
-        let _registry = st.registry.lock().await;
-        if !lock(&st.items).remove(name) {
-            return;
-        }
-        let _ = st
-            .conn()
-            .object_server()
-            .remove::<Item, _>(item_path(name).as_ref())
-            .await;
-    }
-    if let Ok(em) = SignalEmitter::new(st.conn(), COLLECTION_PATH) {
-        let _ = Collection::item_deleted(&em, item_path(name).as_ref()).await;
-    }
-    items_changed(st).await;
-}
-
-/// Invalidate the collections' `Items`.
-pub(crate) async fn items_changed(st: &Arc<State>) {
-    let server = st.conn().object_server();
-    for cp in [COLLECTION_PATH, ALIAS_PATH] {
-        if let Ok(iref) = server.interface::<_, Collection>(cp).await {
-            let _ = iref
-                .get()
-                .await
-                .items_invalidate(iref.signal_emitter())
-                .await;
-        }
-    }
-}
-
-/// The names of every item of the store (a directory listing: nothing is decrypted).
-pub(crate) fn list_names(st: &State) -> Result<Vec<String>, Error> {
-    Ok(st.store()?.entry_names_hex()?)
-}
-
-/// Make the item objects match a complete listing of the store: serve the new ones; drop the
-/// served ones the listing lacks, once a direct look-up confirms their entry is gone (so that
-/// an incomplete listing can never make the daemon report an item deleted).
-pub(crate) async fn reconcile(st: &Arc<State>, listing: Vec<String>) {
-    serve_items(st, &listing).await;
-    let listed: HashSet<&str> = listing.iter().map(String::as_str).collect();
-    let missing: Vec<String> = lock(&st.items)
-        .iter()
-        .filter(|n| !listed.contains(n.as_str()))
-        .cloned()
-        .collect();
-    if missing.is_empty() {
-        return;
-    }
-    let Ok(store) = st.store() else { return };
-    for name in missing {
-        match store.entry_by_name(&name) {
-            Err(libkeyring::Error::NoEntry { .. }) => item_deleted(st, &name).await,
-            // Written after the listing was taken (or the listing was incomplete): kept.
-            Ok(_) => {}
-            // Locked meanwhile, or unreadable: decide on a later listing.
-            Err(_) => {}
-        }
-    }
-}
-
-/// Every item, served (method calls only: this waits for the item registry).
-pub(crate) async fn all_items(st: &Arc<State>) -> Result<Vec<OwnedObjectPath>, Error> {
-    let names = list_names(st)?;
-    reconcile(st, names.clone()).await;
-    Ok(names.iter().map(|n| item_path(n)).collect())
-}
-
-/// Items whose attributes contain all of `query`, most recently modified first (libsecret's
-/// lookup takes the first): through the store's blind index, so only matching items are read.
-pub(crate) async fn search(
-    st: &Arc<State>,
-    query: &HashMap<String, String>,
-) -> Result<Vec<OwnedObjectPath>, Error> {
-    let store = st.store()?;
-    let found = store.search(&mapping::to_stored(query))?;
-    let names: Vec<String> = found.into_iter().map(|(n, _)| n).collect();
-    serve_items(st, &names).await;
-    Ok(names.iter().map(|n| item_path(n)).collect())
-}
-
-/// `search`, with a locked store (or none yet) finding nothing.
-pub(crate) async fn search_unlocked(
-    st: &Arc<State>,
-    query: &HashMap<String, String>,
-) -> Result<Vec<OwnedObjectPath>, Error> {
-    match search(st, query).await {
-        Err(Error::IsLocked(_)) => {
-            refresh_soon(st);
-            Ok(vec![])
-        }
-        r => r,
-    }
-}
-
-/// Look at the lock state now, from a task of its own (for calls that found the store locked,
-/// and property getters, which may not wait for the item registry).
-pub(crate) fn refresh_soon(st: &Arc<State>) {
-    let st = st.clone();
-    tokio::spawn(async move { refresh_lock_state(&st).await });
-}
-
-/// Follow the kernel key: while the store is locked no item object is on the bus; when it
-/// comes or goes, emit the changes (and serve the items again on unlock).
-pub async fn refresh_lock_state(st: &Arc<State>) {
-    let _one_at_a_time = st.refresh.lock().await;
-    let locked = st.is_locked();
-    if locked {
-        hide_items(st).await;
-    }
-    let changed = {
-        let mut g = lock(&st.last_locked);
-        let changed = g.is_some_and(|old| old != locked);
-        *g = Some(locked);
-        changed
-    };
-    if !changed {
-        return;
-    }
-    log(if locked {
-        "the store is now locked"
-    } else {
-        "the store is now unlocked"
-    });
-    let server = st.conn().object_server();
-    for cp in [COLLECTION_PATH, ALIAS_PATH] {
-        if let Ok(iref) = server.interface::<_, Collection>(cp).await {
-            let c = iref.get().await;
-            let _ = c.locked_changed(iref.signal_emitter()).await;
-            let _ = c.items_invalidate(iref.signal_emitter()).await;
-        }
-    }
-    if let Ok(em) = SignalEmitter::new(st.conn(), SERVICE_PATH) {
-        let _ = Service::collection_changed(&em, path(COLLECTION_PATH).as_ref()).await;
-    }
-    if !locked {
-        if let Err(e) = all_items(st).await {
-            log(format!("listing items after unlock: {e}"));
-        }
-    }
-}
-
-/// The objects of `objects` that exist (collections and served items).
-pub(crate) fn known_objects(st: &State, objects: &[OwnedObjectPath]) -> Vec<OwnedObjectPath> {
-    objects
-        .iter()
-        .filter(|p| is_collection(p.as_str()) || st.served_item(p.as_str()).is_some())
-        .cloned()
-        .collect()
 }
 
 #[cfg(test)]
@@ -647,13 +398,5 @@ mod tests {
         assert!(matches!(err, Error::LimitsExceeded(_)));
         assert_eq!(lock(&st.sessions).len(), MAX_SESSIONS);
         assert_eq!(st.served_items(), 0);
-    }
-
-    #[test]
-    fn item_paths_are_recognised() {
-        assert!(is_item_path(&format!("{ITEM_PREFIX}{}", "ab".repeat(32))));
-        assert!(!is_item_path(&format!("{ITEM_PREFIX}{}", "ab".repeat(31))));
-        assert!(!is_item_path(&format!("{ITEM_PREFIX}{}", "zz".repeat(32))));
-        assert!(!is_item_path(COLLECTION_PATH));
     }
 }
