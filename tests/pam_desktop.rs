@@ -168,7 +168,7 @@ fn the_secret_service_daemon_locks_a_store_whose_only_holder_was_killed() {
     copy_secret_service(&d.user);
     let a = a_login_with_an_escaped_process(&d);
     let t = d.m.step(&format!(
-        "run {START_SECRET_SERVICE}; echo \"open=[$({LOOKUP})]\""
+        "run {START_SECRET_SERVICE}; echo \"open=[$({LOOKUP})]\"; cat ss.log"
     ));
     assert!(t.has("open=[v]"), "{t}");
     a.kill();

@@ -239,11 +239,13 @@ impl Desktop {
 }
 
 /// Shell for a `run` step in a login: start a session bus and keyringrs-secret-service (a copy
-/// in the user's home, see `copy_secret_service`), wait until it owns org.freedesktop.secrets.
+/// in the user's home, see `copy_secret_service`), wait until it owns org.freedesktop.secrets
+/// (at most 60 s, so that a debug daemon starting on a loaded machine is waited for: a
+/// fresh-clone run beside four builds looked up nothing after the 10 s it waited before).
 pub const START_SECRET_SERVICE: &str = "dbus-daemon --session --fork --print-address=3 \
     --print-pid=4 3>bus-addr 4>bus-pid >/dev/null 2>&1 && \
     (DBUS_SESSION_BUS_ADDRESS=$(cat bus-addr) ./keyringrs-secret-service >ss.log 2>&1 &) && \
-    for i in $(seq 100); do DBUS_SESSION_BUS_ADDRESS=$(cat bus-addr) dbus-send --session \
+    for i in $(seq 600); do DBUS_SESSION_BUS_ADDRESS=$(cat bus-addr) dbus-send --session \
     --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
     org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null \
     | grep -q true && break; sleep 0.1; done";
