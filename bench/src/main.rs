@@ -375,7 +375,7 @@ fn run(cfg: &Config) -> Result<(), String> {
     let mut ku_entries: Vec<Entry> = Vec::new();
 
     // gnome-keyring.
-    let gk_daemons = gnome::Daemons::start(&work.join("gnome"));
+    let gk_daemons = gnome::start(&work.join("gnome"));
     let gk: Result<Arc<CredentialStore>, String> = match &gk_daemons {
         Ok(d) => gnome::peer_store(d),
         Err(e) => Err(e.clone()),
@@ -786,7 +786,7 @@ fn run(cfg: &Config) -> Result<(), String> {
         ];
         if let Ok(d) = &gk_daemons {
             if gk_entries.len() < 2 {
-                let _ = d.secret_tool_store(&service(1), &user(1), &secret(1));
+                let _ = gnome::secret_tool_store(d, &service(1), &user(1), &secret(1));
             }
             let (s1, u1) = (service(1), user(1));
             ops.push((

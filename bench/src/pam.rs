@@ -111,9 +111,14 @@ fn first_logins_importing(
 ) -> Result<Vec<f64>, String> {
     let gk = setup.dir.join("gnome");
     {
-        let d = crate::gnome::Daemons::start(&gk)?;
+        let d = crate::gnome::start(&gk)?;
         for i in 0..items {
-            d.secret_tool_store(&format!("svc{i}"), "user", format!("secret {i}").as_bytes())?;
+            crate::gnome::secret_tool_store(
+                &d,
+                &format!("svc{i}"),
+                "user",
+                format!("secret {i}").as_bytes(),
+            )?;
         }
     }
     let file = gk.join("home/.local/share/keyrings/login.keyring");

@@ -15,12 +15,14 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use keyringrs_rigs::bus::Bus;
+use keyringrs_rigs::{gnome, spawn_err};
 use libkeyring::mapping::Identity;
 use libkeyring::{KdfParams, Store, UnlockOptions};
 use zbus::blocking::Connection;
@@ -167,63 +169,24 @@ impl Kind {
 // ---------------------------------------------------------------------------------------------
 // Processes: a private bus, and a Secret Service daemon on it.
 
-fn spawn_err(what: &str, e: std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        format!("{what} not installed")
-    } else {
-        format!("{what}: {e}")
-    }
-}
-
 /// A private `dbus-daemon` with a configuration of its own (listens in `dir`, activates nothing:
 /// a client asking before the daemon owns the name gets an error, not another daemon).
-#[derive(Debug)]
-struct Bus {
-    child: Child,
-    address: String,
-}
-
-impl Bus {
-    fn start(dir: &Path) -> Result<Bus, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let conf = dir.join("bus.conf");
-        // The test rig's bus (secret-service/tests/private-bus.conf), activating nothing.
-        let services = dir.join("services");
-        std::fs::create_dir_all(&services).map_err(e2s)?;
-        let text = include_str!("../../secret-service/tests/private-bus.conf")
-            .replace("@DIR@", &dir.display().to_string())
-            .replace("@SERVICES@", &services.display().to_string());
-        std::fs::write(&conf, text).map_err(e2s)?;
-        let mut child = Command::new("dbus-daemon")
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .arg(format!("--config-file={}", conf.display()))
-            .args(["--print-address", "--nofork"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| spawn_err("dbus-daemon", e))?;
-        let mut line = String::new();
-        let read = child
-            .stdout
-            .take()
-            .map(|o| BufReader::new(o).read_line(&mut line));
-        let address = line.trim().to_string();
-        if !matches!(read, Some(Ok(n)) if n > 0) || !address.starts_with("unix:") {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("dbus-daemon printed no address".into());
-        }
-        Ok(Bus { child, address })
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_bus(dir: &Path) -> Result<Bus, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let conf = dir.join("bus.conf");
+    // The test rig's bus (secret-service/tests/private-bus.conf), activating nothing.
+    let services = dir.join("services");
+    std::fs::create_dir_all(&services).map_err(e2s)?;
+    let text = include_str!("../../secret-service/tests/private-bus.conf")
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@SERVICES@", &services.display().to_string());
+    std::fs::write(&conf, text).map_err(e2s)?;
+    let mut c = Command::new("dbus-daemon");
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .arg(format!("--config-file={}", conf.display()))
+        .args(["--print-address", "--nofork"]);
+    Bus::spawn(c)
 }
 
 fn connect(address: &str) -> Result<Connection, String> {
@@ -251,11 +214,11 @@ impl Server {
     /// Start `cmd` (its environment already set, but the bus address) on a new bus in `dir`;
     /// ready when it owns org.freedesktop.secrets.
     fn start(dir: &Path, what: &str, mut cmd: Command, stdin: &[u8]) -> Result<Server, String> {
-        let bus = Bus::start(&dir.join("bus"))?;
+        let bus = start_bus(&dir.join("bus"))?;
         let log = dir.join(format!("{what}.log"));
         let logf = std::fs::File::create(&log).map_err(e2s)?;
         let mut daemon = cmd
-            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .env("DBUS_SESSION_BUS_ADDRESS", bus.address())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(logf)
@@ -265,7 +228,7 @@ impl Server {
             let _ = i.write_all(stdin);
         }
         let mut s = Server { daemon, bus, log };
-        let conn = connect(&s.bus.address)?;
+        let conn = connect(s.bus.address())?;
         let dbus = zbus::blocking::fdo::DBusProxy::new(&conn).map_err(e2s)?;
         let name = zbus::names::BusName::try_from(DEST).map_err(e2s)?;
         let t = Instant::now();
@@ -459,16 +422,12 @@ fn gnome_start(dir: &Path, kind: Kind, n: usize) -> Result<Server, String> {
     }
     std::fs::write(keyrings.join("bench.keyring"), textual_keyring(kind, n)).map_err(e2s)?;
     std::fs::write(keyrings.join("default"), "bench").map_err(e2s)?;
-    let mut c = Command::new("gnome-keyring-daemon");
-    c.args(["--foreground", "--unlock", "--components=secrets"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", &home)
-        .env("XDG_DATA_HOME", home.join(".local/share"))
-        .env("XDG_RUNTIME_DIR", &run);
+    let mut c = Command::new(gnome::DAEMON);
+    c.env_clear().env("PATH", "/usr/bin:/bin");
+    gnome::configure(&mut c, &home, &run);
     let server = Server::start(dir, GK, c, crate::gnome::PASSWORD.as_bytes())?;
     // A textual keyring is loaded locked; it unlocks without a password (no prompt).
-    let conn = connect(&server.bus.address)?;
+    let conn = connect(server.bus.address())?;
     let (_, prompt): (Vec<OwnedObjectPath>, OwnedObjectPath) = call(
         &conn,
         SERVICE,
@@ -776,13 +735,11 @@ fn start_ours(
 fn client(s: &Result<Server, String>) -> Result<Client, String> {
     s.as_ref()
         .map_err(Clone::clone)
-        .and_then(|s| Client::new(&s.bus.address))
+        .and_then(|s| Client::new(s.bus.address()))
 }
 
 fn address(s: &Result<Server, String>) -> Result<&str, String> {
-    s.as_ref()
-        .map(|s| s.bus.address.as_str())
-        .map_err(Clone::clone)
+    s.as_ref().map(|s| s.bus.address()).map_err(Clone::clone)
 }
 
 /// Every row of the group, in a scratch directory of its own.
@@ -794,7 +751,7 @@ fn group_rows(plan: &Plan) -> Vec<Row> {
     let dir = scratch.0.clone();
     let _ = std::fs::remove_dir_all(&dir);
     // Is there a dbus-daemon (and a directory to work in)?
-    let bus_ok = Bus::start(&dir.join("probe")).map(drop);
+    let bus_ok = start_bus(&dir.join("probe")).map(drop);
     let bin = bus_ok.clone().and_then(|()| daemon_bin());
     let mut app = bin
         .clone()
