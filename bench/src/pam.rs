@@ -6,9 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::harness::sibling;
 use crate::harness::Stats;
+use crate::report::na;
 use crate::report::{Row, Value};
-use crate::{na, sibling, Config};
+use crate::Config;
 
 const WITHOUT: &str = "session open without pam_keyringrs";
 const WITH: &str = "session open with pam_keyringrs";
