@@ -5,11 +5,11 @@
 //! come with `make test`; without them the tests fail saying what is missing.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use keyringrs_rigs::bus::{wait_for_owner, Bus, SECRETS};
 use keyringrs_tests::gnome::*;
 use keyringrs_tests::*;
 use libkeyring::Store;
@@ -94,19 +94,17 @@ fn gnome_keyring_with_samples(dir: &TempDir) -> GnomeKeyring {
     gk
 }
 
-/// A private session bus with keyringrs-secret-service over `store` on it; both killed on drop.
+/// A private session bus with keyringrs-secret-service over `store` on it; both killed on drop
+/// (the daemon first, then its bus).
 struct OurDaemon {
-    bus: Child,
     daemon: Child,
-    address: String,
+    bus: Bus,
 }
 
 impl Drop for OurDaemon {
     fn drop(&mut self) {
-        for c in [&mut self.daemon, &mut self.bus] {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
     }
 }
 
@@ -120,61 +118,39 @@ fn daemon_bin() -> PathBuf {
     p
 }
 
-fn name_has_owner(address: &str) -> bool {
-    let o = Command::new("dbus-send")
-        .env("DBUS_SESSION_BUS_ADDRESS", address)
-        .args([
-            "--session",
-            "--print-reply",
-            "--dest=org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.NameHasOwner",
-            "string:org.freedesktop.secrets",
-        ])
-        .output()
-        .expect("dbus-send");
-    String::from_utf8_lossy(&o.stdout).contains("boolean true")
+fn session_bus() -> Bus {
+    need("dbus-daemon");
+    Bus::session().unwrap_or_else(|e| panic!("start dbus-daemon: {e}"))
 }
 
 impl OurDaemon {
     fn start(store: &Path) -> OurDaemon {
-        need("dbus-daemon");
-        let mut bus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dbus-daemon");
-        let mut address = String::new();
-        BufReader::new(bus.stdout.take().unwrap())
-            .read_line(&mut address)
-            .expect("dbus-daemon address");
-        let address = address.trim().to_string();
+        let bus = session_bus();
         let daemon = Command::new(daemon_bin())
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("DBUS_SESSION_BUS_ADDRESS", bus.address())
             .env("KEYRINGRS_STORE", store)
             .env("KEYRINGRS_KDF_MEMORY", TEST_KDF_MEMORY.to_string())
             .env("KEYRINGRS_KDF_TIME", TEST_KDF_TIME.to_string())
             .stdin(Stdio::null())
             .spawn()
             .expect("start keyringrs-secret-service");
-        let d = OurDaemon {
-            bus,
-            daemon,
-            address,
-        };
-        let start = Instant::now();
-        while !name_has_owner(&d.address) {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "keyringrs-secret-service did not take org.freedesktop.secrets"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let d = OurDaemon { daemon, bus };
+        wait_for_owner(
+            d.address(),
+            SECRETS,
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+        )
+        .unwrap_or_else(|e| {
+            panic!("keyringrs-secret-service did not take org.freedesktop.secrets: {e}")
+        });
         d
+    }
+
+    fn address(&self) -> &str {
+        self.bus.address()
     }
 }
 
@@ -286,7 +262,7 @@ fn secret_service_import_from_gnome_keyring_then_our_daemon_serves_the_same_secr
         c.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("LC_ALL", "C.UTF-8")
-            .env("DBUS_SESSION_BUS_ADDRESS", &ours.address)
+            .env("DBUS_SESSION_BUS_ADDRESS", ours.address())
             .arg("lookup");
         for (k, v) in &expected[label] {
             c.args([k, v]);
@@ -297,14 +273,14 @@ fn secret_service_import_from_gnome_keyring_then_our_daemon_serves_the_same_secr
     }
 
     // And it refuses our own daemon as a provider: one line, exit 1, nothing written.
-    let o = import(&dir.store(), &ours.address, &[]);
+    let o = import(&dir.store(), ours.address(), &[]);
     assert_exit(&o, 1);
     assert!(
         stderr(&o).contains("keyringrs-secret-service itself"),
         "{}",
         stderr(&o)
     );
-    let o = import(&dir.store(), &ours.address, &["--dry-run"]);
+    let o = import(&dir.store(), ours.address(), &["--dry-run"]);
     assert_exit(&o, 1);
     assert_eq!(store.entries().unwrap().len(), 4);
 }
@@ -313,21 +289,9 @@ fn secret_service_import_from_gnome_keyring_then_our_daemon_serves_the_same_secr
 fn secret_service_import_without_a_provider_is_a_clear_error() {
     let dir = TempDir::new("imp-ss-none");
     let _store = open_store(&dir);
-    need("dbus-daemon");
-    let mut bus = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--print-address=1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dbus-daemon");
-    let mut address = String::new();
-    BufReader::new(bus.stdout.take().unwrap())
-        .read_line(&mut address)
-        .unwrap();
-    let o = import(&dir.store(), address.trim(), &[]);
-    let _ = bus.kill();
-    let _ = bus.wait();
+    let bus = session_bus();
+    let o = import(&dir.store(), bus.address(), &[]);
+    drop(bus);
     assert_exit(&o, 1);
     assert!(
         stderr(&o).contains("no Secret Service provider is running"),

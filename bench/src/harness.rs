@@ -1,8 +1,50 @@
 //! A small, careful timing harness: warm-up, many single-call samples, round-robin between the
 //! contenders of one comparison (so drift on a shared machine hits all of them alike), and
-//! median / p99 / min from the sorted samples.
+//! median / p99 / min from the sorted samples; and the small helpers every group uses.
 
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Instant;
+
+pub fn e2s(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// A scratch directory removed on drop.
+#[derive(Debug)]
+pub struct Scratch(pub PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The path of a binary built next to this one (`make bench` builds the CLI too), else PATH.
+pub fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Spawn-per-call measurement of a whole command.
+pub fn spawn_op<'a>(mut make: impl FnMut() -> Command + 'a) -> Op<'a> {
+    Box::new(move || {
+        let st = make()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(e2s)?;
+        if st.success() {
+            Ok(())
+        } else {
+            Err(format!("exited with {st}"))
+        }
+    })
+}
 
 /// Summary of one row's samples, in nanoseconds.
 #[derive(Debug, Clone, Copy)]

@@ -6,9 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::harness::sibling;
 use crate::harness::Stats;
+use crate::report::na;
 use crate::report::{Row, Value};
-use crate::{na, sibling, Config};
+use crate::Config;
 
 const WITHOUT: &str = "session open without pam_keyringrs";
 const WITH: &str = "session open with pam_keyringrs";
@@ -111,9 +113,14 @@ fn first_logins_importing(
 ) -> Result<Vec<f64>, String> {
     let gk = setup.dir.join("gnome");
     {
-        let d = crate::gnome::Daemons::start(&gk)?;
+        let d = crate::gnome::start(&gk)?;
         for i in 0..items {
-            d.secret_tool_store(&format!("svc{i}"), "user", format!("secret {i}").as_bytes())?;
+            crate::gnome::secret_tool_store(
+                &d,
+                &format!("svc{i}"),
+                "user",
+                format!("secret {i}").as_bytes(),
+            )?;
         }
     }
     let file = gk.join("home/.local/share/keyrings/login.keyring");

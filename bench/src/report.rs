@@ -1,6 +1,8 @@
-//! Results: rows, targets, and their text table, Markdown and JSON forms.
+//! Results: rows, targets, and their text table, Markdown and JSON forms, written to the
+//! results directory.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use crate::harness::{fmt_ns, Stats};
 
@@ -30,6 +32,24 @@ pub struct Row {
     /// Median divided by the named peer's median (same group and entry count).
     pub vs_peer: Option<(String, f64)>,
     pub note: String,
+}
+
+/// A timed row, or why it has no number.
+pub fn time_row(group: &str, name: &str, n: Option<usize>, r: Result<Stats, String>) -> Row {
+    Row::new(
+        group,
+        name,
+        n,
+        match r {
+            Ok(s) => Value::Time(s),
+            Err(e) => Value::NotAvailable(e),
+        },
+    )
+}
+
+/// A row not measured, and why.
+pub fn na(group: &str, name: &str, n: Option<usize>, why: impl Into<String>) -> Row {
+    Row::new(group, name, n, Value::NotAvailable(why.into()))
 }
 
 impl Row {
@@ -171,6 +191,18 @@ impl Report {
         s
     }
 
+    /// Print the text table, and write `out/STEM.json` and `out/STEM.md`.
+    pub fn save(&self, out: &Path, stem: &str) -> Result<(), String> {
+        print!("{}", self.text());
+        std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
+        for (ext, body) in [("json", self.json()), ("md", self.markdown())] {
+            let p = out.join(format!("{stem}.{ext}"));
+            std::fs::write(&p, body).map_err(|e| format!("{}: {e}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        Ok(())
+    }
+
     pub fn json(&self) -> String {
         let mut s = String::new();
         let _ = write!(
@@ -180,61 +212,96 @@ impl Report {
             q(&self.machine),
             self.wall_seconds
         );
-        for (i, r) in self.rows.iter().enumerate() {
-            let _ = write!(
-                s,
-                "{}\n    {{\"group\": {}, \"what\": {}, \"entries\": {}, ",
-                if i == 0 { "" } else { "," },
-                q(&r.group),
-                q(&r.name),
-                r.entries.map_or("null".into(), |e| e.to_string())
-            );
-            match &r.value {
-                Value::Time(st) => {
-                    let _ = write!(
-                        s,
-                        "\"unit\": \"ns\", \"median\": {:.0}, \"p99\": {:.0}, \"min\": {:.0}, \"mean\": {:.0}, \"samples\": {}, ",
-                        st.median, st.p99, st.min, st.mean, st.samples
-                    );
-                }
-                Value::Kib(k) => {
-                    let _ = write!(s, "\"unit\": \"KiB\", \"value\": {k}, ");
-                }
-                Value::Rate { per_second, count } => {
-                    let _ = write!(
-                        s,
-                        "\"unit\": \"1/s\", \"value\": {per_second:.1}, \"samples\": {count}, "
-                    );
-                }
-                Value::NotAvailable(why) => {
-                    let _ = write!(s, "\"unit\": null, \"not_available\": {}, ", q(why));
-                }
-            }
-            let _ = write!(
-                s,
-                "\"vs_raw\": {}, \"vs_peer\": {}, \"note\": {}}}",
-                r.vs_raw.map_or("null".into(), |x| format!("{x:.3}")),
-                r.vs_peer.as_ref().map_or("null".into(), |(p, x)| format!(
-                    "{{\"peer\": {}, \"ratio\": {x:.3}}}",
-                    q(p)
-                )),
-                q(&r.note)
-            );
-        }
+        s.push_str(&json_list(self.rows.iter().map(row_json)));
         s.push_str("\n  ],\n  \"targets\": [");
-        for (i, t) in self.targets.iter().enumerate() {
-            let _ = write!(
-                s,
-                "{}\n    {{\"target\": {}, \"measured\": {}, \"met\": {}}}",
-                if i == 0 { "" } else { "," },
+        s.push_str(&json_list(self.targets.iter().map(|t| {
+            format!(
+                "{{\"target\": {}, \"measured\": {}, \"met\": {}}}",
                 q(&t.name),
                 q(&t.measured),
                 t.met.map_or("null".into(), |m| m.to_string())
-            );
-        }
+            )
+        })));
         s.push_str("\n  ]\n}\n");
         s
     }
+}
+
+/// One row as a JSON object.
+fn row_json(r: &Row) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "{{\"group\": {}, \"what\": {}, \"entries\": {}, ",
+        q(&r.group),
+        q(&r.name),
+        r.entries.map_or("null".into(), |e| e.to_string())
+    );
+    match &r.value {
+        Value::Time(st) => {
+            let _ = write!(
+                s,
+                "\"unit\": \"ns\", \"median\": {:.0}, \"p99\": {:.0}, \"min\": {:.0}, \"mean\": {:.0}, \"samples\": {}, ",
+                st.median, st.p99, st.min, st.mean, st.samples
+            );
+        }
+        Value::Kib(k) => {
+            let _ = write!(s, "\"unit\": \"KiB\", \"value\": {k}, ");
+        }
+        Value::Rate { per_second, count } => {
+            let _ = write!(
+                s,
+                "\"unit\": \"1/s\", \"value\": {per_second:.1}, \"samples\": {count}, "
+            );
+        }
+        Value::NotAvailable(why) => {
+            let _ = write!(s, "\"unit\": null, \"not_available\": {}, ", q(why));
+        }
+    }
+    let _ = write!(
+        s,
+        "\"vs_raw\": {}, \"vs_peer\": {}, \"note\": {}}}",
+        r.vs_raw.map_or("null".into(), |x| format!("{x:.3}")),
+        r.vs_peer.as_ref().map_or("null".into(), |(p, x)| format!(
+            "{{\"peer\": {}, \"ratio\": {x:.3}}}",
+            q(p)
+        )),
+        q(&r.note)
+    );
+    s
+}
+
+/// JSON array elements, one a line.
+fn json_list(items: impl Iterator<Item = String>) -> String {
+    items
+        .map(|x| format!("\n    {x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What the report was measured on.
+pub fn machine(on_tmpfs: bool) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, Linux {kernel}, store on {}",
+        if on_tmpfs {
+            "tmpfs"
+        } else {
+            "disk (ext4 or similar; fsync is real)"
+        }
+    )
 }
 
 /// A JSON string literal.

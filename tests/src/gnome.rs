@@ -3,12 +3,10 @@
 //! textual after its own ChangeWithMasterPassword to a blank one). Used by the import tests and
 //! the PAM first-login import test.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::{run, TempDir};
+use crate::TempDir;
 
 pub const GK_PASSWORD: &str = "gk-login-pw";
 
@@ -24,22 +22,12 @@ pub fn need(program: &str) {
 }
 
 /// A private session bus and gnome-keyring-daemon with a throwaway HOME, unlocked with
-/// `password` on stdin; both killed on drop.
+/// `password` on stdin; both killed on drop (the rig of `keyringrs-rigs`, shared with the bench).
 #[derive(Debug)]
 pub struct GnomeKeyring {
-    dbus: Child,
-    daemon: Option<Child>,
-    address: String,
+    rig: keyringrs_rigs::gnome::GnomeKeyring,
     /// The daemon's HOME (its login keyring is under .local/share/keyrings).
     pub home: PathBuf,
-}
-
-impl Drop for GnomeKeyring {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = self.dbus.kill();
-        let _ = self.dbus.wait();
-    }
 }
 
 impl GnomeKeyring {
@@ -52,98 +40,28 @@ impl GnomeKeyring {
         ] {
             need(p);
         }
-        let home = dir.join("home");
-        let run = dir.join("run");
-        std::fs::create_dir_all(home.join(".local/share")).unwrap();
-        std::fs::create_dir_all(&run).unwrap();
-        let mut dbus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dbus-daemon");
-        let mut address = String::new();
-        BufReader::new(dbus.stdout.take().unwrap())
-            .read_line(&mut address)
-            .expect("dbus-daemon address");
-        let address = address.trim().to_string();
-        assert!(!address.is_empty(), "dbus-daemon printed no address");
-        let mut daemon = Command::new("gnome-keyring-daemon")
-            .args(["--foreground", "--unlock", "--components=secrets"])
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
-            .env("HOME", &home)
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("XDG_RUNTIME_DIR", &run)
-            .env_remove("DISPLAY")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start gnome-keyring-daemon");
-        daemon
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(password.as_bytes())
-            .unwrap();
-        let gk = GnomeKeyring {
-            dbus,
-            daemon: Some(daemon),
-            address,
-            home,
-        };
-        // Wait until our daemon owns the name (asking earlier would activate another one).
-        let start = Instant::now();
-        loop {
-            let o = Command::new("dbus-send")
-                .env("DBUS_SESSION_BUS_ADDRESS", &gk.address)
-                .args([
-                    "--session",
-                    "--print-reply",
-                    "--dest=org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus.NameHasOwner",
-                    "string:org.freedesktop.secrets",
-                ])
-                .output()
-                .expect("dbus-send");
-            if String::from_utf8_lossy(&o.stdout).contains("boolean true") {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "gnome-keyring-daemon did not take org.freedesktop.secrets"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        let rig = keyringrs_rigs::gnome::GnomeKeyring::start(dir, password)
+            .unwrap_or_else(|e| panic!("{e}"));
+        GnomeKeyring {
+            home: rig.home().to_path_buf(),
+            rig,
         }
-        gk
     }
 
     /// The private session bus the daemon is on (for clients such as `keyringrs import
     /// secret-service`); the daemon keeps running until [`GnomeKeyring::stop`] or drop.
     pub fn address(&self) -> &str {
-        &self.address
+        self.rig.address()
     }
 
     pub fn keyring_file(&self) -> PathBuf {
-        self.home.join(".local/share/keyrings/login.keyring")
+        self.rig.keyring_file()
     }
 
     pub fn store(&self, label: &str, attrs: &[(&str, &str)], secret: &[u8]) {
-        let mut c = Command::new("secret-tool");
-        c.env("DBUS_SESSION_BUS_ADDRESS", &self.address)
-            .arg("store")
-            .arg(format!("--label={label}"));
-        for (k, v) in attrs {
-            c.args([k, v]);
-        }
-        let o = run(c, secret);
-        assert!(
-            o.status.success(),
-            "secret-tool store {label}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        self.rig
+            .store(label, attrs, secret)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// gnome-keyring's own password change (its internal D-Bus interface, with a `plain`
@@ -164,7 +82,7 @@ iface.ChangeWithMasterPassword(dbus.ObjectPath('/org/freedesktop/secrets/collect
                                secret(sys.argv[1]), secret(sys.argv[2]))
 "#;
         let o = Command::new("/usr/bin/python3")
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .env("DBUS_SESSION_BUS_ADDRESS", self.address())
             .args(["-c", script, old, new])
             .output()
             .expect("run /usr/bin/python3 (python3-dbus)");
@@ -176,10 +94,7 @@ iface.ChangeWithMasterPassword(dbus.ObjectPath('/org/freedesktop/secrets/collect
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
+        self.rig.stop();
     }
 }
 
