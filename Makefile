@@ -63,7 +63,7 @@ define pkgconfig
 	    -e 's|@VERSION@|$(VERSION)|' capi/keyringrs.pc.in
 endef
 
-.PHONY: all build deps test-deps install test dry-run-test stress lint unit-tests format-check bench-deps bench bench-quick \
+.PHONY: all build deps test-deps install test dry-run-test stress vm-deps vm-check lint unit-tests format-check bench-deps bench bench-quick \
         secret-service-tests python-tests py-package capi-header capi-header-check c-example
 
 all: build
@@ -250,6 +250,20 @@ N    ?= 50
 ONLY ?=
 stress: test-deps
 	tests/stress/stress.py $(CARGO) $(TARGET) $(N) $(ONLY)
+
+# The VM test's machine (issue 24, in progress; not yet part of `make test`): a Debian 12 image
+# from packages (vm/image.sh, cached in $(VM_CACHE)), booted under qemu and driven over its
+# serial console (vm/vm.py). qemu-utils comes from bookworm itself: a machine that has
+# bookworm-backports' qemu-utils cannot install bookworm's qemu-system-x86 beside it.
+VM_CACHE ?= /var/cache/keyringrs-vm
+vm-deps:
+	@command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null && \
+	  command -v mmdebstrap >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  --allow-downgrades qemu-system-x86 qemu-utils/bookworm mmdebstrap; }
+
+vm-check: vm-deps
+	vm/vm.py check "$$(vm/image.sh $(VM_CACHE))"
 
 # `make -n` prints commands and runs none (packaging/tests/dry-run-test.sh).
 dry-run-test: test-deps
