@@ -263,7 +263,7 @@ vm-deps:
 	  --allow-downgrades qemu-system-x86 qemu-utils/bookworm mmdebstrap; }
 
 vm-check: vm-deps
-	vm/vm.py check "$$(vm/image.sh $(VM_CACHE))"
+	mkdir -p $(TARGET)/vm && cd $(TARGET)/vm && $(CURDIR)/vm/vm.py check "$$($(CURDIR)/vm/image.sh $(VM_CACHE))"
 
 # `make -n` prints commands and runs none (packaging/tests/dry-run-test.sh).
 dry-run-test: test-deps
