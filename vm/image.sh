@@ -1,15 +1,23 @@
 #!/bin/sh
 # The VM test's base image (issue "A real systemd machine, booted"): Debian 12 from packages
 # only, made with mmdebstrap, cached outside the clone under $VM_CACHE/<key>, where the key is a
-# hash of this script (its package list included): a second run reuses it, a changed list makes
-# a new one. Prints the image's directory (disk.img, vmlinuz, initrd.img). Never modified after
+# hash of this script (its package list included) and of the control unit it installs: a second
+# run reuses it, a changed list makes a new one. Prints the image's directory (disk.img, vmlinuz, initrd.img). Never modified after
 # it is made: each boot writes to a qcow2 overlay of its own (vm/vm.py).
 #
 #     vm/image.sh [CACHE_DIR]        (default /var/cache/keyringrs-vm)
 set -eu
-PACKAGES="systemd-sysv,linux-image-amd64,dbus,dbus-user-session,libpam-systemd,udev,keyutils,login,passwd,initramfs-tools"
+# The machine: systemd as PID 1 with logind and the user manager, the user's session bus.
+PACKAGES="systemd-sysv,linux-image-amd64,dbus,dbus-user-session,libpam-systemd,udev,keyutils,login,passwd,initramfs-tools,procps"
+# The logins under test: lightdm (with Xvfb as its X server, and liblightdm's GObject API for the
+# scripted greeter; lightdm-gtk-greeter only because lightdm depends on a greeter), greetd, OpenSSH.
+PACKAGES="$PACKAGES,lightdm,lightdm-gtk-greeter,xvfb,xauth,python3-gi,gir1.2-lightdm-1,greetd,openssh-server"
+# The clients that read the store in those logins, and the .deb's own dependencies (the package
+# goes in at test time, with apt and without a network: everything it needs is here already).
+PACKAGES="$PACKAGES,libsecret-tools,python3-keyring,python3,libpam-runtime"
 cache=${1:-/var/cache/keyringrs-vm}
-key=$(sha256sum "$0" | cut -c1-16)
+here=$(cd "$(dirname "$0")" && pwd)
+key=$(cat "$0" "$here/keyringrs-vm-control.service" | sha256sum | cut -c1-16)
 dir=$cache/$key
 if [ -f "$dir/disk.img" ] && [ -f "$dir/vmlinuz" ] && [ -f "$dir/initrd.img" ]; then
     echo "$dir"
@@ -23,6 +31,11 @@ mmdebstrap --quiet --variant=apt --include="$PACKAGES" \
     --customize-hook='echo "root:root" | chroot "$1" chpasswd' \
     --customize-hook='echo keyringrs-vm > "$1/etc/hostname"' \
     --customize-hook='printf "/dev/vda / ext4 defaults 0 1\n" > "$1/etc/fstab"' \
+    --customize-hook='cp "'"$here"'/keyringrs-vm-control.service" "$1/etc/systemd/system/"' \
+    --customize-hook='chroot "$1" systemctl enable keyringrs-vm-control.service' \
+    --customize-hook='chroot "$1" systemctl mask serial-getty@hvc0.service' \
+    --customize-hook='chroot "$1" systemctl disable lightdm.service greetd.service ssh.service' \
+    --customize-hook='chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer fstrim.timer' \
     bookworm "$work/root.tar" >&2
 mkdir "$work/root"
 tar -C "$work/root" -xf "$work/root.tar"

@@ -1,21 +1,28 @@
 #!/usr/bin/python3
-"""A Debian 12 VM under qemu, driven over its serial console (the VM test's machine).
+"""A Debian 12 VM under qemu, driven over two consoles (the VM test's machine).
 
-The base image (vm/image.sh) is never written: each VM boots from a qcow2 overlay of its own
-in a temporary directory, removed with the VM. KVM if a probe boot works there, else TCG. Every
-wait is bounded and names what did not appear; on any failure the serial log is kept beside
-the caller's output. The qemu process is killed on every path (also on SIGTERM).
+The base image (vm/image.sh) is never written: each VM boots from a qcow2 overlay of its own in
+a temporary directory, removed with the VM, with an optional second disk (/dev/vdb, ext4) made
+from a host directory. Two consoles reach the guest:
+- `serial`, the guest's ttyS0 (qemu's stdio): the kernel console, where agetty + login run a
+  real login, driven as a person would (login, password, a shell);
+- `control`, a root shell on the virtio console hvc0 (a unix socket here), started by the
+  image's keyringrs-vm-control.service without a login: the driver's own channel, which no
+  PAM stack sees.
+KVM if a probe boot works there, else TCG. Every wait is bounded and names what did not appear;
+both consoles are logged beside the caller's output. qemu is killed on every path.
 
-    vm/vm.py check IMAGE_DIR      boot, log in on ttyS0 as root, check systemd and logind,
-                                  power off; prints the timings
+    vm/vm.py check IMAGE_DIR      boot, check the control shell, systemd and logind, log in on
+                                  ttyS0 as root, power off; prints the timings
 """
 import os
-import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 
@@ -23,111 +30,222 @@ class Timeout(Exception):
     pass
 
 
-class VM:
-    def __init__(self, image, log_dir, accel="tcg,thread=multi", memory=2048, ssh_port=None):
-        self.t0 = time.time()
-        self.tmp = tempfile.mkdtemp(prefix="keyringrs-vm-")
-        overlay = os.path.join(self.tmp, "overlay.qcow2")
-        made = subprocess.run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-b", os.path.join(image, "disk.img"),
-             "-F", "raw", overlay],
-        )
-        if made.returncode != 0:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise Timeout(f"no overlay of {image}/disk.img could be made (qemu-img failed)")
-        net = "user,id=n0,restrict=off"
-        if ssh_port:
-            net += f",hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
-        self.log_path = os.path.join(log_dir, "vm-serial.log")
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            ["qemu-system-x86_64", "-accel", accel, "-smp", "2", "-m", str(memory),
-             "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
-             "-append", "root=/dev/vda rw console=ttyS0 systemd.show_status=0",
-             "-drive", f"file={overlay},format=qcow2,if=virtio",
-             "-netdev", net, "-device", "virtio-net-pci,netdev=n0",
-             "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        self.buf = b""
+class Console:
+    """One console of the guest: bounded expect(), send(), and a shell's run().
 
-    def elapsed(self):
-        return time.time() - self.t0
+    A thread of its own drains the console all the time (into the log and a buffer): a console
+    nobody reads fills qemu's pipe, and then the guest's writes to it block.
+    """
+
+    def __init__(self, name, read_fd, write, log_path):
+        self.name = name
+        self.write = write
+        self.log_path = log_path
+        self.buf = b""
+        self.closed = False
+        self.count = 0
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._drain, args=(read_fd, log_path), daemon=True)
+        self.reader.start()
+
+    def _drain(self, read_fd, log_path):
+        with open(log_path, "ab") as log:
+            while True:
+                try:
+                    chunk = os.read(read_fd, 65536)
+                except OSError:
+                    chunk = b""
+                if chunk:
+                    log.write(chunk)
+                    log.flush()
+                with self.cond:
+                    if not chunk:
+                        self.closed = True
+                    else:
+                        self.buf += chunk
+                    self.cond.notify_all()
+                if not chunk:
+                    return
 
     def expect(self, text, timeout, what):
-        """Read the console until `text`; the output before it is returned."""
+        """Wait for `text` on the console; the output before it is returned."""
         end = time.time() + timeout
         needle = text.encode()
-        while True:
-            at = self.buf.find(needle)
-            if at >= 0:
-                before, self.buf = self.buf[:at], self.buf[at + len(needle):]
-                return before.decode(errors="replace")
-            left = end - time.time()
-            if left <= 0:
-                raise Timeout(f"{what}: {text!r} did not appear within {timeout} s "
-                              f"(serial log: {self.log_path})")
-            ready, _, _ = select.select([self.proc.stdout], [], [], min(left, 1.0))
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                if not chunk:
-                    raise Timeout(f"{what}: qemu exited before {text!r} (serial log: {self.log_path})")
-                self.log.write(chunk)
-                self.log.flush()
-                self.buf += chunk
+        with self.cond:
+            while True:
+                at = self.buf.find(needle)
+                if at >= 0:
+                    before, self.buf = self.buf[:at], self.buf[at + len(needle):]
+                    return before.decode(errors="replace")
+                left = end - time.time()
+                if left <= 0:
+                    raise Timeout(f"{what}: {text!r} did not appear on {self.name} within "
+                                  f"{timeout} s (log: {self.log_path})")
+                if self.closed:
+                    raise Timeout(f"{what}: {self.name} closed before {text!r} "
+                                  f"(log: {self.log_path})")
+                self.cond.wait(min(left, 1.0))
+
+    def discard(self):
+        """Forget what the console said so far (a new boot, a new login)."""
+        with self.cond:
+            self.buf = b""
 
     def send(self, text):
-        self.proc.stdin.write(text.encode())
-        self.proc.stdin.flush()
+        self.write(text.encode())
 
-    def login(self, user, password, timeout=300):
-        self.expect("login: ", timeout, "the serial console's login prompt")
-        self.send(user + "\n")
-        self.expect("Password: ", 60, "login's password prompt")
-        self.send(password + "\n")
-        # A prompt we set, so that command output is told from the shell's.
-        self.expect("$ " if user != "root" else "# ", 120, f"{user}'s shell after login")
+    def shell(self, what, timeout=60):
+        """Make the shell on this console scriptable: no echo, a prompt of ours."""
         # Quoted apart, so that the echo of this line is not taken for the prompt it sets.
         self.send("stty -echo; bind 'set enable-bracketed-paste off' 2>/dev/null; "
                   "export PS1='@v''m@ ' SYSTEMD_PAGER=cat PAGER=cat TERM=dumb\n")
-        self.expect("@vm@ ", 60, "the shell's new prompt")
+        self.expect("@vm@ ", timeout, what)
 
     def run(self, command, timeout=120):
-        """Run `command` in the logged-in shell: (exit status, output)."""
-        marker = f"@end{int(time.time() * 1000)}@"
+        """Run `command` in the shell on this console: (exit status, output)."""
+        self.count += 1
+        marker = f"@end{self.count}x{int(time.time())}@"
         self.send(f"{command}; echo {marker}$?\n")
         out = self.expect(marker, timeout, f"the end of {command!r}")
         status = self.expect("\n", 10, f"the status of {command!r}").strip()
         self.expect("@vm@ ", 30, f"the prompt after {command!r}")
         return int(status or "255"), out.replace("\r", "")
 
+class VM:
+    def __init__(self, image, log_dir, data_dir=None, accel="tcg,thread=multi", memory=2048,
+                 ssh_port=None):
+        self.t0 = time.time()
+        self.tmp = tempfile.mkdtemp(prefix="keyringrs-vm-")
+        self.proc = None
+        self.consoles = []
+        try:
+            self._start(image, log_dir, data_dir, accel, memory, ssh_port)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, image, log_dir, data_dir, accel, memory, ssh_port):
+        overlay = os.path.join(self.tmp, "overlay.qcow2")
+        made = subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-b", os.path.join(image, "disk.img"),
+             "-F", "raw", overlay],
+        )
+        if made.returncode != 0:
+            raise Timeout(f"no overlay of {image}/disk.img could be made (qemu-img failed)")
+        drives = ["-drive", f"file={overlay},format=qcow2,if=virtio"]
+        if data_dir:
+            data = os.path.join(self.tmp, "data.img")
+            made = subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "keyringrs-data", "-d",
+                                   data_dir, data, "256M"])
+            if made.returncode != 0:
+                raise Timeout(f"no data disk could be made from {data_dir} (mkfs.ext4 failed)")
+            drives += ["-drive", f"file={data},format=raw,if=virtio"]
+        # User-mode network, restricted: the guest reaches nothing outside; the host reaches the
+        # guest's sshd only on 127.0.0.1.
+        net = "user,id=n0,restrict=on"
+        if ssh_port:
+            net += f",hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
+        control_sock = os.path.join(self.tmp, "control.sock")
+        for name in ("vm-serial.log", "vm-control.log"):
+            open(os.path.join(log_dir, name), "wb").close()
+        self.proc = subprocess.Popen(
+            ["qemu-system-x86_64", "-accel", accel, "-smp", "2", "-m", str(memory),
+             "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
+             "-append", "root=/dev/vda rw console=ttyS0 systemd.show_status=0",
+             *drives,
+             "-netdev", net, "-device", "virtio-net-pci,netdev=n0",
+             "-chardev", f"socket,id=control,path={control_sock},server=on,wait=off",
+             "-device", "virtio-serial-pci", "-device", "virtconsole,chardev=control",
+             "-display", "none", "-serial", "stdio", "-monitor", "none"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+
+        def write_serial(data):
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+
+        self.serial = Console("ttyS0", self.proc.stdout.fileno(), write_serial,
+                              os.path.join(log_dir, "vm-serial.log"))
+        self.consoles.append(self.serial)
+        end = time.time() + 30
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        while True:
+            try:
+                sock.connect(control_sock)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.time() > end or self.proc.poll() is not None:
+                    raise Timeout("qemu did not open the control console's socket within 30 s")
+                time.sleep(0.1)
+        self.sock = sock
+        self.control = Console("hvc0", sock.fileno(), sock.sendall,
+                               os.path.join(log_dir, "vm-control.log"))
+        self.consoles.append(self.control)
+
+    def elapsed(self):
+        return time.time() - self.t0
+
+    def wait_control(self, timeout=300):
+        """Wait for the control shell of this boot and make it scriptable."""
+        end = time.time() + timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            # Answered only by a running shell; quoted apart so that an echo is not the answer.
+            self.control.send(f"\necho @ready''{attempt}@\n")
+            try:
+                self.control.expect(f"@ready{attempt}@", 5, "the control shell")
+                break
+            except Timeout:
+                if time.time() > end:
+                    raise Timeout(f"the control shell on hvc0 did not answer within {timeout} s "
+                                  f"(serial log: {self.serial.log_path})")
+        self.control.shell("the control shell's prompt")
+
+    def login(self, user, password, timeout=300):
+        """A login on ttyS0 through agetty and login; returns what login printed."""
+        self.serial.expect("login: ", timeout, "the serial console's login prompt")
+        self.serial.send(user + "\n")
+        self.serial.expect("Password: ", 60, "login's password prompt")
+        self.serial.send(password + "\n")
+        said = self.serial.expect("$ " if user != "root" else "# ", 120,
+                                  f"{user}'s shell after login")
+        self.serial.shell(f"{user}'s shell")
+        return said.replace("\r", "")
+
+    def logout(self):
+        self.serial.send("exit\n")
+
     def poweroff(self, timeout=120):
-        self.send("systemctl poweroff\n")
+        self.control.send("systemctl poweroff\n")
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise Timeout(f"the VM did not power off within {timeout} s")
 
     def close(self):
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self.log.close()
+        for console in self.consoles:
+            console.reader.join(timeout=5)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def check(image, log_dir):
     vm = VM(image, log_dir)
     try:
+        vm.wait_control()
+        t_control = vm.elapsed()
+        _, state = vm.control.run("systemctl is-system-running --wait", 300)
         vm.login("root", "root")
         t_login = vm.elapsed()
-        st, state = vm.run("systemctl is-system-running --wait", 300)
-        st2, sessions = vm.run("loginctl list-sessions --no-legend")
-        _, kernel = vm.run("uname -r")
+        _, sessions = vm.control.run("loginctl list-sessions --no-legend")
+        _, kernel = vm.control.run("uname -r")
         vm.poweroff()
-        print(f"vm check: logged in after {t_login:.1f} s, system {state.strip()!r}, "
-              f"sessions {sessions.strip()!r}, kernel {kernel.strip()}, "
-              f"powered off after {vm.elapsed():.1f} s")
+        print(f"vm check: control shell after {t_control:.1f} s, serial login after "
+              f"{t_login:.1f} s, system {state.strip()!r}, sessions {sessions.strip()!r}, "
+              f"kernel {kernel.strip()}, powered off after {vm.elapsed():.1f} s")
         return 0 if state.strip() == "running" and "root" in sessions else 1
     finally:
         vm.close()

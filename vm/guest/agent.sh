@@ -1,0 +1,31 @@
+#!/bin/sh
+# A login's agent in the VM test: the program a real login runs (lightdm's X session, greetd's
+# session, an ssh command), as the user, inside that login. It records the login's environment,
+# then answers the host's requests until told to end, so that the host can look at the store
+# from inside a login that stays open while other logins come and go:
+#   $DIR/TAG.env            the login's environment, written at start (the host waits for it)
+#   $DIR/TAG.probe          a request: probe.sh runs, its lines go to $DIR/TAG.probe.out
+#   $DIR/TAG.end            the login ends (its program exits, the login closes)
+# Bounded: an agent never asked to end exits after 30 minutes.
+#     agent.sh TAG
+set -u
+DIR=/run/keyringrs-vm
+tag=$1
+secret=$(cat /etc/keyringrs-vm/secret)
+here=$(dirname "$0")
+env | sort > "$DIR/$tag.env.tmp"
+mv "$DIR/$tag.env.tmp" "$DIR/$tag.env"
+end=$(( $(date +%s) + 1800 ))
+while [ "$(date +%s)" -lt "$end" ]; do
+    if [ -e "$DIR/$tag.probe" ]; then
+        rm -f "$DIR/$tag.probe"
+        "$here/probe.sh" "$secret" > "$DIR/$tag.probe.tmp" 2>&1
+        mv "$DIR/$tag.probe.tmp" "$DIR/$tag.probe.out"
+    fi
+    if [ -e "$DIR/$tag.end" ]; then
+        rm -f "$DIR/$tag.end"
+        exit 0
+    fi
+    sleep 0.2
+done
+echo "agent $tag: never told to end, exiting" >&2
