@@ -175,6 +175,28 @@ fn an_auth_in_a_forked_child_still_unlocks_the_store_at_session_open() {
     assert!(default_store(&l.user).join("header").exists());
 }
 
+/// greetd's session worker calls `setsid()` between pam_authenticate and pam_open_session (its
+/// session id changes in the same PAM handle): the password still unlocks the store. Found
+/// under the real greetd in the VM test, where such a login stayed locked.
+#[test]
+fn a_new_session_id_between_auth_and_session_open_still_unlocks_the_store() {
+    require_root!("creates users and /etc/pam.d services");
+    let l = Login::standard("setsid", "setsid-pw");
+    let t = l.drive(
+        Steps::new()
+            .kdf()
+            .auth("setsid-pw")
+            .step("setsid")
+            .open()
+            .set("S", "U", "v")
+            .get("S", "U")
+            .close(),
+    );
+    assert_eq!(t.codes("setsid"), [0], "{t}");
+    assert_eq!(t.codes("open"), [0], "{t}");
+    assert!(t.has("value=v"), "the store must be unlocked after the setsid: {t}");
+}
+
 /// The first login of a user who has a gnome-keyring login keyring that opens with the login
 /// password brings its items over in the same session open; a keyring with another password is
 /// left alone (the login goes on, the user is told how to import it).

@@ -120,16 +120,19 @@ unsafe extern "C" {
 /// Set in the PAM handle of the process that stashed a password in the kernel: when libpam
 /// drops it (pam_end, or replaced on take), the kernel copy is discarded if still there. Only in
 /// the process that put it there: sshd's auth child never calls pam_end, its parent consumes it.
+/// It also says under which session id the password went, for a session open in this handle
+/// after a `setsid()` (greetd's worker; see [`crate::stash`]).
 #[derive(Clone, Debug)]
 struct StashMarker {
     user: String,
     pid: u32,
+    sid: i32,
 }
 
 impl Drop for StashMarker {
     fn drop(&mut self) {
         if std::process::id() == self.pid {
-            crate::stash::discard(&self.user);
+            crate::stash::discard(&self.user, self.sid);
         }
     }
 }
@@ -227,10 +230,11 @@ impl Pam for Handle<'_> {
 
     fn stash_password(&mut self, stash: Stash) {
         match crate::stash::put(&stash.user, &stash.password) {
-            Ok(()) => {
+            Ok(sid) => {
                 let marker = StashMarker {
                     user: stash.user.clone(),
                     pid: std::process::id(),
+                    sid,
                 };
                 let _ = self
                     .pamh
@@ -255,7 +259,15 @@ impl Pam for Handle<'_> {
 
     fn take_password(&mut self, user: &str) -> Option<Stash> {
         let kept = self.take::<Stash>(STASH);
-        let stashed = crate::stash::take(user).ok().flatten();
+        // This handle's own stash is under the session id it was put under; a stash of another
+        // process of this login (sshd's auth child) is under the current one.
+        // Read without taking: dropping the marker discards the kernel copy.
+        // SAFETY: MARKER holds only Option<StashMarker> (see `take`).
+        let sid = unsafe { self.pamh.get_data::<Option<StashMarker>>(MARKER) }
+            .ok()
+            .and_then(|m| m.as_ref().map(|m| m.sid))
+            .unwrap_or_else(crate::stash::current_sid);
+        let stashed = crate::stash::take(user, sid).ok().flatten();
         // Dropping the marker now (its kernel copy is gone already).
         let _ = self.take::<StashMarker>(MARKER);
         match (stashed, kept) {

@@ -15,6 +15,13 @@
 //! the process that put it there invalidates it too. `<sid>` (the caller's session id) ties it to
 //! the login: sshd's per-connection process and its auth child share it; other connections and
 //! other terminals do not. The kernel frees the payload with kfree_sensitive (zeroed).
+//!
+//! A process that authenticates and then opens the session itself may change its session id in
+//! between: greetd's session worker calls `setsid()` after `pam_authenticate` and before
+//! `pam_open_session` (found under the real greetd in the VM test). So the handle that stashed
+//! remembers the session id it stashed under (`put` returns it), and session open in that same
+//! handle looks there; only a handle that stashed nothing (sshd's parent, whose auth child put
+//! the password) looks under its current session id.
 
 use libkeyring::keyring::{perm, persistent_keyring_of, KeySerial, Keyring};
 use libkeyring::{Error, Result};
@@ -27,9 +34,13 @@ pub const TTL: u32 = 30;
 /// Possessor view, read, search: nobody else, not even the owner uid without possession.
 const MASK: u32 = perm::POS_VIEW | perm::POS_READ | perm::POS_SEARCH;
 
-fn description(user: &str) -> String {
-    let sid = libkeyring::sys::sid();
+fn description(sid: i32, user: &str) -> String {
     format!("keyringrs-stash:{sid}:{user}")
+}
+
+/// The session id a stash of this process goes under now.
+pub fn current_sid() -> i32 {
+    libkeyring::sys::sid()
 }
 
 /// The effective uid's persistent keyring, linked into this thread's keyring for the duration
@@ -48,19 +59,21 @@ impl Drop for Holding {
     }
 }
 
-/// Put `password` for `user` into the kernel (replacing an earlier one of this login).
-pub fn put(user: &str, password: &[u8]) -> Result<()> {
+/// Put `password` for `user` into the kernel (replacing an earlier one of this login); returns
+/// the session id it went under.
+pub fn put(user: &str, password: &[u8]) -> Result<i32> {
     let holding = Holding::get()?;
+    let sid = current_sid();
     Keyring::Thread
-        .add(&description(user), password)?
+        .add(&description(sid, user), password)?
         .place(MASK, Keyring::Id(holding.0), Some(TTL))
-        .map(drop)
+        .map(|_| sid)
 }
 
-/// Take the password stashed for `user` by this login: read once, then invalidated.
-pub fn take(user: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+/// Take the password stashed for `user` under session id `sid`: read once, then invalidated.
+pub fn take(user: &str, sid: i32) -> Result<Option<Zeroizing<Vec<u8>>>> {
     let holding = Holding::get()?;
-    let key = match Keyring::Id(holding.0).search(&description(user)) {
+    let key = match Keyring::Id(holding.0).search(&description(sid, user)) {
         Ok(k) => k,
         Err(Error::Locked) => return Ok(None),
         Err(e) => return Err(e),
@@ -74,10 +87,10 @@ pub fn take(user: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
     }
 }
 
-/// Forget the password stashed for `user` by this login, if any.
-pub fn discard(user: &str) {
+/// Forget the password stashed for `user` under session id `sid`, if any.
+pub fn discard(user: &str, sid: i32) {
     if let Ok(holding) = Holding::get() {
-        if let Ok(key) = Keyring::Id(holding.0).search(&description(user)) {
+        if let Ok(key) = Keyring::Id(holding.0).search(&description(sid, user)) {
             let _ = key.invalidate();
         }
     }

@@ -14,6 +14,9 @@
  *   auth HEXPASS          pam_authenticate; every echo-off prompt is answered with HEXPASS
  *   forkauth HEXPASS      the same in a forked child that exits after it, as OpenSSH's
  *                         keyboard-interactive method does; only the result comes back
+ *   setsid                setsid(): a new session id, as greetd's session worker makes
+ *                         between pam_authenticate and pam_open_session (in a child if
+ *                         this process leads its group; the rest of the steps run there)
  *   tty VALUE             pam_set_item PAM_TTY (":0" for an X display)
  *   pid                   print "@@ pid N" (this process, its session and process group)
  *   open / close          pam_setcred + pam_open_session / pam_close_session + pam_setcred
@@ -256,6 +259,17 @@ int main(int argc, char **argv) {
             int status = 0;
             waitpid(child, &status, 0);
             report("forkauth", WIFEXITED(status) ? WEXITSTATUS(status) : PAM_SYSTEM_ERR);
+        } else if (!strcmp(step, "setsid")) {
+            /* A process group leader cannot setsid(): the driver goes on in a child (greetd's
+             * worker is a forked child too), the parent waits and exits with its status. */
+            fflush(stdout);
+            pid_t child = getpgrp() == getpid() ? fork() : 0;
+            if (child > 0) {
+                int status = 0;
+                waitpid(child, &status, 0);
+                _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+            }
+            report("setsid", child < 0 || setsid() < 0 ? errno : 0);
         } else if (!strcmp(step, "tty") && nw == 2) {
             ensure_started();
             report("tty", pam_set_item(pamh, PAM_TTY, words[1]));
