@@ -194,7 +194,10 @@ fn a_new_session_id_between_auth_and_session_open_still_unlocks_the_store() {
     );
     assert_eq!(t.codes("setsid"), [0], "{t}");
     assert_eq!(t.codes("open"), [0], "{t}");
-    assert!(t.has("value=v"), "the store must be unlocked after the setsid: {t}");
+    assert!(
+        t.has("value=v"),
+        "the store must be unlocked after the setsid: {t}"
+    );
 }
 
 /// The first login of a user who has a gnome-keyring login keyring that opens with the login
