@@ -63,7 +63,7 @@ define pkgconfig
 	    -e 's|@VERSION@|$(VERSION)|' capi/keyringrs.pc.in
 endef
 
-.PHONY: all build deps test-deps install test dry-run-test stress vm-deps vm-check lint unit-tests format-check bench-deps bench bench-quick \
+.PHONY: all build deps test-deps install test dry-run-test stress vm-deps vm-check vm-test lint unit-tests format-check bench-deps bench bench-quick \
         secret-service-tests python-tests py-package capi-header capi-header-check c-example
 
 all: build
@@ -251,19 +251,29 @@ ONLY ?=
 stress: test-deps
 	tests/stress/stress.py $(CARGO) $(TARGET) $(N) $(ONLY)
 
-# The VM test's machine (issue 24, in progress; not yet part of `make test`): a Debian 12 image
-# from packages (vm/image.sh, cached in $(VM_CACHE)), booted under qemu and driven over its
-# serial console (vm/vm.py). qemu-utils comes from bookworm itself: a machine that has
-# bookworm-backports' qemu-utils cannot install bookworm's qemu-system-x86 beside it.
+# The VM test (docs/TESTING.md): a Debian 12 image from packages (vm/image.sh, cached in
+# $(VM_CACHE)), booted under qemu (TCG here) with this project's .deb installed inside by apt,
+# the logins of docs/PAM.md run through real programs (agetty + login, lightdm, greetd, sshd) and
+# checked from the host (vm/test.py). `make vm-test VM_ONLY=2,4` runs some scenarios, VM_KEEP=1
+# leaves the VM running at the end. Report and logs: $(TARGET)/vm. qemu-utils comes from bookworm
+# itself: a machine that has bookworm-backports' qemu-utils cannot install qemu-system-x86 beside it.
 VM_CACHE ?= /var/cache/keyringrs-vm
+VM_ONLY  ?=
+VM_KEEP  ?=
+VM_PACKAGES = qemu-system-x86 qemu-utils/bookworm mmdebstrap e2fsprogs sshpass openssh-client
 vm-deps:
 	@command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null && \
-	  command -v mmdebstrap >/dev/null || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	  --allow-downgrades qemu-system-x86 qemu-utils/bookworm mmdebstrap; }
+	  command -v mmdebstrap >/dev/null && command -v sshpass >/dev/null && command -v ssh >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends --allow-downgrades $(VM_PACKAGES); }
 
 vm-check: vm-deps
 	mkdir -p $(TARGET)/vm && cd $(TARGET)/vm && $(CURDIR)/vm/vm.py check "$$($(CURDIR)/vm/image.sh $(VM_CACHE))"
+
+vm-test: vm-deps deb
+	mkdir -p $(TARGET)/vm
+	vm/test.py "$$(vm/image.sh $(VM_CACHE))" $(DEB_FILE) $(TARGET)/vm \
+	  $(if $(VM_ONLY),--only $(VM_ONLY)) $(if $(VM_KEEP),--keep)
 
 # `make -n` prints commands and runs none (packaging/tests/dry-run-test.sh).
 dry-run-test: test-deps

@@ -105,6 +105,8 @@ class Console:
         """Run `command` in the shell on this console: (exit status, output)."""
         self.count += 1
         marker = f"@end{self.count}x{int(time.time())}@"
+        with open(self.log_path + ".commands", "a") as trace:
+            trace.write(f"{time.strftime('%H:%M:%S')} {self.count} {command}\n")
         self.send(f"{command}; echo {marker}$?\n")
         out = self.expect(marker, timeout, f"the end of {command!r}")
         status = self.expect("\n", 10, f"the status of {command!r}").strip()
@@ -230,6 +232,48 @@ class VM:
         for console in self.consoles:
             console.reader.join(timeout=5)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def choose_accel(image, log_dir, cache_dir=None):
+    """KVM if a probe boot under it reaches the kernel's banner within 30 s, else TCG. On
+    machines where nested virtualisation does not work, a KVM guest prints nothing after
+    "Probing EDD" (measured here). The answer is kept in `cache_dir` per host kernel and qemu
+    version, so only the first run pays the probe. KEYRINGRS_VM_ACCEL=kvm|tcg skips it."""
+    tcg, kvm = "tcg,thread=multi", "kvm"
+    forced = os.environ.get("KEYRINGRS_VM_ACCEL")
+    if forced:
+        return kvm if forced == "kvm" else tcg
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return tcg
+    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True)
+    key = f"{os.uname().release} {qemu.stdout.splitlines()[0] if qemu.stdout else '?'}"
+    memo = os.path.join(cache_dir or image, "accel")
+    try:
+        with open(memo) as f:
+            known, answer = f.read().rsplit("\n", 2)[:2]
+        if known == key:
+            return kvm if answer == "kvm" else tcg
+    except (OSError, ValueError):
+        pass
+    answer = "tcg"
+    probe_dir = tempfile.mkdtemp(prefix="keyringrs-vm-probe-", dir=log_dir)
+    vm = None
+    try:
+        vm = VM(image, probe_dir, accel=kvm)
+        vm.serial.expect("Linux version", 30, "the kernel's banner under KVM")
+        answer = "kvm"
+    except Timeout:
+        pass
+    finally:
+        if vm:
+            vm.close()
+        shutil.rmtree(probe_dir, ignore_errors=True)
+    try:
+        with open(memo, "w") as f:
+            f.write(f"{key}\n{answer}\n")
+    except OSError:
+        pass
+    return kvm if answer == "kvm" else tcg
 
 
 def check(image, log_dir):

@@ -13,17 +13,19 @@ DIR=/run/keyringrs-vm
 tag=$1
 secret=$(cat /etc/keyringrs-vm/secret)
 here=$(dirname "$0")
+echo "$(date +%T.%N) $tag: started, pid $$, session ${XDG_SESSION_ID:-?}" >> "$DIR/agents.log"
+trap 'echo "$(date +%T.%N) $tag: exits, pid $$, session ${XDG_SESSION_ID:-?}" >> "$DIR/agents.log"' EXIT
 env | sort > "$DIR/$tag.env.tmp"
 mv "$DIR/$tag.env.tmp" "$DIR/$tag.env"
 end=$(( $(date +%s) + 1800 ))
 while [ "$(date +%s)" -lt "$end" ]; do
     if [ -e "$DIR/$tag.probe" ]; then
-        rm -f "$DIR/$tag.probe"
+        rm "$DIR/$tag.probe" || exit 1   # a request it cannot take would run for ever
         "$here/probe.sh" "$secret" > "$DIR/$tag.probe.tmp" 2>&1
         mv "$DIR/$tag.probe.tmp" "$DIR/$tag.probe.out"
     fi
     if [ -e "$DIR/$tag.end" ]; then
-        rm -f "$DIR/$tag.end"
+        rm "$DIR/$tag.end" || exit 1
         exit 0
     fi
     sleep 0.2

@@ -71,4 +71,14 @@ KbdInteractiveAuthentication no
 UsePAM yes
 EOT
 systemctl start ssh.service
+# The VM's network: qemu's user mode (restricted), its DHCP giving 10.0.2.15; only the host's
+# 127.0.0.1 forward reaches sshd.
+cat > /etc/systemd/network/20-keyringrs-vm.network <<EOT
+[Match]
+Name=en*
+[Network]
+DHCP=ipv4
+EOT
+systemctl enable --now systemd-networkd.service
+/lib/systemd/systemd-networkd-wait-online --timeout=120
 echo "setup: done"
