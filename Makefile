@@ -260,10 +260,11 @@ stress: test-deps
 VM_CACHE ?= /var/cache/keyringrs-vm
 VM_ONLY  ?=
 VM_KEEP  ?=
-VM_PACKAGES = qemu-system-x86 qemu-utils/bookworm mmdebstrap e2fsprogs sshpass openssh-client
+VM_PACKAGES = qemu-system-x86 qemu-utils/bookworm mmdebstrap e2fsprogs sshpass openssh-client socat
 vm-deps:
 	@command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null && \
-	  command -v mmdebstrap >/dev/null && command -v sshpass >/dev/null && command -v ssh >/dev/null || { \
+	  command -v mmdebstrap >/dev/null && command -v sshpass >/dev/null && command -v ssh >/dev/null && \
+	  command -v socat >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	  --no-install-recommends --allow-downgrades $(VM_PACKAGES); }
 
@@ -280,4 +281,4 @@ dry-run-test: test-deps
 	packaging/tests/dry-run-test.sh $(CURDIR) test install uninstall deb stress
 
 test: test-deps dry-run-test upstream-secret-service-tests lint capi-header-check c-example unit-tests python-tests format-check bench-quick secret-service-tests \
-      package-tests
+      package-tests vm-test
