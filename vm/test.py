@@ -256,8 +256,12 @@ def desktop(r, dm, session_type="wayland"):
     r.note(f"{dm}: python backend", p.get("python_backend", "?"))
     r.check(f"{dm}: a new process of the user reads it (@u)", r.fresh_probe(), READS)
     r.end_agent(dm, env)
+    p = r.fresh_probe()
     r.check(f"{dm}: after the session closed, a new process gets locked / nothing",
-            r.fresh_probe(), {"cli": "3", "python": "KeyringLocked"})
+            p, {"cli": "3", "python": "KeyringLocked"})
+    r.check(f"{dm}: after the session closed, no unit and no Secret Service client reads it",
+            f"unit={p.get('unit')} tool={p.get('tool')}",
+            lambda got: "unit=0" not in got and "tool=ok" not in got)
     return env
 
 
@@ -397,6 +401,24 @@ SCENARIOS = [("1", "text login (agetty + login)", s1_text_login),
              ("5", "passwd + reboot, chpasswd + resync", s5_passwords)]
 
 
+def host_state():
+    """What the VM test must leave as it was on the host: PAM, users, groups, services."""
+    import hashlib
+    h = hashlib.sha256()
+    paths = ["/etc/passwd", "/etc/group", "/etc/shadow"]
+    for root in ("/etc/pam.d", "/usr/share/pam-configs", "/etc/systemd/system"):
+        for base, _, files in sorted(os.walk(root)):
+            paths += sorted(os.path.join(base, f) for f in files)
+    for path in paths:
+        h.update(path.encode())
+        try:
+            with open(path, "rb") as f:
+                h.update(f.read())
+        except OSError:
+            h.update(b"-")
+    return h.hexdigest()[:16]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -434,6 +456,7 @@ def main(argv):
     ssh_port = free_port()
     times = {}
     vm = r = None
+    before = host_state()
     try:
         shutil.copy(deb, data)
         shutil.copytree(os.path.join(here, "guest"), os.path.join(data, "guest"))
@@ -492,6 +515,12 @@ def main(argv):
             vm.poweroff()
             times["poweroff"] = f"{time.time() - t:.0f} s"
         times["total"] = f"{vm.elapsed():.0f} s"
+        vm.close()
+        r.scenario = "host"
+        r.check("qemu is gone, its overlay and disks removed",
+                (vm.proc.poll() is not None, os.path.exists(vm.tmp)), (True, False))
+        r.check("the host's PAM stacks, users, groups and units are as they were",
+                host_state(), before)
         report(r, log_dir, times)
         return 1 if r.failed else 0
     except Timeout as e:

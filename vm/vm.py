@@ -231,6 +231,8 @@ class VM:
             self.proc.wait()
         for console in self.consoles:
             console.reader.join(timeout=5)
+        if getattr(self, "sock", None):
+            self.sock.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
