@@ -436,6 +436,20 @@ def report(r, log_dir, times):
     with open(os.path.join(log_dir, "report.md"), "w") as f:
         f.write(text)
     print("\n" + text)
+    # CI shows the tail of the output: the failed rows come last, with where their logs are.
+    failed = [row for row in r.rows if row[3] is False]
+    for scenario, what, shown, _ in failed:
+        print(f"FAILED scenario {scenario}: {what}: {shown}")
+    for scenario in sorted(r.failed):
+        journal = os.path.join(log_dir, f"scenario-{scenario}.journal.log")
+        print(f"  logs: {journal}, .auth.log, vm-serial.log; its last keyringrs lines:")
+        try:
+            with open(journal, errors="replace") as f:
+                lines = [line.rstrip() for line in f if "keyringrs" in line]
+        except OSError:
+            lines = ["  (no journal)"]
+        for line in lines[-12:]:
+            print(f"    {line[:200]}")
 
 
 def main(argv):
