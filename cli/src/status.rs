@@ -28,10 +28,14 @@ pub fn status(path: &Path) -> Outcome {
             .opener
             .map(|p| format!(", opened by pid {}", p.pid))
             .unwrap_or_default();
+        let keyring = if h.session == 0 {
+            "unlocked through the prompt".to_string()
+        } else {
+            format!("session keyring {}", h.session)
+        };
         println!(
-            "held by: {} login, session keyring {}{opener}, since {}{}",
+            "held by: {} login, {keyring}{opener}, since {}{}",
             h.kind,
-            h.session,
             h.since,
             if h.alive {
                 ""

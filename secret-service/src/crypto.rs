@@ -7,6 +7,10 @@
 //!   is AES-128-CBC with PKCS#7 padding, its random 16-byte IV in `parameters`.
 //!
 //! The client side ([`ClientDh`]) is here too, for the tests and tools of this crate.
+//!
+//! The same construction in the 1536-bit MODP group 5 of RFC 3526 (shared secret padded to
+//! 192 bytes) is gcr's secret exchange `sx-aes-1`, which carries the password typed into the
+//! desktop's system prompt ([`Exchange`], used by prompter/gcr.rs).
 
 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use num_bigint::BigUint;
@@ -23,10 +27,37 @@ EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245\
 E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED\
 EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381\
 FFFFFFFFFFFFFFFF";
-const GROUP_BYTES: usize = 128;
 
-fn prime() -> BigUint {
-    BigUint::parse_bytes(MODP_1024_HEX.as_bytes(), 16).expect("valid prime constant")
+/// RFC 3526 section 2, the 1536-bit MODP group 5 (gcr's `ietf-ike-grp-modp-1536`).
+const MODP_1536_HEX: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD1\
+29024E088A67CC74020BBEA63B139B22514A08798E3404DD\
+EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245\
+E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED\
+EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3D\
+C2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F\
+83655D23DCA3AD961C62F356208552BB9ED529077096966D\
+670C354E4ABC9804F1746C08CA237327FFFFFFFFFFFFFFFF";
+
+/// A MODP group (generator 2): its prime and the prime's length in bytes.
+#[derive(Clone, Copy)]
+struct Group {
+    prime_hex: &'static str,
+    bytes: usize,
+}
+
+const MODP_1024: Group = Group {
+    prime_hex: MODP_1024_HEX,
+    bytes: 128,
+};
+const MODP_1536: Group = Group {
+    prime_hex: MODP_1536_HEX,
+    bytes: 192,
+};
+
+impl Group {
+    fn prime(self) -> BigUint {
+        BigUint::parse_bytes(self.prime_hex.as_bytes(), 16).expect("valid prime constant")
+    }
 }
 
 /// A malformed peer key or ciphertext.
@@ -45,35 +76,42 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-fn to_padded(n: &BigUint) -> Zeroizing<Vec<u8>> {
+fn to_padded(n: &BigUint, group: Group) -> Zeroizing<Vec<u8>> {
     let bytes = Zeroizing::new(n.to_bytes_be());
-    let mut out = Zeroizing::new(vec![0u8; GROUP_BYTES.saturating_sub(bytes.len())]);
+    let mut out = Zeroizing::new(vec![0u8; group.bytes.saturating_sub(bytes.len())]);
     out.extend_from_slice(&bytes);
     out
 }
 
 /// One side of the key agreement: a random private exponent and its public value.
 struct KeyPair {
+    group: Group,
     private: BigUint,
     public: BigUint,
 }
 
 impl KeyPair {
-    fn generate() -> KeyPair {
-        let p = prime();
-        // A 1024-bit random exponent in [2, p-2]. (num-bigint's modpow is not constant time; the
-        // exponent is fresh per session and only protects transfer on a bus of the same user.)
-        let bytes = Zeroizing::new(random::<GROUP_BYTES>());
+    fn generate(group: Group) -> KeyPair {
+        let p = group.prime();
+        // A random exponent of the group's size in [2, p-2]. (num-bigint's modpow is not
+        // constant time; the exponent is fresh per session and only protects transfer on a bus
+        // of the same user.)
+        let mut bytes = Zeroizing::new(vec![0u8; group.bytes]);
+        getrandom::fill(&mut bytes).expect("the OS random number generator failed");
         let two = BigUint::from(2u32);
-        let private = BigUint::from_bytes_be(&*bytes) % (&p - 3u32) + &two;
+        let private = BigUint::from_bytes_be(&bytes) % (&p - 3u32) + &two;
         let public = two.modpow(&private, &p);
-        KeyPair { private, public }
+        KeyPair {
+            group,
+            private,
+            public,
+        }
     }
 
     /// The AES key shared with the peer whose public value is `peer` (big-endian bytes).
     fn agree(&self, peer: &[u8]) -> Result<Zeroizing<[u8; 16]>, CryptoError> {
-        let p = prime();
-        if peer.len() > GROUP_BYTES * 2 {
+        let p = self.group.prime();
+        if peer.len() > self.group.bytes * 2 {
             return Err(CryptoError("public key too long".into()));
         }
         let y = BigUint::from_bytes_be(peer);
@@ -83,7 +121,7 @@ impl KeyPair {
                 "public key outside the group (must be 1 < y < p-1)".into(),
             ));
         }
-        let shared = to_padded(&y.modpow(&self.private, &p));
+        let shared = to_padded(&y.modpow(&self.private, &p), self.group);
         let mut key = Zeroizing::new([0u8; 16]);
         hkdf::Hkdf::<sha2::Sha256>::new(None, &shared)
             .expand(&[], &mut *key)
@@ -121,9 +159,9 @@ impl SessionKey {
     /// Server side of `OpenSession` with the DH algorithm: our public value (128 bytes,
     /// big-endian) and the session key.
     pub fn server_dh(client_public: &[u8]) -> Result<(Vec<u8>, SessionKey), CryptoError> {
-        let pair = KeyPair::generate();
+        let pair = KeyPair::generate(MODP_1024);
         let key = pair.agree(client_public)?;
-        Ok((to_padded(&pair.public).to_vec(), SessionKey(Some(key))))
+        Ok((to_padded(&pair.public, MODP_1024).to_vec(), SessionKey(Some(key))))
     }
 
     /// (parameters, value) for a secret sent through this session.
@@ -188,17 +226,61 @@ impl Default for ClientDh {
 
 impl ClientDh {
     pub fn new() -> ClientDh {
-        ClientDh(KeyPair::generate())
+        ClientDh(KeyPair::generate(MODP_1024))
     }
 
     /// Our public value, to pass to `OpenSession`.
     pub fn public(&self) -> Vec<u8> {
-        to_padded(&self.0.public).to_vec()
+        to_padded(&self.0.public, MODP_1024).to_vec()
     }
 
     /// The session key from the server's public value.
     pub fn finish(&self, server_public: &[u8]) -> Result<SessionKey, CryptoError> {
         Ok(SessionKey(Some(self.0.agree(server_public)?)))
+    }
+}
+
+/// One side of gcr's secret exchange (`sx-aes-1`): our key pair until the peer's public value
+/// arrives, then the transport key. Either side can use it (the prompter side is for tests).
+pub struct Exchange {
+    pair: KeyPair,
+    key: Option<SessionKey>,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Exchange")
+    }
+}
+
+impl Default for Exchange {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Exchange {
+    pub fn new() -> Exchange {
+        Exchange {
+            pair: KeyPair::generate(MODP_1536),
+            key: None,
+        }
+    }
+
+    /// Our public value, big-endian without leading zeros (as gcr exports it).
+    pub fn public(&self) -> Vec<u8> {
+        self.pair.public.to_bytes_be()
+    }
+
+    /// Derive the transport key from the peer's public value.
+    pub fn agree(&mut self, peer: &[u8]) -> Result<(), CryptoError> {
+        self.key = Some(SessionKey(Some(self.pair.agree(peer)?)));
+        Ok(())
+    }
+
+    /// The transport key, once agreed.
+    pub fn key(&self) -> Option<&SessionKey> {
+        self.key.as_ref()
     }
 }
 

@@ -7,17 +7,18 @@
 //! collections differ only in their backend (backend.rs): the store (store_backend.rs) or kernel
 //! keys (session_backend.rs over kernel_items.rs). What the objects share is in state.rs; their
 //! names on the bus in paths.rs; signals sent on their behalf in signals.rs; collection labels
-//! in labels.rs; the main loop in daemon.rs. The coming prompter (asking the user for the
-//! password, for prompt.rs) and portal (org.freedesktop.impl.portal.Secret) objects go beside
-//! these, one file each (prompter.rs, portal.rs), served from daemon.rs.
+//! in labels.rs; the main loop in daemon.rs. The dialogs that ask the user for the password
+//! (for prompt.rs) are in prompter/, one file each: gcr.rs (GNOME's system prompt), pinentry.rs,
+//! askpass.rs, and caller.rs (who asked, on which display or terminal, in which login).
 //!
 //! Dependencies point one way, objects -> backend/state -> libkeyring; an object imports
 //! another only to create it. The `use crate::...` graph (each also uses error):
 //! - daemon        -> service, collection, prompt, session, item, backend, state, paths
 //! - service       -> prompt, session (it creates them), item (SearchItems and Unlock serve
 //!   items), backend, state, paths, crypto
-//! - prompt        -> item (completing an unlock serves the store's items), backend, state,
-//!   paths
+//! - prompt        -> prompter (its dialog), item (completing an unlock serves the store's
+//!   items), backend, state, paths
+//! - prompter      -> state, crypto (gcr's secret exchange)
 //! - collection    -> item (it creates its items), backend, signals, labels, state, paths
 //! - item          -> backend, signals, state, paths
 //! - session       -> state
@@ -39,6 +40,7 @@ pub mod labels;
 pub mod mapping;
 pub mod paths;
 pub mod prompt;
+pub mod prompter;
 pub mod service;
 pub mod session;
 pub mod session_backend;

@@ -1,28 +1,26 @@
 //! org.freedesktop.Secret.Prompt at `/org/freedesktop/secrets/prompt/p<n>`: what `Unlock` returns
-//! for a locked store. `Prompt` completes it: unlocked if the store is unlocked by then (the user
-//! ran `keyringrs unlock`) or if `$KEYRINGRS_ASKPASS` names a program that prints the password;
-//! otherwise dismissed.
+//! for a locked store. `Prompt` shows the unlock dialog on the caller's display or terminal
+//! (prompter/) and completes: unlocked if the store is unlocked by then (by the dialog, or by
+//! `keyringrs unlock`), otherwise dismissed (cancelled, or no dialog could be shown).
 //!
 //! A prompt belongs to the client that asked for it: another client calling it gets
 //! AccessDenied. It leaves the bus when it completes (after `Completed`), when it is dismissed,
 //! when its client leaves the bus, or, not completed, after the prompt timeout (then dismissed).
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use libkeyring::{KdfParams, Scope, UnlockOptions};
 use zbus::interface;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedObjectPath, Value};
-use zeroize::Zeroizing;
 
 use crate::backend::{Backend, Kind};
 use crate::error::Error;
 use crate::item::{known_objects, refresh_lock_state};
 use crate::paths::path;
+use crate::prompter;
 use crate::state::{lock, log, sender, State, MAX_PROMPT_OBJECTS};
 
 #[derive(Debug)]
@@ -71,105 +69,25 @@ pub(crate) async fn new_prompt(
     Ok(path(&p))
 }
 
-fn env_kdf() -> KdfParams {
-    let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
-    let d = KdfParams::DEFAULT;
-    match (num("KEYRINGRS_KDF_MEMORY"), num("KEYRINGRS_KDF_TIME")) {
-        (None, None) => d,
-        (m, t) => KdfParams::new(m.unwrap_or(64 * 1024), t.unwrap_or(3), 1).unwrap_or(d),
-    }
-}
-
-/// The longest password line read from the askpass program.
-const ASKPASS_MAX: u64 = 4096;
-
-/// Try to unlock through `$KEYRINGRS_ASKPASS` (blocking; one dialog at a time). True if the
-/// store is unlocked after.
-fn unlock_with_askpass(st: &State) -> bool {
-    let _one_at_a_time = lock(&st.askpass);
-    if !st.login.is_locked() {
-        return true;
-    }
-    let Some(program) = std::env::var_os("KEYRINGRS_ASKPASS").filter(|p| !p.is_empty()) else {
-        log("an application asked to unlock the store; no $KEYRINGRS_ASKPASS is set, so the prompt is dismissed: run `keyringrs unlock` in this session");
-        return false;
-    };
-    let child = std::process::Command::new(&program)
-        .arg(format!(
-            "Password to unlock the keyringrs store {}:",
-            st.login.path().display()
-        ))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            log(format!("cannot run {program:?}: {e}"));
-            return false;
-        }
-    };
-    // Read into one buffer allocated up front, so no copy of the password is left behind by a
-    // reallocation; wiped on drop.
-    let mut pw = Zeroizing::new(Vec::with_capacity(ASKPASS_MAX as usize + 1));
-    let read = child
-        .stdout
-        .take()
-        .map(|out| out.take(ASKPASS_MAX).read_to_end(&mut pw));
-    let status = child.wait();
-    match (read, status) {
-        (Some(Ok(_)), Ok(s)) if s.success() => {}
-        (_, Ok(s)) if !s.success() => {
-            log(format!("{program:?} ended with {s}: unlock dismissed"));
-            return false;
-        }
-        (_, Err(e)) | (Some(Err(e)), _) => {
-            log(format!("reading from {program:?}: {e}"));
-            return false;
-        }
-        _ => return false,
-    }
-    if let Some(end) = pw.iter().position(|&b| b == b'\n') {
-        pw.truncate(end);
-    }
-    let scope = match std::env::var("KEYRINGRS_SCOPE").as_deref() {
-        Ok("user") => Scope::User,
-        _ => Scope::Session,
-    };
-    let opts = UnlockOptions {
-        kdf: env_kdf(),
-        scope,
-        ..UnlockOptions::default()
-    };
-    match st
-        .login
-        .store()
-        .and_then(|s| s.unlock(&pw, &opts).map_err(Error::from))
-    {
-        Ok(_) => true,
-        Err(e) => {
-            log(format!("unlock through {program:?} failed: {e}"));
-            false
-        }
-    }
-}
-
 #[interface(name = "org.freedesktop.Secret.Prompt")]
 impl PromptObject {
-    async fn prompt(&self, _window_id: &str, #[zbus(header)] hdr: Header<'_>) -> Result<(), Error> {
-        self.st.check_prompt_owner(&self.path, &sender(&hdr)?)?;
+    async fn prompt(&self, window_id: &str, #[zbus(header)] hdr: Header<'_>) -> Result<(), Error> {
+        let owner = sender(&hdr)?;
+        self.st.check_prompt_owner(&self.path, &owner)?;
         if self.started.swap(true, Ordering::SeqCst) {
             return Err(Error::Failed("this prompt was already used".into()));
         }
         let st = self.st.clone();
         let p = self.path.clone();
         let objects = self.objects.clone();
+        let cancel = self.st.prompt_cancel(&p).unwrap_or_default();
+        let window = window_id.to_owned();
         tokio::spawn(async move {
-            let st2 = st.clone();
-            let unlocked = tokio::task::spawn_blocking(move || unlock_with_askpass(&st2))
-                .await
-                .unwrap_or(false);
+            if st.login.is_locked() {
+                prompter::unlock(st.clone(), &owner, &window, cancel).await;
+            }
+            // Unlocked by the dialog, or meanwhile by `keyringrs unlock`.
+            let unlocked = !st.login.is_locked();
             let result = if unlocked {
                 refresh_lock_state(&st).await;
                 known_objects(&st, &objects)

@@ -25,6 +25,7 @@ use crate::backend::{Backend, Kind};
 use crate::crypto::SessionKey;
 use crate::error::Error;
 use crate::paths::{path, PROMPT_PREFIX, SESSION_PREFIX};
+use crate::prompter::Cancel;
 use crate::session_backend::SessionBackend;
 use crate::store_backend::StoreBackend;
 
@@ -128,6 +129,15 @@ pub(crate) struct SessionInfo {
 pub(crate) struct PromptInfo {
     pub owner: String,
     pub created: Instant,
+    /// Set when the prompt goes (completed, dismissed, its client gone, expired): its dialog, if
+    /// one is open, closes.
+    pub cancel: Arc<Cancel>,
+}
+
+impl Drop for PromptInfo {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 impl Owned for SessionInfo {
@@ -194,8 +204,8 @@ pub struct State {
     pub(crate) refresh: tokio::sync::Mutex<()>,
     /// Serializes CreateItem (a look-up of the item to replace, then the write).
     pub(crate) create: tokio::sync::Mutex<()>,
-    /// One askpass dialog at a time.
-    pub(crate) askpass: Mutex<()>,
+    /// One unlock dialog at a time (prompter/).
+    pub(crate) dialog: Mutex<()>,
     counter: AtomicU64,
     last_locked: Mutex<Option<bool>>,
     pub(crate) prompt_timeout: Duration,
@@ -219,7 +229,7 @@ impl State {
             registry: tokio::sync::Mutex::new(()),
             refresh: tokio::sync::Mutex::new(()),
             create: tokio::sync::Mutex::new(()),
-            askpass: Mutex::new(()),
+            dialog: Mutex::new(()),
             counter: AtomicU64::new(1),
             last_locked: Mutex::new(None),
             prompt_timeout,
@@ -320,9 +330,15 @@ impl State {
             PromptInfo {
                 owner: owner.to_string(),
                 created: Instant::now(),
+                cancel: Arc::new(Cancel::default()),
             },
         );
         Ok(p)
+    }
+
+    /// The cancel flag of the pending prompt `p`.
+    pub(crate) fn prompt_cancel(&self, p: &str) -> Option<Arc<Cancel>> {
+        lock(&self.prompts).get(p).map(|i| i.cancel.clone())
     }
 
     /// Is `caller` the owner of the pending prompt `p`?

@@ -15,6 +15,11 @@
 //! killed: nothing counts on a counter that a crash would leave behind. Records written before
 //! the opener was recorded are judged by their keyring alone.
 //!
+//! A login can also be recorded by its opener alone (`holder:pid:<PID>`, session 0): the Secret
+//! Service daemon does so when its unlock prompt opens the store for a login that gave no
+//! password (autologin, a fingerprint, an ssh key), whose session keyring it cannot name. Such a
+//! holder is alive while its opener runs; its opener's own close releases it.
+//!
 //! Who notices a dead holder: every close (the last live holder's close locks the store), every
 //! new holder, and [`lock_if_abandoned`] (the Secret Service daemon calls it every few seconds):
 //! holders recorded but none alive → the store locks in `@u`.
@@ -29,7 +34,7 @@ use crate::sys::process::{self, Process};
 /// One login holding the store open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
-    /// The serial of that login's session keyring.
+    /// The serial of that login's session keyring (0: recorded by its opener alone).
     pub session: i32,
     /// What kind of login (e.g. `graphical`, `text`), as the PAM module recorded it.
     pub kind: String,
@@ -73,6 +78,9 @@ fn find(key: &StoreKey) -> Result<Option<KeySerial>> {
 /// and its opener must not have ended; an opener this process cannot judge (another pid
 /// namespace) leaves the keyring to answer alone.
 fn alive(serial: i32, opener: Option<&Process>, owner: u32) -> bool {
+    if serial == 0 {
+        return opener.is_some_and(|o| o.running() != Some(false));
+    }
     let keyring =
         matches!(KeySerial(serial).describe(), Ok(d) if d.key_type == "keyring" && d.uid == owner);
     keyring && opener.and_then(Process::running) != Some(false)
@@ -104,6 +112,21 @@ fn parse(payload: &str) -> (String, i64, Option<Process>) {
 /// Record the login whose session keyring is `session`, opened by the calling process, as a
 /// holder of `store`; dead holders are pruned first.
 pub fn register(key: &StoreKey, session: KeySerial, kind: &str) -> Result<()> {
+    add_record(
+        key,
+        &format!("holder:{}", session.0),
+        kind,
+        process::current().as_ref(),
+    )
+}
+
+/// Record the login whose opener is `opener` as a holder of `store`, by its opener alone (the
+/// caller cannot name its session keyring); dead holders are pruned first.
+pub fn register_opener(key: &StoreKey, opener: &Process, kind: &str) -> Result<()> {
+    add_record(key, &format!("holder:pid:{}", opener.pid), kind, Some(opener))
+}
+
+fn add_record(key: &StoreKey, name: &str, kind: &str, opener: Option<&Process>) -> Result<()> {
     prune(key)?;
     let keyring = match find(key)? {
         Some(k) => k,
@@ -116,10 +139,7 @@ pub fn register(key: &StoreKey, session: KeySerial, kind: &str) -> Result<()> {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let record = Keyring::Thread.add(
-        &format!("holder:{}", session.0),
-        payload(kind, since, process::current().as_ref()).as_bytes(),
-    )?;
+    let record = Keyring::Thread.add(name, payload(kind, since, opener).as_bytes())?;
     record
         .place(perm::HOLDER, Keyring::Id(keyring), None)
         .map(drop)
@@ -133,11 +153,13 @@ pub fn list(key: &StoreKey) -> Result<Vec<Holder>> {
     let mut out = Vec::new();
     for record in keyring.members()? {
         let Ok(d) = record.describe() else { continue };
-        let Some(session) = d
-            .description
-            .strip_prefix("holder:")
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+        let Some(session) = d.description.strip_prefix("holder:").and_then(|s| {
+            if s.strip_prefix("pid:")?.parse::<i32>().is_ok() {
+                Some(0)
+            } else {
+                s.parse::<i32>().ok().filter(|&n| n != 0)
+            }
+        }) else {
             continue;
         };
         if d.uid != key.owner() {
@@ -158,7 +180,8 @@ pub fn list(key: &StoreKey) -> Result<Vec<Holder>> {
     Ok(out)
 }
 
-/// The login of `session` stops holding `store`; dead holders are pruned. Returns how many live
+/// The login of `session` stops holding `store` (and so does a record of it by its opener, the
+/// calling process); dead holders are pruned. Returns how many live
 /// holders remain (0: the caller locks the store).
 pub fn release(key: &StoreKey, session: KeySerial) -> Result<usize> {
     Ok(drop_holders(key, Some(session))?.live)
@@ -179,8 +202,14 @@ fn drop_holders(key: &StoreKey, released: Option<KeySerial>) -> Result<Pruned> {
         live: 0,
         dropped: 0,
     };
+    let me = released.and_then(|_| process::current());
     for h in list(key)? {
-        if Some(h.session) == released.map(|s| s.0) || !h.alive {
+        let own = match released {
+            Some(_) if h.session == 0 => me.is_some() && h.opener == me,
+            Some(s) => h.session == s.0,
+            None => false,
+        };
+        if own || !h.alive {
             let _ = h.record.invalidate();
             p.dropped += 1;
         } else {

@@ -45,6 +45,19 @@ pub fn current() -> Option<Process> {
     })
 }
 
+/// Process `pid` as it is now (None: no such process, or its `/proc` entry is hidden).
+pub fn of(pid: i32) -> Option<Process> {
+    let (state, start) = stat(&pid.to_string())?;
+    if matches!(state, 'Z' | 'X') {
+        return None;
+    }
+    Some(Process {
+        pid,
+        start,
+        pid_ns: pid_ns("self")?,
+    })
+}
+
 impl Process {
     /// Some(false) when this process has certainly ended (no such pid, a zombie, or the pid now
     /// names a process started at another time); Some(true) when it runs; None when this caller
