@@ -13,6 +13,7 @@ use crate::backend::{Backend, Kind};
 use crate::collection::Collection;
 use crate::item::{all_items, refresh_lock_state};
 use crate::paths::{BUS_NAME, SERVICE_PATH};
+use crate::locked_result::{drop_results, expire_results};
 use crate::prompt::{expire_prompts, PromptObject};
 use crate::service::Service;
 use crate::session::SessionObject;
@@ -65,7 +66,7 @@ async fn describe_owner(conn: &Connection, name: &str) -> String {
 
 /// `owner` left the bus: its sessions (their keys wiped) and prompts go.
 async fn drop_client(st: &Arc<State>, owner: &str) {
-    let (sessions, prompts) = st.take_client(owner);
+    let (sessions, prompts, results) = st.take_client(owner);
     let server = st.conn().object_server();
     for p in sessions {
         let _ = server.remove::<SessionObject, _>(p.as_str()).await;
@@ -73,6 +74,7 @@ async fn drop_client(st: &Arc<State>, owner: &str) {
     for p in prompts {
         let _ = server.remove::<PromptObject, _>(p.as_str()).await;
     }
+    drop_results(st, &results).await;
 }
 
 /// Drop the sessions and prompts of owners no longer on the bus (in case a NameOwnerChanged was
@@ -158,6 +160,7 @@ pub async fn run(store_path: PathBuf) -> Result<(), String> {
             }
             refresh_lock_state(&watcher).await;
             expire_prompts(&watcher).await;
+            expire_results(&watcher).await;
             if last_sweep.elapsed() >= OWNER_SWEEP {
                 last_sweep = Instant::now();
                 sweep_owners(&watcher, &sweeper).await;

@@ -17,6 +17,7 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 
 use crate::backend::{Backend, Found, ItemData, Kind, Miss};
 use crate::error::Error;
+use crate::locked_result;
 use crate::paths::root;
 use crate::signals::{self, ItemEvent};
 use crate::state::{encode_typed, lock, log, open_secret, sender, Secret, SecretOut, State};
@@ -30,6 +31,11 @@ pub struct Item {
 }
 
 impl Item {
+    /// The item `id` of `kind` (served at its own path, or at a locked search's result path).
+    pub(crate) fn new(st: Arc<State>, kind: Kind, id: String) -> Item {
+        Item { st, kind, id }
+    }
+
     fn backend(&self) -> &dyn Backend {
         self.st.backend(self.kind)
     }
@@ -338,5 +344,6 @@ pub async fn refresh_lock_state(st: &Arc<State>) {
         if let Err(e) = all_items(st, kind).await {
             log(format!("listing items after unlock: {e}"));
         }
+        locked_result::resolve_all(st).await;
     }
 }

@@ -37,6 +37,7 @@ pub mod error;
 pub mod item;
 pub mod kernel_items;
 pub mod labels;
+pub mod locked_result;
 pub mod mapping;
 pub mod paths;
 pub mod prompt;

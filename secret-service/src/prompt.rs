@@ -19,6 +19,7 @@ use zbus::zvariant::{OwnedObjectPath, Value};
 use crate::backend::{Backend, Kind};
 use crate::error::Error;
 use crate::item::{known_objects, refresh_lock_state};
+use crate::locked_result;
 use crate::paths::path;
 use crate::prompter;
 use crate::state::{lock, log, sender, State, MAX_PROMPT_OBJECTS};
@@ -45,7 +46,9 @@ pub(crate) async fn new_prompt(
     let objects: Vec<OwnedObjectPath> = objects
         .into_iter()
         .filter(|o| {
-            Kind::Login.is_collection(o.as_str()) || Kind::Login.item_id(o.as_str()).is_some()
+            Kind::Login.is_collection(o.as_str())
+                || Kind::Login.item_id(o.as_str()).is_some()
+                || locked_result::is_result(o.as_str())
         })
         .filter(|o| seen.insert(o.as_str().to_string()))
         .take(MAX_PROMPT_OBJECTS)
@@ -90,7 +93,13 @@ impl PromptObject {
             let unlocked = !st.login.is_locked();
             let result = if unlocked {
                 refresh_lock_state(&st).await;
-                known_objects(&st, &objects)
+                let mut result = known_objects(&st, &objects);
+                for m in locked_result::resolve(&st, &objects).await {
+                    if !result.contains(&m) {
+                        result.push(m);
+                    }
+                }
+                result
             } else {
                 vec![]
             };

@@ -30,6 +30,7 @@ use crate::backend::{Backend, Kind, Miss};
 use crate::crypto::{self, SessionKey};
 use crate::error::Error;
 use crate::item::{answer, known_objects, refresh_lock_state, search, served_id};
+use crate::locked_result::{new_result, resolve};
 use crate::paths::{path, root};
 use crate::prompt::new_prompt;
 use crate::session::SessionObject;
@@ -119,13 +120,17 @@ impl Service {
     async fn search_items(
         &self,
         attributes: HashMap<String, String>,
+        #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>), Error> {
-        // Locked: nothing of the store is readable, not even which items exist. Session items
-        // are never locked.
-        let mut found = vec![];
-        for kind in Kind::ALL {
-            found.extend(search(&self.st, kind, &attributes).await?);
+        // Session items are never locked. A locked store cannot be searched, not even for which
+        // items exist: its answer is one locked result that unlocking turns into the matches
+        // (locked_result.rs).
+        let mut found = search(&self.st, Kind::Session, &attributes).await?;
+        if self.st.login.is_locked() && self.st.login.store().is_ok() {
+            let result = new_result(&self.st, &sender(&hdr)?, attributes).await?;
+            return Ok((found, vec![result]));
         }
+        found.extend(search(&self.st, Kind::Login, &attributes).await?);
         Ok((found, vec![]))
     }
 
@@ -156,6 +161,7 @@ impl Service {
                 refresh_lock_state(&self.st).await;
             }
             unlocked.extend(known_objects(&self.st, &objects));
+            unlocked.extend(resolve(&self.st, &objects).await);
             return Ok((unlocked, root()));
         }
         if objects.is_empty() {

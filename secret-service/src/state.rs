@@ -24,7 +24,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::backend::{Backend, Kind};
 use crate::crypto::SessionKey;
 use crate::error::Error;
-use crate::paths::{path, PROMPT_PREFIX, SESSION_PREFIX};
+use crate::paths::{path, PROMPT_PREFIX, RESULT_PREFIX, SESSION_PREFIX};
 use crate::prompter::Cancel;
 use crate::session_backend::SessionBackend;
 use crate::store_backend::StoreBackend;
@@ -134,6 +134,22 @@ pub(crate) struct PromptInfo {
     pub cancel: Arc<Cancel>,
 }
 
+/// A search made while the store was locked (locked_result.rs).
+#[derive(Debug)]
+pub(crate) struct ResultInfo {
+    pub owner: String,
+    pub created: Instant,
+    pub attributes: HashMap<String, String>,
+    /// The store was open since: the object is the newest match now (or gone).
+    pub resolved: bool,
+}
+
+impl Owned for ResultInfo {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
 impl Drop for PromptInfo {
     fn drop(&mut self) {
         self.cancel.cancel();
@@ -194,6 +210,8 @@ pub struct State {
     pub(crate) session_keys: SessionBackend,
     pub(crate) sessions: Mutex<HashMap<String, SessionInfo>>,
     pub(crate) prompts: Mutex<HashMap<String, PromptInfo>>,
+    /// Searches made while the store was locked, by path (locked_result.rs).
+    pub(crate) results: Mutex<HashMap<String, ResultInfo>>,
     /// The store's item objects on the bus, by entry name (hex). Empty while locked.
     items: Mutex<HashSet<String>>,
     /// The session items on the bus, by id.
@@ -230,6 +248,7 @@ impl State {
             refresh: tokio::sync::Mutex::new(()),
             create: tokio::sync::Mutex::new(()),
             dialog: Mutex::new(()),
+            results: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(1),
             last_locked: Mutex::new(None),
             prompt_timeout,
@@ -341,6 +360,33 @@ impl State {
         lock(&self.prompts).get(p).map(|i| i.cancel.clone())
     }
 
+    /// Record a search of `owner` made while the store is locked; its path. Refused beyond the
+    /// limits on pending prompts (each such result leads to one).
+    pub(crate) fn add_result(
+        &self,
+        owner: &str,
+        attributes: HashMap<String, String>,
+    ) -> Result<String, Error> {
+        let mut results = lock(&self.results);
+        if owned_by(&results, owner) >= MAX_PROMPTS_PER_CLIENT || results.len() >= MAX_PROMPTS {
+            return Err(Error::LimitsExceeded(format!(
+                "too many searches of a locked store are pending (at most {MAX_PROMPTS_PER_CLIENT} per client, {MAX_PROMPTS} in all): unlock the store, or wait {} s",
+                self.prompt_timeout.as_secs()
+            )));
+        }
+        let p = format!("{RESULT_PREFIX}{}", self.next_id());
+        results.insert(
+            p.clone(),
+            ResultInfo {
+                owner: owner.to_string(),
+                created: Instant::now(),
+                attributes,
+                resolved: false,
+            },
+        );
+        Ok(p)
+    }
+
     /// Is `caller` the owner of the pending prompt `p`?
     pub(crate) fn check_prompt_owner(&self, p: &str, caller: &str) -> Result<(), Error> {
         match lock(&self.prompts).get(p) {
@@ -362,12 +408,13 @@ impl State {
         owners
     }
 
-    /// `owner` left the bus: its sessions (their keys wiped) and prompts are dropped; their
-    /// paths, for their objects to go.
-    pub(crate) fn take_client(&self, owner: &str) -> (Vec<String>, Vec<String>) {
+    /// `owner` left the bus: its sessions (their keys wiped), prompts and locked search results
+    /// are dropped; their paths, for their objects to go.
+    pub(crate) fn take_client(&self, owner: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
         (
             take_owned(&self.sessions, owner),
             take_owned(&self.prompts, owner),
+            take_owned(&self.results, owner),
         )
     }
 

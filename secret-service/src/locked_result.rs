@@ -1,0 +1,194 @@
+//! A search while the store is locked: org.freedesktop.Secret.Item at
+//! `/org/freedesktop/secrets/collection/login/locked_<n>`, what `SearchItems` returns in
+//! `locked` instead of nothing (a locked store cannot be searched: its index is keyed by the
+//! master key). So a client asked to unlock what it searched for unlocks it, and is answered
+//! with exactly the items that match once it is open (docs/SECRET-SERVICE.md, "Searching a
+//! locked store"):
+//!
+//! - until then the object is locked: `Locked` true, `Attributes` the ones searched for (the
+//!   client's own; nothing of the store), every read IsLocked;
+//! - `Unlock` of it, and its prompt's `Completed`, answer the matching items' own paths (what
+//!   libsecret's lookup reads next: `secret-tool lookup`, git's helper, `secret_password_lookup`);
+//! - when the store unlocks, by any way, the object becomes the newest matching item, at the
+//!   same path (what libsecret's search and SecretStorage load next), or leaves the bus when
+//!   nothing matches.
+//!
+//! Each belongs to the client that searched, bounded in number like prompts, and goes with the
+//! client or after the prompt timeout.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use zbus::interface;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath};
+
+use crate::backend::{Found, Kind};
+use crate::error::Error;
+use crate::item::{self, Item};
+use crate::paths::{path, RESULT_PREFIX};
+use crate::state::{lock, Secret, State};
+
+#[derive(Debug)]
+pub struct LockedResult {
+    attributes: HashMap<String, String>,
+}
+
+#[interface(name = "org.freedesktop.Secret.Item")]
+impl LockedResult {
+    #[zbus(out_args("Prompt"))]
+    async fn delete(&self) -> Result<OwnedObjectPath, Error> {
+        Err(Error::locked())
+    }
+
+    #[zbus(out_args("secret"))]
+    async fn get_secret(&self, _session: ObjectPath<'_>) -> Result<(Secret,), Error> {
+        Err(Error::locked())
+    }
+
+    async fn set_secret(&self, _secret: Secret) -> Result<(), Error> {
+        Err(Error::locked())
+    }
+
+    #[zbus(property)]
+    async fn locked(&self) -> bool {
+        true
+    }
+
+    #[zbus(property)]
+    async fn attributes(&self) -> HashMap<String, String> {
+        self.attributes.clone()
+    }
+
+    #[zbus(property)]
+    async fn set_attributes(&self, _attrs: HashMap<String, String>) -> zbus::fdo::Result<()> {
+        Err(Error::locked().into())
+    }
+
+    #[zbus(property)]
+    async fn label(&self) -> String {
+        String::new()
+    }
+
+    #[zbus(property)]
+    async fn set_label(&self, _label: String) -> zbus::fdo::Result<()> {
+        Err(Error::locked().into())
+    }
+
+    #[zbus(property)]
+    async fn created(&self) -> u64 {
+        0
+    }
+
+    #[zbus(property)]
+    async fn modified(&self) -> u64 {
+        0
+    }
+}
+
+/// Is `p` a locked search result's path?
+pub(crate) fn is_result(p: &str) -> bool {
+    p.strip_prefix(RESULT_PREFIX)
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A locked result of `owner`'s search for `attributes`, on the bus; its path.
+pub(crate) async fn new_result(
+    st: &Arc<State>,
+    owner: &str,
+    attributes: HashMap<String, String>,
+) -> Result<OwnedObjectPath, Error> {
+    let p = st.add_result(owner, attributes.clone())?;
+    let server = st.conn().object_server();
+    if let Err(e) = server.at(p.as_str(), LockedResult { attributes }).await {
+        lock(&st.results).remove(&p);
+        return Err(e.into());
+    }
+    if !lock(&st.results).contains_key(&p) {
+        let _ = server.remove::<LockedResult, _>(p.as_str()).await;
+    }
+    Ok(path(&p))
+}
+
+/// The store is open: the items matching the results `objects` (all of them, once each),
+/// each result made the newest of its matches (or taken off the bus).
+pub(crate) async fn resolve(st: &Arc<State>, objects: &[OwnedObjectPath]) -> Vec<OwnedObjectPath> {
+    let mut out: Vec<OwnedObjectPath> = Vec::new();
+    for p in objects.iter().filter(|p| is_result(p.as_str())) {
+        for m in resolve_one(st, p.as_str()).await {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+/// Resolve every pending result (the store was unlocked).
+pub(crate) async fn resolve_all(st: &Arc<State>) {
+    let pending: Vec<String> = lock(&st.results)
+        .iter()
+        .filter(|(_, r)| !r.resolved)
+        .map(|(p, _)| p.clone())
+        .collect();
+    for p in pending {
+        resolve_one(st, &p).await;
+    }
+}
+
+async fn resolve_one(st: &Arc<State>, p: &str) -> Vec<OwnedObjectPath> {
+    let Some(attributes) = lock(&st.results).get(p).map(|r| r.attributes.clone()) else {
+        return vec![];
+    };
+    let kind = Kind::Login;
+    let Ok(Found { matches, .. }) = st.backend(kind).search(&attributes) else {
+        return vec![];
+    };
+    item::serve(st, kind, &matches).await;
+    let newest = matches
+        .iter()
+        .filter_map(|id| Some((st.backend(kind).read(id).ok()?.modified, id)))
+        .max()
+        .map(|(_, id)| id.clone());
+    let server = st.conn().object_server();
+    let was_locked = match lock(&st.results).get_mut(p) {
+        Some(r) if !r.resolved => {
+            r.resolved = true;
+            true
+        }
+        Some(_) => false,
+        None => return vec![],
+    };
+    if was_locked {
+        let _ = server.remove::<LockedResult, _>(p).await;
+        if let Some(id) = newest {
+            let _ = server.at(p, Item::new(st.clone(), kind, id)).await;
+        }
+    }
+    matches.iter().map(|id| kind.item_path(id)).collect()
+}
+
+/// Take the results at `paths` off the bus (their client left, or they expired).
+pub(crate) async fn drop_results(st: &Arc<State>, paths: &[String]) {
+    let server = st.conn().object_server();
+    for p in paths {
+        let _ = server.remove::<LockedResult, _>(p.as_str()).await;
+        let _ = server.remove::<Item, _>(p.as_str()).await;
+    }
+}
+
+/// Take the results older than the prompt timeout off the bus.
+pub(crate) async fn expire_results(st: &Arc<State>) {
+    let old: Vec<String> = {
+        let mut results = lock(&st.results);
+        let old: Vec<String> = results
+            .iter()
+            .filter(|(_, r)| r.created.elapsed() >= st.prompt_timeout)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in &old {
+            results.remove(p);
+        }
+        old
+    };
+    drop_results(st, &old).await;
+}
