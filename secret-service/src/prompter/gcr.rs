@@ -263,10 +263,18 @@ impl Dialog for Gcr {
         let public = base64::engine::general_purpose::STANDARD.encode(self.exchange.public());
         let sent = format!("[{PROTOCOL}]\npublic={public}\n");
         let path = ObjectPath::try_from(self.callback.as_str()).map_err(|e| e.to_string())?;
-        self.call(
-            "PerformPrompt",
-            &(path, "password", self.properties(warning), sent.as_str()),
-        )?;
+        // The prompter takes PerformPrompt only once it has our reply to its PromptReady, which
+        // zbus sends after the handler that told us of the call: a PerformPrompt may overtake
+        // it and be refused as "already performing". Asked again shortly, it is taken.
+        let props = self.properties(warning);
+        let mut tries = 0;
+        while let Err(e) = self.call("PerformPrompt", &(&path, "password", &props, sent.as_str())) {
+            tries += 1;
+            if !e.contains("Already performing") || tries >= 50 || self.cancel.is_cancelled() {
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let (reply, exchange) = match self.wait()? {
             Event::Ready { reply, exchange } => (reply, exchange),
             Event::Done => return Ok(Reply::Cancelled),

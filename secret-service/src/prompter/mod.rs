@@ -308,6 +308,7 @@ fn converse(st: &State, caller: &Caller, mut dialog: Box<dyn Dialog>, cancel: &C
                 return Outcome::Unlocked;
             }
             Err(Refused::Wrong) => {
+                log(format!("a wrong password in {name}: asked again"));
                 warning = Some("That did not unlock the store. Try again.".into());
             }
             Err(Refused::Failed(e)) => {

@@ -33,3 +33,104 @@ def test_gcr_prompter_right_password_unlocks_and_the_lookup_gets_its_secret(desk
     assert b"PromptReady" in seen and b"sx-aes-1" in seen, "the monitor saw the prompt"
     assert PASSWORD.encode() not in seen, "the password crossed the bus in clear"
     assert "unlocked the store through the system prompt" in d.daemon_log()
+
+
+def test_gcr_prompter_wrong_then_right_password(desk):
+    d = desk(KEYRINGRS_PROMPTER="gcr")
+    p = d.lookup()
+    w = d.window()
+    d.type_into(w, "not-the-password")
+    wait_for("the wrong password noticed", lambda: "a wrong password in" in d.daemon_log())
+    # The same dialog asks again, with the warning.
+    time.sleep(1)
+    d.screenshot("gcr-prompter-wrong-password")
+    assert d.locked()
+    d.type_into(d.window(), PASSWORD)
+    rc, out, err = finish(p)
+    assert (rc, out) == (0, SECRET), err
+
+
+def test_gcr_prompter_cancel_dismisses_and_the_store_stays_locked(desk):
+    d = desk(KEYRINGRS_PROMPTER="gcr")
+    p = d.lookup()
+    w = d.window()
+    d.xdotool("windowfocus", "--sync", w, check=False)
+    d.key("Escape")
+    rc, out, err = finish(p)
+    assert out == "" and rc != 0, (rc, out, err)
+    assert d.locked()
+    assert "the unlock was cancelled in the system prompt" in d.daemon_log()
+
+
+# --- pinentry on the display ---------------------------------------------------------------
+
+def pinentry_desk(desk, program):
+    return desk(KEYRINGRS_PROMPTER="pinentry", KEYRINGRS_PINENTRY=program)
+
+
+def test_pinentry_gtk2_right_password(desk):
+    d = pinentry_desk(desk, "/usr/bin/pinentry-gtk-2")
+    p = d.lookup()
+    w = d.window()
+    time.sleep(0.5)
+    d.screenshot("pinentry-gtk-2")
+    d.type_into(w, PASSWORD)
+    rc, out, err = finish(p)
+    assert (rc, out) == (0, SECRET), err
+    assert "unlocked the store through pinentry (/usr/bin/pinentry-gtk-2)" in d.daemon_log()
+
+
+def test_pinentry_gtk2_wrong_then_right_and_nothing_cached(desk):
+    d = pinentry_desk(desk, "/usr/bin/pinentry-gtk-2")
+    p = d.lookup()
+    d.type_into(d.window(), "not-the-password")
+    wait_for("the wrong password noticed", lambda: "a wrong password in" in d.daemon_log())
+    time.sleep(1)
+    d.screenshot("pinentry-gtk-2-wrong-password")
+    assert d.locked()
+    d.type_into(d.window(), PASSWORD)
+    rc, out, err = finish(p)
+    assert (rc, out) == (0, SECRET), err
+    # pinentry's own cache is never offered: nothing was stored beside the one secret.
+    assert d.cli("list").stdout.decode().splitlines() == ["app\talice"]
+
+
+def test_pinentry_gtk2_cancel(desk):
+    d = pinentry_desk(desk, "/usr/bin/pinentry-gtk-2")
+    p = d.lookup()
+    w = d.window()
+    d.xdotool("windowfocus", "--sync", w, check=False)
+    d.key("Escape")
+    rc, out, err = finish(p)
+    assert out == "" and rc != 0
+    assert d.locked()
+    assert "the unlock was cancelled in pinentry" in d.daemon_log()
+
+
+def test_pinentry_gnome3_right_password(desk):
+    # pinentry-gnome3 shows its dialog through the same system prompter (gcr) on the bus.
+    d = pinentry_desk(desk, "/usr/bin/pinentry-gnome3")
+    p = d.lookup()
+    w = d.window("")
+    time.sleep(1)
+    d.screenshot("pinentry-gnome3")
+    d.type_into(w, PASSWORD)
+    rc, out, err = finish(p)
+    assert (rc, out) == (0, SECRET), err
+    assert d.cli("list").stdout.decode().splitlines() == ["app\talice"]
+
+
+# --- no dialog -----------------------------------------------------------------------------
+
+def test_no_dialog_at_all_dismisses_at_once_with_the_reason_logged(desk):
+    d = desk(bus_display=False)
+    t = time.time()
+    p = d.lookup(on_display=False)
+    rc, out, err = finish(p, timeout=20)
+    took = time.time() - t
+    assert out == "" and rc != 0
+    assert took < 5, took
+    assert d.locked()
+    log = d.daemon_log()
+    assert "no dialog could ask for the password" in log
+    assert "askpass: no $KEYRINGRS_ASKPASS is set" in log
