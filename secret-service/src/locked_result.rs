@@ -7,11 +7,13 @@
 //!
 //! - until then the object is locked: `Locked` true, `Attributes` the ones searched for (the
 //!   client's own; nothing of the store), every read IsLocked;
-//! - `Unlock` of it, and its prompt's `Completed`, answer the matching items' own paths (what
-//!   libsecret's lookup reads next: `secret-tool lookup`, git's helper, `secret_password_lookup`);
 //! - when the store unlocks, by any way, the object becomes the newest matching item, at the
-//!   same path (what libsecret's search and SecretStorage load next), or leaves the bus when
-//!   nothing matches.
+//!   same path (what libsecret's search and SecretStorage read next), or leaves the bus when
+//!   nothing matches;
+//! - `Unlock` of it, and its prompt's `Completed`, answer its path (when it became an item)
+//!   and then every matching item's own path: libsecret's lookup (`secret-tool lookup`, git's
+//!   helper, `secret_password_lookup`) reads the first, libsecret's search (Chromium) reads
+//!   the objects it loaded that the answer names; `GetSecrets` takes its path too.
 //!
 //! Each belongs to the client that searched, bounded in number like prompts, and goes with the
 //! client or after the prompt timeout.
@@ -25,6 +27,7 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 use crate::backend::{Found, Kind};
 use crate::error::Error;
 use crate::item::{self, Item};
+use crate::signals;
 use crate::paths::{path, RESULT_PREFIX};
 use crate::state::{lock, Secret, State};
 
@@ -149,6 +152,7 @@ async fn resolve_one(st: &Arc<State>, p: &str) -> Vec<OwnedObjectPath> {
         .filter_map(|id| Some((st.backend(kind).read(id).ok()?.modified, id)))
         .max()
         .map(|(_, id)| id.clone());
+    let newest_data = newest.as_ref().and_then(|id| st.backend(kind).read(id).ok());
     let server = st.conn().object_server();
     let was_locked = match lock(&st.results).get_mut(p) {
         Some(r) if !r.resolved => {
@@ -160,11 +164,27 @@ async fn resolve_one(st: &Arc<State>, p: &str) -> Vec<OwnedObjectPath> {
     };
     if was_locked {
         let _ = server.remove::<LockedResult, _>(p).await;
-        if let Some(id) = newest {
-            let _ = server.at(p, Item::new(st.clone(), kind, id)).await;
+        if let (Some(id), Some(data)) = (&newest, &newest_data) {
+            let _ = server.at(p, Item::new(st.clone(), kind, id.clone())).await;
+            signals::item_became(st.conn(), p, data).await;
+        }
+        if let Some(r) = lock(&st.results).get_mut(p) {
+            r.target = newest;
         }
     }
-    matches.iter().map(|id| kind.item_path(id)).collect()
+    // The result itself first (the newest match now: libsecret unlocks the objects it loaded
+    // and reads those the answer names), then every match at its own path.
+    let target = lock(&st.results).get(p).and_then(|r| r.target.clone());
+    target
+        .map(|_| path(p))
+        .into_iter()
+        .chain(matches.iter().map(|id| kind.item_path(id)))
+        .collect()
+}
+
+/// The item the result at `p` became (the store was opened since), if it is one.
+pub(crate) fn target(st: &State, p: &str) -> Option<String> {
+    lock(&st.results).get(p).and_then(|r| r.target.clone())
 }
 
 /// Take the results at `paths` off the bus (their client left, or they expired).

@@ -30,7 +30,7 @@ use crate::backend::{Backend, Kind, Miss};
 use crate::crypto::{self, SessionKey};
 use crate::error::Error;
 use crate::item::{answer, known_objects, refresh_lock_state, search, served_id};
-use crate::locked_result::{new_result, resolve};
+use crate::locked_result::{self, new_result, resolve};
 use crate::paths::{path, root};
 use crate::prompt::new_prompt;
 use crate::session::SessionObject;
@@ -216,7 +216,9 @@ impl Service {
         answer(&self.st, self.st.login.check_open())?;
         for p in items {
             // Unknown paths are skipped, as other providers do.
-            let Some(id) = served_id(&self.st, Kind::Login, p.as_str()) else {
+            let id = served_id(&self.st, Kind::Login, p.as_str())
+                .or_else(|| locked_result::target(&self.st, p.as_str()));
+            let Some(id) = id else {
                 continue;
             };
             match self.st.login.read(&id) {

@@ -16,11 +16,12 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::Value;
 use zbus::Connection;
 
-use crate::backend::Kind;
+use crate::backend::{ItemData, Kind};
 use crate::paths::SERVICE_PATH;
 
 pub(crate) const COLLECTION_IFACE: &str = "org.freedesktop.Secret.Collection";
 pub(crate) const SERVICE_IFACE: &str = "org.freedesktop.Secret.Service";
+pub(crate) const ITEM_IFACE: &str = "org.freedesktop.Secret.Item";
 
 /// What happened to an item (the collection's signal).
 #[derive(Debug, Clone, Copy)]
@@ -62,10 +63,20 @@ async fn properties_changed(
     changed: HashMap<&str, Value<'_>>,
     invalidated: &[&str],
 ) {
+    properties_changed_of(conn, at, COLLECTION_IFACE, changed, invalidated).await;
+}
+
+async fn properties_changed_of(
+    conn: &Connection,
+    at: &str,
+    iface: &'static str,
+    changed: HashMap<&str, Value<'_>>,
+    invalidated: &[&str],
+) {
     if let Ok(em) = SignalEmitter::new(conn, at) {
         let _ = Properties::properties_changed(
             &em,
-            InterfaceName::from_static_str_unchecked(COLLECTION_IFACE),
+            InterfaceName::from_static_str_unchecked(iface),
             changed,
             Cow::Borrowed(invalidated),
         )
@@ -89,6 +100,20 @@ pub(crate) async fn items_changed(conn: &Connection, kind: Kind) {
 pub(crate) async fn locked_changed(conn: &Connection, at: &str, locked: bool) {
     let changed = HashMap::from([("Locked", Value::from(locked))]);
     properties_changed(conn, at, changed, &[]).await;
+}
+
+/// The object at `at` is now the item `data` (a locked search's result became it): each of its
+/// properties changed, so that a client holding it reads them anew.
+pub(crate) async fn item_became(conn: &Connection, at: &str, data: &ItemData) {
+    let attributes: HashMap<String, String> = data.attributes.clone().into_iter().collect();
+    let changed = HashMap::from([
+        ("Locked", Value::from(false)),
+        ("Attributes", Value::from(attributes)),
+        ("Label", Value::from(data.label.as_str())),
+        ("Created", Value::from(data.created)),
+        ("Modified", Value::from(data.modified)),
+    ]);
+    properties_changed_of(conn, at, ITEM_IFACE, changed, &[]).await;
 }
 
 /// The Service's CollectionChanged for `kind`'s collection.

@@ -142,6 +142,8 @@ pub(crate) struct ResultInfo {
     pub attributes: HashMap<String, String>,
     /// The store was open since: the object is the newest match now (or gone).
     pub resolved: bool,
+    /// The item it became then.
+    pub target: Option<String>,
 }
 
 impl Owned for ResultInfo {
@@ -382,6 +384,7 @@ impl State {
                 created: Instant::now(),
                 attributes,
                 resolved: false,
+                target: None,
             },
         );
         Ok(p)

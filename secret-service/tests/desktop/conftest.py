@@ -105,6 +105,16 @@ class Desk:
         wait_for("the daemon on the bus", lambda: b"serving" in self.log.read_bytes())
         self.procs = []
 
+    def restart_daemon(self, **daemon_env):
+        """The daemon again, with `daemon_env`."""
+        self.daemon.terminate()
+        self.daemon.wait()
+        starts = self.daemon_log().count("serving")
+        self.daemon = subprocess.Popen([str(DAEMON)], env=dict(self.base, **daemon_env),
+                                       stdin=subprocess.DEVNULL, stdout=self.log_file,
+                                       stderr=self.log_file)
+        wait_for("the daemon on the bus", lambda: self.daemon_log().count("serving") > starts)
+
     def cli(self, *args, input=b"", check=True):
         return subprocess.run([str(KEYRINGRS), *args], input=input, env=self.base,
                               capture_output=True, check=check)

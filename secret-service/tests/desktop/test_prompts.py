@@ -134,3 +134,99 @@ def test_no_dialog_at_all_dismisses_at_once_with_the_reason_logged(desk):
     log = d.daemon_log()
     assert "no dialog could ask for the password" in log
     assert "askpass: no $KEYRINGRS_ASKPASS is set" in log
+
+
+# --- a terminal caller: pinentry on its own terminal (tmux) ---------------------------------
+
+class Tmux:
+    """A terminal of its own (a tmux server on a private socket) running `argv`."""
+
+    def __init__(self, d, argv, name):
+        self.sock = str(d.tmp / "tmux.sock")
+        self.d = d
+        self.name = name
+        env = dict(d.base, TERM="xterm-256color")
+        self.env = env
+        inner = " ".join(argv) + f" > {d.tmp}/out.txt 2> {d.tmp}/err.txt; echo $? > {d.tmp}/rc.txt"
+        subprocess.run(["tmux", "-S", self.sock, "-f", "/dev/null", "new-session", "-d", "-x", "100",
+                        "-y", "30", "sh", "-c", inner + "; sleep 600"], env=env, check=True)
+
+    def screen(self):
+        return subprocess.run(["tmux", "-S", self.sock, "capture-pane", "-p"], env=self.env,
+                              capture_output=True, text=True).stdout
+
+    def keys(self, *keys):
+        subprocess.run(["tmux", "-S", self.sock, "send-keys", *keys], env=self.env, check=True)
+
+    def type(self, text):
+        # -l: literally, not as key names.
+        self.keys("-l", text)
+        self.keys("Enter")
+
+    def wait_screen(self, text, timeout=30):
+        return wait_for(f"{text!r} on the terminal", lambda: text in self.screen(), timeout)
+
+    def result(self, timeout=60):
+        rc = wait_for("the command's end", lambda: (self.d.tmp / "rc.txt").exists()
+                      and (self.d.tmp / "rc.txt").read_text().strip(), timeout)
+        return int(rc), (self.d.tmp / "out.txt").read_text()
+
+    def save(self):
+        from conftest import OUT
+        (OUT / f"{self.name}.txt").write_text(self.screen())
+
+    def close(self):
+        subprocess.run(["tmux", "-S", self.sock, "kill-server"], env=self.env, check=False)
+
+
+LOOKUP = ["secret-tool", "lookup", "service", "app", "username", "alice"]
+
+
+def terminal_case(desk, program, name, answers):
+    d = desk(bus_display=False, KEYRINGRS_PROMPTER="pinentry", KEYRINGRS_PINENTRY=program)
+    t = Tmux(d, LOOKUP, name)
+    try:
+        for i, answer in enumerate(answers):
+            t.wait_screen("Password", timeout=30)
+            time.sleep(0.3)
+            if i == 0:
+                t.save()
+            if answer is None:
+                # To the Cancel button (past OK) and press it, as a person would.
+                t.keys("Tab")
+                t.keys("Tab")
+                time.sleep(0.3)
+                t.keys("Enter")
+                break
+            t.type(answer)
+            if i + 1 < len(answers):
+                wait_for("the wrong password noticed",
+                         lambda: "a wrong password in" in d.daemon_log())
+                time.sleep(0.5)
+        return d, t.result()
+    finally:
+        t.close()
+
+
+def test_pinentry_tty_on_the_callers_terminal(desk):
+    d, (rc, out) = terminal_case(desk, "/usr/bin/pinentry-tty", "pinentry-tty", [PASSWORD])
+    assert (rc, out) == (0, SECRET)
+    assert "unlocked the store through pinentry (/usr/bin/pinentry-tty)" in d.daemon_log()
+
+
+def test_pinentry_tty_wrong_then_right(desk):
+    d, (rc, out) = terminal_case(desk, "/usr/bin/pinentry-tty", "pinentry-tty-wrong",
+                                 ["not-the-password", PASSWORD])
+    assert (rc, out) == (0, SECRET)
+
+
+def test_pinentry_curses_on_the_callers_terminal(desk):
+    d, (rc, out) = terminal_case(desk, "/usr/bin/pinentry-curses", "pinentry-curses", [PASSWORD])
+    assert (rc, out) == (0, SECRET)
+
+
+def test_pinentry_curses_cancel(desk):
+    d, (rc, out) = terminal_case(desk, "/usr/bin/pinentry-curses", "pinentry-curses-cancel",
+                                 [None])
+    assert out == "" and rc != 0
+    assert d.locked()
