@@ -37,6 +37,12 @@ TEST_PACKAGES  += dbus-x11 gnome-keyring python3-dbus
 # that the package never starts (or enables) the machine's own sshd.
 SSHD_TEST_PACKAGES = openssh-server sshpass
 TEST_PACKAGES  += $(SSHD_TEST_PACKAGES)
+# The unlock prompt's desktop tests (secret-service/tests/desktop): an X server, the real dialogs
+# (gcr's gcr-prompter, pinentry-gtk-2, -gnome3, -tty, -curses), xdotool and tmux to type into
+# them, xwd and netpbm for their screenshots, libsecret's GObject API for Chromium's calls.
+PROMPT_TEST_PACKAGES = xvfb xauth xdotool x11-apps netpbm gcr pinentry-gtk2 pinentry-gnome3 \
+                       pinentry-tty pinentry-curses tmux gir1.2-secret-1 python3-gi
+TEST_PACKAGES  += $(PROMPT_TEST_PACKAGES)
 # tests/network_home.rs mounts one store twice with sshfs (FUSE) through that sshd: a network home.
 TEST_PACKAGES  += sshfs
 # `make dry-run-test` watches `make -n` with strace: a dry run must start nothing.
@@ -64,7 +70,7 @@ define pkgconfig
 endef
 
 .PHONY: all build deps test-deps install test dry-run-test stress vm-deps vm-check vm-test lint unit-tests format-check bench-deps bench bench-quick \
-        secret-service-tests python-tests py-package capi-header capi-header-check c-example
+        secret-service-tests prompt-tests python-tests py-package capi-header capi-header-check c-example
 
 all: build
 
@@ -162,6 +168,14 @@ secret-service-tests: test-deps $(SS_VENV)/bin/pytest
 	  $(SS_VENV)/bin/pytest -v -p no:cacheprovider secret-service/tests/python
 	KEYRINGRS_REQUIRE_DBUS=1 $(CARGO) test --locked -p keyringrs-secret-service --test secret_service \
 	  load_8_clients -- --nocapture
+
+# The unlock prompt through each real dialog under Xvfb and in tmux, typed into as a person
+# would; screenshots and daemon logs in $(TARGET)/desktop (docs/TESTING.md).
+prompt-tests: test-deps $(SS_VENV)/bin/pytest
+	$(CARGO) build --locked -p keyringrs-cli -p keyringrs-secret-service
+	KEYRINGRS_TARGET=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug KEYRINGRS_DESKTOP_OUT=$(TARGET)/desktop \
+	  keyctl session - \
+	  $(SS_VENV)/bin/pytest -v -p no:cacheprovider secret-service/tests/desktop
 
 # The upstream Secret Service test suites, unmodified, from their sdists (cached in $(UPSTREAM)):
 # SecretStorage's tests/ and python-keyring's tests/backends/test_SecretService.py, against
@@ -281,4 +295,4 @@ dry-run-test: test-deps
 	packaging/tests/dry-run-test.sh $(CURDIR) test install uninstall deb stress
 
 test: test-deps dry-run-test upstream-secret-service-tests lint capi-header-check c-example unit-tests python-tests format-check bench-quick secret-service-tests \
-      package-tests vm-test
+      prompt-tests package-tests vm-test

@@ -161,7 +161,10 @@ impl SessionKey {
     pub fn server_dh(client_public: &[u8]) -> Result<(Vec<u8>, SessionKey), CryptoError> {
         let pair = KeyPair::generate(MODP_1024);
         let key = pair.agree(client_public)?;
-        Ok((to_padded(&pair.public, MODP_1024).to_vec(), SessionKey(Some(key))))
+        Ok((
+            to_padded(&pair.public, MODP_1024).to_vec(),
+            SessionKey(Some(key)),
+        ))
     }
 
     /// (parameters, value) for a secret sent through this session.
@@ -306,8 +309,26 @@ mod tests {
     }
 
     #[test]
+    fn both_sides_of_the_secret_exchange_agree_in_the_1536_bit_group() {
+        let mut ours = Exchange::new();
+        let mut theirs = Exchange::new();
+        assert!(ours.public().len() <= 192 && ours.public().len() > 150);
+        ours.agree(&theirs.public()).unwrap();
+        theirs.agree(&ours.public()).unwrap();
+        let (iv, ct) = theirs.key().unwrap().encrypt(b"typed password");
+        assert_eq!(
+            &*ours.key().unwrap().decrypt(&iv, &ct).unwrap(),
+            b"typed password"
+        );
+        assert!(
+            Exchange::new().agree(&[1]).is_err(),
+            "a degenerate public key"
+        );
+    }
+
+    #[test]
     fn degenerate_public_keys_are_refused() {
-        let p = prime();
+        let p = MODP_1024.prime();
         for bad in [
             vec![],
             vec![0],

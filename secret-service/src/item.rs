@@ -301,6 +301,7 @@ pub(crate) fn refresh_soon(st: &Arc<State>) {
 /// Take every store item object off the bus (the store is locked): no ItemDeleted, the items
 /// are not deleted; they come back at the same paths on unlock.
 async fn hide_items(st: &Arc<State>) {
+    locked_result::drop_resolved(st).await;
     let _registry = st.registry.lock().await;
     let names: Vec<String> = lock(st.served(Kind::Login)).drain().collect();
     if names.is_empty() {

@@ -16,7 +16,7 @@
 //!   the objects it loaded that the answer names; `GetSecrets` takes its path too.
 //!
 //! Each belongs to the client that searched, bounded in number like prompts, and goes with the
-//! client or after the prompt timeout.
+//! client, after the prompt timeout, or (once it became an item) when the store locks again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,8 +27,8 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 use crate::backend::{Found, Kind};
 use crate::error::Error;
 use crate::item::{self, Item};
-use crate::signals;
 use crate::paths::{path, RESULT_PREFIX};
+use crate::signals;
 use crate::state::{lock, Secret, State};
 
 #[derive(Debug)]
@@ -152,7 +152,9 @@ async fn resolve_one(st: &Arc<State>, p: &str) -> Vec<OwnedObjectPath> {
         .filter_map(|id| Some((st.backend(kind).read(id).ok()?.modified, id)))
         .max()
         .map(|(_, id)| id.clone());
-    let newest_data = newest.as_ref().and_then(|id| st.backend(kind).read(id).ok());
+    let newest_data = newest
+        .as_ref()
+        .and_then(|id| st.backend(kind).read(id).ok());
     let server = st.conn().object_server();
     let was_locked = match lock(&st.results).get_mut(p) {
         Some(r) if !r.resolved => {
@@ -194,6 +196,24 @@ pub(crate) async fn drop_results(st: &Arc<State>, paths: &[String]) {
         let _ = server.remove::<LockedResult, _>(p.as_str()).await;
         let _ = server.remove::<Item, _>(p.as_str()).await;
     }
+}
+
+/// The store is locked again: the results that became items go (their items leave the bus
+/// as every item does).
+pub(crate) async fn drop_resolved(st: &Arc<State>) {
+    let resolved: Vec<String> = {
+        let mut results = lock(&st.results);
+        let resolved: Vec<String> = results
+            .iter()
+            .filter(|(_, r)| r.resolved)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in &resolved {
+            results.remove(p);
+        }
+        resolved
+    };
+    drop_results(st, &resolved).await;
 }
 
 /// Take the results older than the prompt timeout off the bus.

@@ -34,7 +34,23 @@ fn lock_makes_the_collection_locked_and_secrets_refused_unlock_brings_them_back(
     );
     expect_error(c.get_secrets(std::slice::from_ref(&item), &s.0), IS_LOCKED);
     expect_error(c.create(&s, &keyed("L", "w"), "l", b"v", true), IS_LOCKED);
-    assert!(c.search(&attrs(&[("service", "L")])).is_empty());
+    // A search finds nothing unlocked, and one locked result: locked, holding only the
+    // attributes searched for, every read refused IsLocked.
+    let (unlocked, locked) = c.search_both(&attrs(&[("service", "L")]));
+    assert!(unlocked.is_empty());
+    assert_eq!(locked.len(), 1, "{locked:?}");
+    assert!(locked[0].as_str().starts_with(LOCKED_RESULT_PREFIX));
+    assert!(c.get::<bool>(locked[0].as_str(), I_ITEM, "Locked").unwrap());
+    assert_eq!(
+        c.get::<std::collections::HashMap<String, String>>(
+            locked[0].as_str(),
+            I_ITEM,
+            "Attributes"
+        )
+        .unwrap(),
+        attrs(&[("service", "L")])
+    );
+    expect_error(c.get_secret(locked[0].as_str(), &s), IS_LOCKED);
     assert!(
         c.items(COLLECTION).is_empty(),
         "nothing is listed while locked"
@@ -153,11 +169,12 @@ fn item_objects_leave_the_bus_while_the_store_is_locked() {
     assert!(hidden, "item objects stayed on the bus while locked");
     assert_eq!(children(&c), 0, "{}", c.introspect(COLLECTION));
     assert!(c.items(COLLECTION).is_empty());
-    assert!(c.search(&attrs(&[("service", "hidden")])).is_empty());
+    let (unlocked, locked) = c.search_both(&attrs(&[("service", "hidden")]));
+    assert!(unlocked.is_empty() && locked.len() == 1, "{locked:?}");
     expect_error(c.get_secret(items[0].as_str(), &s), UNKNOWN_OBJECT);
     expect_error(c.get_secrets(&items, &s.0), IS_LOCKED);
 
-    // Unlocked: back at the same paths.
+    // Unlocked: back at the same paths, and the locked search's result is the newest of them.
     env.unlock_store();
     assert!(wait_until(Duration::from_secs(4), || items
         .iter()
@@ -168,9 +185,15 @@ fn item_objects_leave_the_bus_while_the_store_is_locked() {
             format!("v{i}").as_bytes()
         );
     }
-    assert_eq!(children(&c), 3);
+    assert_eq!(children(&c), 4, "{}", c.introspect(COLLECTION));
+    // (Written within one second: any of them is the newest.)
+    let newest = c.get_secret(locked[0].as_str(), &s).unwrap();
+    assert!(
+        [&b"v0"[..], b"v1", b"v2"].contains(&&newest[..]),
+        "{newest:?}"
+    );
 
-    // Service.Lock takes them off before it answers.
+    // Service.Lock takes them off before it answers (the result too).
     assert_eq!(c.lock(), vec![op(COLLECTION)]);
     assert_eq!(children(&c), 0, "{}", c.introspect(COLLECTION));
 

@@ -123,7 +123,12 @@ pub fn register(key: &StoreKey, session: KeySerial, kind: &str) -> Result<()> {
 /// Record the login whose opener is `opener` as a holder of `store`, by its opener alone (the
 /// caller cannot name its session keyring); dead holders are pruned first.
 pub fn register_opener(key: &StoreKey, opener: &Process, kind: &str) -> Result<()> {
-    add_record(key, &format!("holder:pid:{}", opener.pid), kind, Some(opener))
+    add_record(
+        key,
+        &format!("holder:pid:{}", opener.pid),
+        kind,
+        Some(opener),
+    )
 }
 
 fn add_record(key: &StoreKey, name: &str, kind: &str, opener: Option<&Process>) -> Result<()> {

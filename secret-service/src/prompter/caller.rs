@@ -111,8 +111,8 @@ fn terminal(pid: u32) -> Option<PathBuf> {
     (0..3).find_map(|fd| {
         let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
         let s = target.to_str()?;
-        let tty = s.starts_with("/dev/pts/")
-            || (s.starts_with("/dev/tty") && s.len() > "/dev/tty".len());
+        let tty =
+            s.starts_with("/dev/pts/") || (s.starts_with("/dev/tty") && s.len() > "/dev/tty".len());
         tty.then_some(target)
     })
 }
@@ -140,8 +140,18 @@ async fn logind_login(pid: u32) -> Option<Login> {
         .await
         .ok()?;
     let iface = zbus::names::InterfaceName::try_from("org.freedesktop.login1.Session").ok()?;
-    let leader: u32 = props.get(iface.clone(), "Leader").await.ok()?.try_into().ok()?;
-    let kind: String = props.get(iface.clone(), "Type").await.ok()?.try_into().ok()?;
+    let leader: u32 = props
+        .get(iface.clone(), "Leader")
+        .await
+        .ok()?
+        .try_into()
+        .ok()?;
+    let kind: String = props
+        .get(iface.clone(), "Type")
+        .await
+        .ok()?
+        .try_into()
+        .ok()?;
     let id: String = props.get(iface, "Id").await.ok()?.try_into().ok()?;
     let opener = process::of(i32::try_from(leader).ok()?)?;
     Some(Login {

@@ -43,7 +43,10 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug)]
 enum Event {
-    Ready { reply: String, exchange: Zeroizing<String> },
+    Ready {
+        reply: String,
+        exchange: Zeroizing<String>,
+    },
     Done,
 }
 
@@ -54,7 +57,7 @@ struct Callback {
 }
 
 impl Callback {
-    fn from_prompter(&self, hdr: &Header<'_>) -> bool {
+    fn sent_by_prompter(&self, hdr: &Header<'_>) -> bool {
         let sender = hdr.sender().map(|s| s.to_string());
         let expected = self.prompter.lock().unwrap_or_else(|p| p.into_inner());
         expected.is_some() && *expected == sender
@@ -70,7 +73,7 @@ impl Callback {
         exchange: String,
         #[zbus(header)] hdr: Header<'_>,
     ) -> zbus::fdo::Result<()> {
-        if !self.from_prompter(&hdr) {
+        if !self.sent_by_prompter(&hdr) {
             return Err(zbus::fdo::Error::AccessDenied(
                 "only the system prompter may answer this prompt".into(),
             ));
@@ -82,7 +85,7 @@ impl Callback {
     }
 
     async fn prompt_done(&self, #[zbus(header)] hdr: Header<'_>) -> zbus::fdo::Result<()> {
-        if self.from_prompter(&hdr) {
+        if self.sent_by_prompter(&hdr) {
             let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
             let _ = tx.send(Event::Done);
         }
@@ -146,7 +149,10 @@ impl Gcr {
         texts: &Texts,
         cancel: Arc<Cancel>,
     ) -> Result<Gcr, String> {
-        let callback = format!("/org/keyringrs/Prompt/c{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let callback = format!(
+            "/org/keyringrs/Prompt/c{}",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let (tx, rx) = channel();
         let prompter = Arc::new(Mutex::new(None));
         let object = Callback {
@@ -169,7 +175,9 @@ impl Gcr {
             )
             .await
             .map_err(|e| format!("cannot start {BUS_NAME}: {e}"))?;
-            let dbus = zbus::fdo::DBusProxy::new(&conn).await.map_err(|e| e.to_string())?;
+            let dbus = zbus::fdo::DBusProxy::new(&conn)
+                .await
+                .map_err(|e| e.to_string())?;
             let name = zbus::names::BusName::try_from(BUS_NAME).map_err(|e| e.to_string())?;
             dbus.get_name_owner(name)
                 .await
@@ -207,13 +215,10 @@ impl Gcr {
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
         self.rt
-            .block_on(self.conn.call_method(
-                Some(BUS_NAME),
-                PATH,
-                Some(INTERFACE),
-                method,
-                body,
-            ))
+            .block_on(
+                self.conn
+                    .call_method(Some(BUS_NAME), PATH, Some(INTERFACE), method, body),
+            )
             .map(drop)
             .map_err(|e| format!("{BUS_NAME} {method}: {e}"))
     }
@@ -320,7 +325,13 @@ mod tests {
         assert_eq!(&field(t, "secret").unwrap()[..], &[4, 5]);
         assert_eq!(&field(t, "iv").unwrap()[..], &[6]);
         assert!(field(t, "nothing").is_none());
-        assert!(field("[sx-aes-2]\npublic=AQID\n", "public").is_none(), "another protocol");
-        assert!(field("[sx-aes-1]\npublic=***\n", "public").is_none(), "not base64");
+        assert!(
+            field("[sx-aes-2]\npublic=AQID\n", "public").is_none(),
+            "another protocol"
+        );
+        assert!(
+            field("[sx-aes-1]\npublic=***\n", "public").is_none(),
+            "not base64"
+        );
     }
 }

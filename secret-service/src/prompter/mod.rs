@@ -162,7 +162,12 @@ impl Choice {
 fn own_display() -> Vec<(String, String)> {
     caller::DISPLAY_VARS
         .iter()
-        .filter_map(|k| Some((k.to_string(), std::env::var(k).ok().filter(|v| !v.is_empty())?)))
+        .filter_map(|k| {
+            Some((
+                k.to_string(),
+                std::env::var(k).ok().filter(|v| !v.is_empty())?,
+            ))
+        })
         .collect()
 }
 
@@ -183,7 +188,10 @@ fn plan(caller: &mut Caller, gcr: bool) -> Vec<Choice> {
         plan.push(Choice::PinentryTerminal);
     }
     plan.push(Choice::Askpass);
-    match std::env::var("KEYRINGRS_PROMPTER").ok().filter(|v| !v.is_empty()) {
+    match std::env::var("KEYRINGRS_PROMPTER")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
         Some(only) => plan.into_iter().filter(|c| c.word() == only).collect(),
         None => plan,
     }
@@ -228,7 +236,12 @@ fn open(
 ) -> Result<Box<dyn Dialog>, String> {
     let env: Vec<(String, String)> = caller.env.clone().into_iter().collect();
     Ok(match choice {
-        Choice::Gcr => Box::new(gcr::Gcr::start(st.conn(), rt.clone(), texts, cancel.clone())?),
+        Choice::Gcr => Box::new(gcr::Gcr::start(
+            st.conn(),
+            rt.clone(),
+            texts,
+            cancel.clone(),
+        )?),
         Choice::PinentryDisplay => {
             let mut p =
                 pinentry::Pinentry::start(&pinentry::Target::Display(&caller.env), cancel.clone())?;
@@ -312,7 +325,9 @@ fn converse(st: &State, caller: &Caller, mut dialog: Box<dyn Dialog>, cancel: &C
                 warning = Some("That did not unlock the store. Try again.".into());
             }
             Err(Refused::Failed(e)) => {
-                log(format!("unlocking through {name}: {e}; the prompt is dismissed"));
+                log(format!(
+                    "unlocking through {name}: {e}; the prompt is dismissed"
+                ));
                 return Outcome::Dismissed;
             }
         }
@@ -341,7 +356,10 @@ impl From<libkeyring::Error> for Refused {
 
 /// Unlock with `answer` (a password, else a recovery key); where the key went, for the log.
 fn unlock_with(st: &State, caller: &Caller, answer: &[u8]) -> Result<String, Refused> {
-    let store = st.login.store().map_err(|e| Refused::Failed(e.to_string()))?;
+    let store = st
+        .login
+        .store()
+        .map_err(|e| Refused::Failed(e.to_string()))?;
     let scope = match std::env::var("KEYRINGRS_SCOPE").as_deref() {
         Ok("session") => Scope::Session,
         _ => Scope::User,
@@ -369,6 +387,8 @@ fn unlock_with(st: &State, caller: &Caller, answer: &[u8]) -> Result<String, Ref
             holders::register_opener(store.kernel_key(), &login.opener, login.kind)?;
             Ok(format!(", held by {}", login.source))
         }
-        None => Ok(" (no login of the caller found: it stays unlocked until `keyringrs lock`)".into()),
+        None => {
+            Ok(" (no login of the caller found: it stays unlocked until `keyringrs lock`)".into())
+        }
     }
 }

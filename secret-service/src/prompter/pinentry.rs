@@ -169,7 +169,8 @@ impl Pinentry {
             stdout: BufReader::new(stdout),
             cancel,
         };
-        p.expect_ok().map_err(|e| format!("{}: {e}", p.program.display()))?;
+        p.expect_ok()
+            .map_err(|e| format!("{}: {e}", p.program.display()))?;
         Ok(p)
     }
 
@@ -253,7 +254,9 @@ impl Dialog for Pinentry {
             match parse(&line) {
                 Line::Ok => return Ok(Reply::Secret(pin)),
                 Line::Data(d) => decode_into(d, &mut pin)?,
-                Line::Err(code, _) if matches!(code & 0xffff, GPG_ERR_CANCELED | GPG_ERR_TIMEOUT) => {
+                Line::Err(code, _)
+                    if matches!(code & 0xffff, GPG_ERR_CANCELED | GPG_ERR_TIMEOUT) =>
+                {
                     return Ok(Reply::Cancelled)
                 }
                 Line::Err(code, text) => return Err(format!("pinentry: ERR {code} {text}")),
@@ -293,7 +296,10 @@ mod tests {
         );
         assert_eq!(83886179 & 0xffff, GPG_ERR_CANCELED);
         assert_eq!(parse(b"D a%25b"), Line::Data(b"a%25b"));
-        assert_eq!(parse(b"S PASSWORD_FROM_CACHE"), Line::Other(b"S PASSWORD_FROM_CACHE"));
+        assert_eq!(
+            parse(b"S PASSWORD_FROM_CACHE"),
+            Line::Other(b"S PASSWORD_FROM_CACHE")
+        );
         let mut pin = Zeroizing::new(vec![]);
         decode_into(b"a%25b%0Ac", &mut pin).unwrap();
         assert_eq!(&pin[..], b"a%b\nc");

@@ -21,6 +21,8 @@ pub const I_COLLECTION: &str = "org.freedesktop.Secret.Collection";
 pub const I_ITEM: &str = "org.freedesktop.Secret.Item";
 pub const I_SESSION: &str = "org.freedesktop.Secret.Session";
 pub const I_PROMPT: &str = "org.freedesktop.Secret.Prompt";
+/// What SearchItems answers in `locked` for a locked store (locked_result.rs).
+pub const LOCKED_RESULT_PREFIX: &str = "/org/freedesktop/secrets/collection/login/locked_";
 
 pub type Secret = (OwnedObjectPath, Vec<u8>, Vec<u8>, String);
 
@@ -363,12 +365,27 @@ impl Client {
         Ok(item)
     }
 
+    /// SearchItems' unlocked items (its `locked` answer may only be the one locked result a
+    /// locked store answers: see search_both).
     pub fn search(&self, query: &HashMap<String, String>) -> Vec<OwnedObjectPath> {
-        let (unlocked, locked): (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) = self
-            .call(SERVICE, I_SERVICE, "SearchItems", &(query,))
-            .expect("SearchItems");
-        assert!(locked.is_empty());
+        let (unlocked, locked) = self.search_both(query);
+        assert!(locked.len() <= 1, "{locked:?}");
+        assert!(
+            locked
+                .iter()
+                .all(|p| p.as_str().starts_with(LOCKED_RESULT_PREFIX)),
+            "{locked:?}"
+        );
         unlocked
+    }
+
+    /// SearchItems: (unlocked, locked).
+    pub fn search_both(
+        &self,
+        query: &HashMap<String, String>,
+    ) -> (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) {
+        self.call(SERVICE, I_SERVICE, "SearchItems", &(query,))
+            .expect("SearchItems")
     }
 
     /// GetSecret, decrypted with `session`'s key.

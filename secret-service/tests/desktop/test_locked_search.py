@@ -111,6 +111,7 @@ def test_a_recovery_key_typed_into_the_dialog_unlocks(desk):
 def test_a_locked_search_with_several_matches_answers_only_matches(desk):
     def more(d):
         d.cli("unlock", "--password-stdin", input=(PASSWORD + "\n").encode())
+        time.sleep(1.1)  # modification times count seconds: bob is the newer one
         d.cli("set", "app", "bob", input=b"bob-secret")
         d.cli("set", "other", "carol", input=b"carol-secret")
         d.cli("lock")
