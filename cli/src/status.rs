@@ -13,6 +13,11 @@ pub fn status(path: &Path) -> Outcome {
     println!("store:   {}", st.path.display());
     println!("id:      {}", st.id);
     println!("state:   {}", if st.locked { "locked" } else { "unlocked" });
+    if st.locked {
+        if let Some((why, since)) = libkeyring::lock_note::get(store.kernel_key()) {
+            println!("locked:  at {} {}", why.replace('-', " "), clock(since));
+        }
+    }
     if let Some(n) = st.entries {
         println!("entries: {n}");
     }
@@ -22,6 +27,18 @@ pub fn status(path: &Path) -> Outcome {
             Scope::User => "the user keyring (@u): all your processes",
         };
         println!("key:     {place}, serial {}", key.serial.0);
+    }
+    let (policy, bad) = libkeyring::lock_policy::current();
+    let word = |on: bool| if on { "lock" } else { "keep" };
+    println!(
+        "policy:  screen-lock = {} ({}), suspend = {} ({})",
+        word(policy.screen_lock),
+        policy.screen_lock_from,
+        word(policy.suspend),
+        policy.suspend_from
+    );
+    for b in bad {
+        eprintln!("keyringrs: lock policy: {b}");
     }
     for h in libkeyring::holders::list(store.kernel_key()).unwrap_or_default() {
         let opener = h
@@ -45,4 +62,35 @@ pub fn status(path: &Path) -> Outcome {
         );
     }
     Ok(())
+}
+
+/// `seconds` since the epoch as a UTC date and time (`YYYY-MM-DD HH:MM UTC`).
+fn clock(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400);
+    // Days to a civil date (Howard Hinnant's days_from_civil, inverted).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clock_reads_as_date_does() {
+        assert_eq!(super::clock(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::clock(1_796_657_683), "2026-12-07 15:34 UTC");
+        assert_eq!(super::clock(951_782_400), "2000-02-29 00:00 UTC");
+    }
 }

@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod kernel;
+pub mod lock_policy;
 pub mod mapping;
 pub mod recovery;
 pub mod repair;
@@ -32,7 +33,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use format::EntryData;
 /// The typed kernel keyring and the logins holding a store, as `libkeyring::keyring` and
 /// `libkeyring::holders` (they live in crate::kernel).
-pub use kernel::{holders, keyring};
+pub use kernel::{holders, keyring, lock_note};
 pub use store::search::Found;
 pub use store::{
     default_path, key_description, KeyRef, Opened, Scope, Status, Store, UnlockOptions,

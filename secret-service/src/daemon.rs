@@ -13,6 +13,7 @@ use crate::backend::{Backend, Kind};
 use crate::collection::Collection;
 use crate::item::{all_items, refresh_lock_state};
 use crate::locked_result::{drop_results, expire_results};
+use crate::logind;
 use crate::paths::{BUS_NAME, SERVICE_PATH};
 use crate::prompt::{expire_prompts, PromptObject};
 use crate::service::Service;
@@ -145,6 +146,7 @@ pub async fn run(store_path: PathBuf) -> Result<(), String> {
             log(format!("listing items: {e}"));
         }
     }
+    tokio::spawn(logind::watch(st.clone()));
     let watcher = st.clone();
     let sweeper = dbus.clone();
     tokio::spawn(async move {

@@ -346,5 +346,9 @@ pub async fn refresh_lock_state(st: &Arc<State>) {
             log(format!("listing items after unlock: {e}"));
         }
         locked_result::resolve_all(st).await;
+        // A policy's lock is over: its note goes.
+        if let Ok(store) = st.login.store() {
+            let _ = libkeyring::lock_note::clear(store.kernel_key());
+        }
     }
 }

@@ -19,6 +19,8 @@
 //! - prompt        -> prompter (its dialog), item (completing an unlock serves the store's
 //!   items), backend, state, paths
 //! - prompter      -> state, crypto (gcr's secret exchange)
+//! - logind        -> item (following the lock it made), state
+//! - locked_result -> item (the item it becomes), signals, backend, state, paths
 //! - collection    -> item (it creates its items), backend, signals, labels, state, paths
 //! - item          -> backend, signals, state, paths
 //! - session       -> state
@@ -38,6 +40,7 @@ pub mod item;
 pub mod kernel_items;
 pub mod labels;
 pub mod locked_result;
+pub mod logind;
 pub mod mapping;
 pub mod paths;
 pub mod prompt;
