@@ -158,13 +158,14 @@ pub fn list(key: &StoreKey) -> Result<Vec<Holder>> {
     let mut out = Vec::new();
     for record in keyring.members()? {
         let Ok(d) = record.describe() else { continue };
-        let Some(session) = d.description.strip_prefix("holder:").and_then(|s| {
-            if s.strip_prefix("pid:")?.parse::<i32>().is_ok() {
-                Some(0)
-            } else {
-                s.parse::<i32>().ok().filter(|&n| n != 0)
-            }
-        }) else {
+        let Some(session) =
+            d.description
+                .strip_prefix("holder:")
+                .and_then(|s| match s.strip_prefix("pid:") {
+                    Some(pid) => pid.parse::<i32>().ok().map(|_| 0),
+                    None => s.parse::<i32>().ok().filter(|&n| n != 0),
+                })
+        else {
             continue;
         };
         if d.uid != key.owner() {

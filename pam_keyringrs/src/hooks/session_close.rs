@@ -30,7 +30,11 @@ pub fn close_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
             serial,
             description,
             ..
-        } => close_own_key(&log, &account, KeySerial(serial), &description),
+        } => {
+            let outcome = close_own_key(&log, &account, KeySerial(serial), &description);
+            lock_abandoned(&log, opts, &account);
+            outcome
+        }
         Installed::Holder {
             session,
             own_keyring,
@@ -81,6 +85,30 @@ fn close_own_key<P: Pam>(
             log.error(&format!("finding the key of {user}"), &e);
             Outcome::Skipped
         }
+    }
+}
+
+/// A key in `@u` that only logins ended without a close held (killed) is locked now: this
+/// close is the last chance before the user's next process would read it.
+fn lock_abandoned<P: Pam>(log: &Log<P>, opts: &Options, account: &Account) {
+    let path = opts.store_path(&account.name, &account.home);
+    let Ok(store) = Store::open(&path) else {
+        return;
+    };
+    match as_real_user(account, || holders::lock_if_abandoned(store.kernel_key())) {
+        Ok(true) => log.at(
+            Level::Info,
+            &format!(
+                "locked the store of {} in the user keyring: every login that held it there \
+                 had ended without a close",
+                account.name
+            ),
+        ),
+        Ok(false) => {}
+        Err(e) => log.error(
+            &format!("checking the holders of {}'s store", account.name),
+            &e,
+        ),
     }
 }
 

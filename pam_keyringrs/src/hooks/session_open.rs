@@ -288,6 +288,17 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
         return Outcome::Skipped;
     };
     let installed = as_real_user(&account, || {
+        // A key left in @u by logins that all ended without a close (killed) goes first: a
+        // text login must not leave it readable, a graphical one must not adopt it.
+        if holders::lock_if_abandoned(store.kernel_key()).unwrap_or(false) {
+            pam.log(
+                Level::Info,
+                &format!(
+                    "session open: locked the store of {user} in the user keyring: every \
+                     login that held it there had ended without a close"
+                ),
+            );
+        }
         let report = store.install_opened(&opened, &how)?;
         if scope == Scope::User {
             holders::register(store.kernel_key(), session, kind.name())?;
