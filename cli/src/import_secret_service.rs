@@ -123,16 +123,52 @@ fn last_element(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// Read every item (of `collection` only, if given): (description of the source, items).
-pub fn read(collection: Option<&str>) -> Result<(String, Vec<Item>), Failure> {
-    let conn = zbus::blocking::connection::Builder::session()
+fn connect() -> Result<Connection, Failure> {
+    zbus::blocking::connection::Builder::session()
         .map(|b| b.method_timeout(CALL_TIMEOUT))
         .and_then(|b| b.build())
         .map_err(|e| {
             fail(format!(
                 "cannot connect to the session bus (DBUS_SESSION_BUS_ADDRESS): {e}"
             ))
-        })?;
+        })
+}
+
+/// `keyringrs unlock` without a terminal in a graphical session: the unlock prompt of
+/// keyringrs-secret-service (the desktop's dialog, docs/SECRET-SERVICE.md), started by the bus
+/// if it is not running. Ok once its prompt completed unlocked.
+pub fn unlock_through_daemon() -> Result<(), Failure> {
+    let conn = connect()?;
+    let bus = DBusProxy::new(&conn).map_err(dbus("org.freedesktop.DBus"))?;
+    let name = BusName::try_from(NAME).expect("valid name");
+    let _ = bus.start_service_by_name(name.as_ref().try_into().expect("well-known name"), 0);
+    let owner = bus.get_name_owner(name).map_err(|e| {
+        fail(format!(
+            "no terminal to ask for the password, and no Secret Service daemon to show the desktop's dialog ({e}): use --password-stdin"
+        ))
+    })?;
+    let provider = Provider::of(&bus, &owner);
+    if !provider.is_ours() {
+        return Err(fail(format!(
+            "no terminal to ask for the password, and the Secret Service provider on the session bus is {}, not keyringrs-secret-service: use --password-stdin",
+            provider.describe()
+        )));
+    }
+    let service = proxy_on(&conn, &owner, SERVICE, I_SERVICE)?;
+    let login =
+        OwnedObjectPath::try_from("/org/freedesktop/secrets/collection/login").expect("valid path");
+    unlock(
+        &conn,
+        &owner,
+        &service,
+        vec![login],
+        "the store stays locked",
+    )
+}
+
+/// Read every item (of `collection` only, if given): (description of the source, items).
+pub fn read(collection: Option<&str>) -> Result<(String, Vec<Item>), Failure> {
+    let conn = connect()?;
     let bus = DBusProxy::new(&conn).map_err(dbus("org.freedesktop.DBus"))?;
     // GetNameOwner never starts an activatable provider: we import only from a running one.
     let owner = match bus.get_name_owner(BusName::try_from(NAME).expect("valid name")) {
@@ -212,7 +248,7 @@ pub fn read(collection: Option<&str>) -> Result<(String, Vec<Item>), Failure> {
             locked.push(c.clone());
         }
     }
-    unlock(&conn, &owner, &service, locked)?;
+    unlock(&conn, &owner, &service, locked, "nothing imported")?;
     let mut paths: Vec<OwnedObjectPath> = Vec::new();
     for (c, label) in &chosen {
         let p = proxy_on(&conn, &owner, c.as_str(), I_COLLECTION)?;
@@ -239,7 +275,7 @@ pub fn read(collection: Option<&str>) -> Result<(String, Vec<Item>), Failure> {
         }
         meta.push((label, attributes.into_iter().collect::<BTreeMap<_, _>>()));
     }
-    unlock(&conn, &owner, &service, locked)?;
+    unlock(&conn, &owner, &service, locked, "nothing imported")?;
 
     // A plain session: the secrets travel unencrypted over the local session bus.
     let (_, session): (OwnedValue, OwnedObjectPath) = service
@@ -300,6 +336,7 @@ fn unlock(
     owner: &OwnedUniqueName,
     service: &Proxy<'_>,
     objects: Vec<OwnedObjectPath>,
+    otherwise: &str,
 ) -> Result<(), Failure> {
     if objects.is_empty() {
         return Ok(());
@@ -326,19 +363,19 @@ fn unlock(
         .map_err(dbus("Prompt"))?;
     match rx.recv_timeout(PROMPT_TIMEOUT) {
         Ok(Some(Ok((false, _)))) => Ok(()),
-        Ok(Some(Ok((true, _)))) => Err(fail(
-            "the Secret Service provider's unlock prompt was dismissed; nothing imported",
-        )),
-        Ok(Some(Err(e))) => Err(fail(format!(
-            "the Secret Service provider's unlock prompt: bad Completed signal: {e}"
+        Ok(Some(Ok((true, _)))) => Err(fail(format!(
+            "the Secret Service provider's unlock prompt was dismissed; {otherwise}"
         ))),
-        Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => Err(fail(
-            "the session bus closed while waiting for the unlock prompt; nothing imported",
-        )),
+        Ok(Some(Err(e))) => Err(fail(format!(
+            "the Secret Service provider's unlock prompt: bad Completed signal: {e}; {otherwise}"
+        ))),
+        Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => Err(fail(format!(
+            "the session bus closed while waiting for the unlock prompt; {otherwise}"
+        ))),
         Err(mpsc::RecvTimeoutError::Timeout) => {
             let _ = p.call::<_, _, ()>("Dismiss", &());
             Err(fail(format!(
-                "no answer to the Secret Service provider's unlock prompt within {} s; nothing imported",
+                "no answer to the Secret Service provider's unlock prompt within {} s; {otherwise}",
                 PROMPT_TIMEOUT.as_secs()
             )))
         }

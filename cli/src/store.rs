@@ -50,6 +50,17 @@ pub fn unlock(
     scope: ScopeArg,
     recovery_key: bool,
 ) -> Outcome {
+    if !password_stdin && !recovery_key && !std::io::stdin().is_terminal() && on_display() {
+        // A script or a desktop launcher in a graphical session: the desktop's own dialog,
+        // through the Secret Service daemon, which serves this store.
+        crate::import_secret_service::unlock_through_daemon()?;
+        if Store::open(path)?.is_locked()? {
+            return Err(fail(
+                "the Secret Service daemon's prompt completed, but this store is still locked (the daemon serves another store: use --store as it does, or --password-stdin)",
+            ));
+        }
+        return Ok(());
+    }
     let scope = scope_that_outlives_us(scope)?;
     let store = Store::open(path)?;
     let opts = UnlockOptions {
@@ -75,6 +86,13 @@ pub fn unlock(
         eprintln!("keyringrs: migrated the store to format version 2");
     }
     Ok(())
+}
+
+/// A graphical session: DISPLAY or WAYLAND_DISPLAY set.
+fn on_display() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
 }
 
 /// `keyringrs lock`.

@@ -230,3 +230,30 @@ def test_pinentry_curses_cancel(desk):
                                  [None])
     assert out == "" and rc != 0
     assert d.locked()
+
+
+# --- keyringrs unlock without a terminal, in a graphical session ----------------------------
+
+def test_keyringrs_unlock_without_a_terminal_shows_the_desktops_dialog(desk):
+    from conftest import KEYRINGRS
+    d = desk(KEYRINGRS_PROMPTER="gcr")
+    p = d.client([str(KEYRINGRS), "unlock"])
+    w = d.window()
+    time.sleep(0.5)
+    d.screenshot("keyringrs-unlock-gcr")
+    d.type_into(w, PASSWORD)
+    rc, out, err = finish(p)
+    assert rc == 0, err
+    assert not d.locked()
+
+
+def test_keyringrs_unlock_without_a_terminal_cancelled(desk):
+    from conftest import KEYRINGRS
+    d = desk(KEYRINGRS_PROMPTER="gcr")
+    p = d.client([str(KEYRINGRS), "unlock"])
+    w = d.window()
+    d.xdotool("windowfocus", "--sync", w, check=False)
+    d.key("Escape")
+    rc, out, err = finish(p)
+    assert rc == 1 and "prompt was dismissed; the store stays locked" in err, (rc, err)
+    assert d.locked()
