@@ -46,6 +46,11 @@ pub enum Command {
         recovery_key: bool,
     },
     /// Unlock the store for this session (checks the password even if already unlocked)
+    ///
+    /// The password is asked on the terminal, or read from stdin with --password-stdin. Without
+    /// a terminal in a graphical session (a script, a desktop launcher), the desktop's own
+    /// password dialog is shown through keyringrs-secret-service instead; the key then goes to
+    /// the user keyring, held by this login until it ends (docs/SECRET-SERVICE.md).
     Unlock {
         /// Read the password as one line from stdin
         #[arg(long)]

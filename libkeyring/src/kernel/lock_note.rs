@@ -1,9 +1,9 @@
 //! Why the store was last locked by a policy (the Secret Service daemon's lock at screen lock or
-//! at suspend), for `keyringrs status` and for the screen unlock that may reopen it: a small
+//! at suspend), for `keyringrs status`: a small
 //! `user` key `keyringrs-locked:<store-id>` in `@u`, owner-only, holding `WHY SINCE` (WHY one
 //! word: `screen-lock`, `suspend`). Replaced by the next note, dropped when the store unlocks.
 //! Nothing here is secret; a process of the user can write a false note, which only changes
-//! what status says and whether a screen unlock reopens a locked store (it needs the password).
+//! what status says.
 
 use super::key::StoreKey;
 use super::keyring::{perm, Keyring};
