@@ -15,6 +15,9 @@ PACKAGES="$PACKAGES,lightdm,lightdm-gtk-greeter,xvfb,xauth,python3-gi,gir1.2-lig
 # The clients that read the store in those logins, and the .deb's own dependencies (the package
 # goes in at test time, with apt and without a network: everything it needs is here already).
 PACKAGES="$PACKAGES,libsecret-tools,python3-keyring,python3,libpam-runtime"
+# The unlock prompt of a login without a password (scenario 7): pinentry's GTK dialog on the X
+# display, typed into with xdotool as a person would.
+PACKAGES="$PACKAGES,pinentry-gtk2,xdotool"
 cache=${1:-/var/cache/keyringrs-vm}
 here=$(cd "$(dirname "$0")" && pwd)
 key=$(cat "$0" "$here/keyringrs-vm-control.service" | sha256sum | cut -c1-16)

@@ -393,11 +393,66 @@ def s5_passwords(r):
     r.serial_logout()
 
 
+def s7_autologin(r):
+    """lightdm autologin (no password): locked; an app's unlock prompts (pinentry-gtk-2 on the
+    session's display, typed into); then the lock policy at `loginctl lock-session`."""
+    conf = "/etc/lightdm/lightdm.conf.d/60-keyringrs-vm-autologin.conf"
+    r.root(f"printf '[Seat:*]\\nautologin-user={USER}\\nautologin-session=keyringrs-vm\\n' > {conf}")
+    r.root(f"rm -f {DIR}/lightdm.env {DIR}/lightdm.app.out")
+    try:
+        r.root("systemctl stop greetd.service; systemctl restart lightdm.service")
+        r.wait(f"[ -e {DIR}/lightdm.env ]", 240, "lightdm's autologin session (its agent)")
+        env = r.agent_env("lightdm")
+        r.note("autologin session", f"XDG_SESSION_ID={env.get('XDG_SESSION_ID')} "
+               f"DISPLAY={env.get('DISPLAY', '')}")
+        r.check("autologin: the store stays locked (no password)", r.agent_probe("lightdm"),
+                {"cli": "3"})
+        _, since = r.root("date +%s")
+        r.request("lightdm.app")
+        x = (f"runuser -u {USER} -- env DISPLAY={env.get('DISPLAY', ':0')} "
+             f"XAUTHORITY={env.get('XAUTHORITY', '')} xdotool")
+        st, win = r.root(f"timeout 90 {x} search --sync --onlyvisible --name 'Unlock your secrets'",
+                         120, ok=False)
+        r.check("an app's lookup shows pinentry's dialog on the session's display", st, 0)
+        if st == 0:
+            w = win.split()[-1]
+            r.root(f"{x} windowfocus --sync {w}; sleep 0.5", ok=False)
+            r.root(f"printf %s {shlex.quote(r.password)} | {x} type --delay 20 --file -; "
+                   f"{x} key Return", 60, ok=False)
+        r.wait(f"[ -e {DIR}/lightdm.app.out ]", 120, "the app's lookup")
+        _, app = r.root(f"cat {DIR}/lightdm.app.out")
+        r.check("after the dialog the app reads its secret", app.strip(),
+                lambda t: r.secret in t and t.endswith("rc=0"))
+        _, how = r.root(f"journalctl --since=@{since.strip()} --no-pager -o cat "
+                        "-g 'unlocked the store through' | tail -n 1", ok=False)
+        r.check("unlocked through pinentry, held by the autologin's logind session",
+                how.strip(), lambda t: "pinentry" in t
+                and f"logind session {env.get('XDG_SESSION_ID')} " in t)
+        r.check("a new process reads (@u, held by the autologin)", r.fresh_probe(), READS)
+        # The lock policy, the user's choice: the screen lock locks.
+        home = f"/home/{USER}"
+        status_cmd = f"runuser -u {USER} -- env -i HOME={home} PATH=/usr/bin:/bin keyringrs status"
+        r.root(f"runuser -u {USER} -- sh -c 'mkdir -p {home}/.config/keyringrs && "
+               f"echo \"screen-lock = lock\" > {home}/.config/keyringrs/lock.conf'")
+        r.root(f"loginctl lock-session {env['XDG_SESSION_ID']}")
+        r.wait(f"{status_cmd} | grep -q '^state: *locked'", 30, "the lock at the screen lock")
+        _, status = r.root(status_cmd)
+        r.check("loginctl lock-session with screen-lock = lock: locked, and status says why",
+                status, lambda s: "locked:  at screen lock" in s
+                and "screen-lock = lock (/home/" in s)
+        r.check("after the screen lock: the session's clients see it locked",
+                r.agent_probe("lightdm"), {"cli": "3"})
+    finally:
+        r.root(f"rm -f {conf} /home/{USER}/.config/keyringrs/lock.conf; "
+               "systemctl stop lightdm.service", ok=False)
+
+
 SCENARIOS = [("1", "text login (agetty + login)", s1_text_login),
              ("2", "lightdm + Xvfb + liblightdm greeter", s2_lightdm),
              ("3", "greetd + JSON IPC greeter", s3_greetd),
              ("4", "overlap: graphical + ssh, killed session", s4_overlap),
              ("6", "keyringrs lock, loginctl terminate-user", s6_lock),
+             ("7", "lightdm autologin: the unlock prompt, the screen-lock policy", s7_autologin),
              ("5", "passwd + reboot, chpasswd + resync", s5_passwords)]
 
 

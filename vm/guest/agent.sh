@@ -5,6 +5,9 @@
 # from inside a login that stays open while other logins come and go:
 #   $DIR/TAG.env            the login's environment, written at start (the host waits for it)
 #   $DIR/TAG.probe          a request: probe.sh runs, its lines go to $DIR/TAG.probe.out
+#   $DIR/TAG.app            an app of the login needs its secret: secret-tool lookup runs in the
+#                           background (it may wait for the unlock prompt); its output and exit
+#                           status go to $DIR/TAG.app.out
 #   $DIR/TAG.end            the login ends (its program exits, the login closes)
 # Bounded: an agent never asked to end exits after 30 minutes.
 #     agent.sh TAG
@@ -23,6 +26,12 @@ while [ "$(date +%s)" -lt "$end" ]; do
         rm "$DIR/$tag.probe" || exit 1   # a request it cannot take would run for ever
         "$here/probe.sh" "$secret" > "$DIR/$tag.probe.tmp" 2>&1
         mv "$DIR/$tag.probe.tmp" "$DIR/$tag.probe.out"
+    fi
+    if [ -e "$DIR/$tag.app" ]; then
+        rm "$DIR/$tag.app" || exit 1
+        ( timeout 300 secret-tool lookup service vm-test username "$(id -un)" > "$DIR/$tag.app.tmp" 2>&1
+          echo "rc=$?" >> "$DIR/$tag.app.tmp"
+          mv "$DIR/$tag.app.tmp" "$DIR/$tag.app.out" ) &
     fi
     if [ -e "$DIR/$tag.end" ]; then
         rm "$DIR/$tag.end" || exit 1
