@@ -265,3 +265,41 @@ fn secret_tool_in_the_user_manager_session_follows_the_graphical_login() {
     ));
     assert!(t.has("after=[]"), "{t}");
 }
+
+/// A screen locker's PAM authentication, run as the user (swaylock, i3lock: `auth include
+/// login`): a store that a lock policy locked (noted as such) reopens in `@u` with the password,
+/// held by the locker's login; a store the user locked by hand stays locked.
+#[test]
+fn a_screen_unlock_reopens_a_store_a_lock_policy_locked_and_only_that() {
+    require_root!("creates users and /etc/pam.d services");
+    let mut d = Desktop::new("locker");
+    let locker = Service::standard("locker-l", "");
+    let mut g = d.login_and_set("v");
+    // A policy's lock, as the Secret Service daemon makes it: the lock, then its note.
+    let note = "id=$(./keyringrs status | sed -n 's/^id: *//p'); ./keyringrs lock && \
+                k=$(keyctl add user keyringrs-locked:$id 'screen-lock 1796657683' @u) && \
+                keyctl setperm $k 0x000b0000";
+    let t = g.step(&format!("run {note}"));
+    assert_eq!(t.codes("run"), [0], "{t}");
+    assert_eq!(d.m.get("S", "U").0, 3, "locked");
+    assert!(g.status().has("locked:  at screen lock"), "{}", g.status());
+    let t = drive_as_user(
+        &locker,
+        &d.user,
+        Steps::new().auth("not-the-password").end(),
+    );
+    assert_eq!(
+        d.m.get("S", "U").0,
+        3,
+        "a wrong password reopens nothing: {t}"
+    );
+    let t = drive_as_user(&locker, &d.user, Steps::new().auth(&d.password).end());
+    assert_eq!(t.codes("auth"), [0], "{t}");
+    assert_eq!(d.m.get("S", "U"), (0, "v".into()), "reopened: {t}");
+    // Locked by the user (no note): a screen unlock leaves it locked.
+    let t = g.step("run ./keyringrs lock");
+    assert_eq!(t.codes("run"), [0], "{t}");
+    drive_as_user(&locker, &d.user, Steps::new().auth(&d.password).end());
+    assert_eq!(d.m.get("S", "U").0, 3, "the user's own lock stays");
+    g.close();
+}

@@ -6,8 +6,9 @@
 //! - with `suspend = lock`, when the machine is about to sleep (`Manager.PrepareForSleep(true)`).
 //!
 //! The policy is read at each event: a change needs no restart. The lock is one kernel key
-//! invalidation; why it happened is noted (libkeyring's lock_note) for `keyringrs status`; the
-//! next use of a secret shows the unlock prompt. Only logind's own signals count (the match
+//! invalidation; why it happened is noted (libkeyring's lock_note) for `keyringrs status` and
+//! the screen locker's PAM authentication (pam_keyringrs reopens a store a policy locked); else
+//! the next use of a secret shows the unlock prompt. Only logind's own signals count (the match
 //! rules name its bus name as sender).
 
 use std::collections::HashMap;

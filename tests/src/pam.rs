@@ -163,6 +163,28 @@ pub fn drive(service: &Service, user: &str, steps: impl Into<String>) -> Transcr
     Transcript { out }
 }
 
+/// Run the driver for `service` as `user` itself (not root): what a screen locker does, whose
+/// PAM stack runs in the user's own process.
+pub fn drive_as_user(
+    service: &Service,
+    user: &ThrowawayUser,
+    steps: impl Into<String>,
+) -> Transcript {
+    use std::os::unix::process::CommandExt;
+    let steps = steps.into();
+    let mut c = Command::new(driver());
+    c.args([&service.name, &user.name])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", &user.home)
+        .uid(user.uid)
+        .gid(user.gid);
+    let o = run(c, steps.as_bytes());
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "pam-driver failed:\n{out}");
+    Transcript { out }
+}
+
 /// Steps of a login: environment for the commands (small Argon2id for `keyringrs` too), auth,
 /// open.
 pub fn login(password: &str) -> String {

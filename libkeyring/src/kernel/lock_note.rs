@@ -1,9 +1,11 @@
 //! Why the store was last locked by a policy (the Secret Service daemon's lock at screen lock or
-//! at suspend), for `keyringrs status`: a small
+//! at suspend), for `keyringrs status` and for a screen locker's PAM authentication, which
+//! reopens only a store a policy locked: a small
 //! `user` key `keyringrs-locked:<store-id>` in `@u`, owner-only, holding `WHY SINCE` (WHY one
-//! word: `screen-lock`, `suspend`). Replaced by the next note, dropped when the store unlocks.
+//! word: `screen-lock`, `suspend`). Dropped by every lock (a policy's sets it after) and every
+//! unlock.
 //! Nothing here is secret; a process of the user can write a false note, which only changes
-//! what status says.
+//! what status says and lets a screen unlock reopen a store locked by hand (with the password).
 
 use super::key::StoreKey;
 use super::keyring::{perm, Keyring};

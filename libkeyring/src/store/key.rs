@@ -84,6 +84,9 @@ impl Store {
 
     fn lock_in(&self, keyrings: &[Keyring]) -> Result<bool> {
         self.key_cache.forget();
+        // Whoever locks now says why, if a policy does (lock_note::set after this): an older
+        // note is not this lock's reason.
+        let _ = crate::kernel::lock_note::clear(&self.key);
         let locked = self.key.lock_in(keyrings)?;
         Ok(holders::clear(&self.key)? || locked)
     }

@@ -88,6 +88,8 @@ impl Store {
             Err(e) => return Err(e),
         }
         report.installed = Some(self.install(&opened.master, opts)?);
+        // Open again: a lock policy's note (why it locked) is over.
+        let _ = crate::kernel::lock_note::clear(self.kernel_key());
         Ok(report)
     }
 

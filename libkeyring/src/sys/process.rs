@@ -58,6 +58,23 @@ pub fn of(pid: i32) -> Option<Process> {
     })
 }
 
+/// The leader of process `pid`'s session (field 6 of `/proc/PID/stat`, what `getsid` answers),
+/// as it is now: for a process of a login without logind's help, the login's own process.
+pub fn session_leader(pid: &str) -> Option<Process> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    of(session_field(&text)?)
+}
+
+/// Field 6 (session) of a `/proc/PID/stat` line.
+fn session_field(stat: &str) -> Option<i32> {
+    stat[stat.rfind(')')? + 1..]
+        .split_ascii_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+        .filter(|&s| s > 0)
+}
+
 impl Process {
     /// Some(false) when this process has certainly ended (no such pid, a zombie, or the pid now
     /// names a process started at another time); Some(true) when it runs; None when this caller
@@ -93,6 +110,16 @@ impl Process {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_field_is_read_after_the_command_name() {
+        assert_eq!(
+            session_field("42 (a) b (c) S 1 42 77 0 -1 4194560"),
+            Some(77)
+        );
+        assert_eq!(session_field("42 (x) S 1 42 0 0"), None, "no session");
+        assert_eq!(session_field("42 (x"), None);
+    }
 
     #[test]
     fn this_process_runs_and_a_reused_pid_or_an_ended_one_does_not() {

@@ -1,9 +1,13 @@
-//! The `auth` hook: remember the password the stack has verified, for session open.
+//! The `auth` hook: remember the password the stack has verified, for session open; and, in a
+//! screen locker, reopen a store that a lock policy locked.
 
-use crate::handle::{Pam, Stash};
+use libkeyring::sys::{self, creds, process};
+use libkeyring::{holders, lock_note, Scope, Store, UnlockOptions};
+
+use crate::handle::{Level, Pam, Stash};
 use crate::options::Options;
 
-use super::{Log, Outcome};
+use super::{Log, Outcome, LOCK_WAIT};
 
 /// `auth`: remember the password the stack has verified, for session open.
 pub fn authenticate(pam: &mut impl Pam, opts: &Options) -> Outcome {
@@ -18,11 +22,60 @@ pub fn authenticate(pam: &mut impl Pam, opts: &Options) -> Outcome {
         ));
         return Outcome::Skipped;
     };
+    if sys::euid() != 0 {
+        reopen_after_policy_lock(&log, opts, &user, &password);
+    }
     log.debug(&format!(
         "remembering the password of {user} for session open"
     ));
     pam.stash_password(Stash { user, password });
     Outcome::Skipped
+}
+
+/// A screen locker: the module runs as the user (not as root, as login programs do), inside a
+/// running login. If a lock policy locked the store (at screen lock or suspend:
+/// libkeyring's lock_note), the password of the screen unlock reopens it where the policy took
+/// it from, `@u`, held by this login (its session's leader). Anything else is left alone: the
+/// user's own `keyringrs lock` stays locked. Never fails the authentication.
+fn reopen_after_policy_lock<P: Pam>(log: &Log<P>, opts: &Options, user: &str, password: &[u8]) {
+    let Ok(account) = creds::account(user) else {
+        return;
+    };
+    if account.uid != sys::euid() {
+        return;
+    }
+    let Ok(store) = Store::open(&opts.store_path(&account.name, &account.home)) else {
+        return;
+    };
+    if !store.is_locked().unwrap_or(false) {
+        return;
+    }
+    let Some((why, _)) = lock_note::get(store.kernel_key()) else {
+        return;
+    };
+    let how = UnlockOptions {
+        kdf: opts.kdf,
+        scope: Scope::User,
+        timeout: opts.timeout,
+        lock_wait: Some(LOCK_WAIT),
+    };
+    let result = store
+        .unlock(password, &how)
+        .and_then(|_| match process::session_leader("self") {
+            Some(leader) => holders::register_opener(store.kernel_key(), &leader, "graphical"),
+            None => Ok(()),
+        });
+    match result {
+        Ok(()) => log.at(
+            Level::Info,
+            &format!(
+                "reopened the store of {user}, locked at {}, with the password of the screen \
+                 unlock",
+                why.replace('-', " ")
+            ),
+        ),
+        Err(e) => log.error(&format!("reopening the store of {user} after {why}"), &e),
+    }
 }
 
 #[cfg(test)]

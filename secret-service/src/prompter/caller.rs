@@ -165,41 +165,15 @@ async fn logind_login(pid: u32) -> Option<Login> {
     })
 }
 
-/// Without logind: the leader of the caller's own session (field 6 of `/proc/PID/stat`, what
-/// `getsid` answers).
+/// Without logind: the leader of the caller's own session.
 fn own_session(pid: u32, graphical: bool) -> Option<Login> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let sid: i32 = session_field(&stat)?;
-    let opener = process::of(sid)?;
+    let opener = process::session_leader(&pid.to_string())?;
     Some(Login {
+        source: format!(
+            "the caller's session (leader pid {}; no logind session found)",
+            opener.pid
+        ),
         opener,
         kind: if graphical { "graphical" } else { "text" },
-        source: format!("the caller's session (leader pid {sid}; no logind session found)"),
     })
-}
-
-/// Field 6 (session) of a `/proc/PID/stat` line; the command name (field 2) may hold spaces and
-/// parentheses, so the fields are counted after its last `)`.
-fn session_field(stat: &str) -> Option<i32> {
-    stat[stat.rfind(')')? + 1..]
-        .split_ascii_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()
-        .filter(|&s| s > 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_session_field_is_read_after_the_command_name() {
-        assert_eq!(
-            session_field("42 (a) b (c) S 1 42 77 0 -1 4194560"),
-            Some(77)
-        );
-        assert_eq!(session_field("42 (x) S 1 42 0 0"), None, "no session");
-        assert_eq!(session_field("42 (x"), None);
-    }
 }
