@@ -44,7 +44,7 @@ fn reopen_after_policy_lock<P: Pam>(log: &Log<P>, opts: &Options, user: &str, pa
     if account.uid != sys::euid() {
         return;
     }
-    let Ok(store) = Store::open(&opts.store_path(&account.name, &account.home)) else {
+    let Ok(store) = Store::open(opts.store_path(&account.name, &account.home)) else {
         return;
     };
     if !store.is_locked().unwrap_or(false) {
