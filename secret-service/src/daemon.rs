@@ -12,7 +12,7 @@ use zbus::Connection;
 use crate::backend::{Backend, Kind};
 use crate::collection::Collection;
 use crate::item::{all_items, refresh_lock_state};
-use crate::locked_result::{drop_results, expire_results};
+use crate::item::{drop_results, expire_results};
 use crate::logind;
 use crate::paths::{BUS_NAME, SERVICE_PATH};
 use crate::prompt::{expire_prompts, PromptObject};

@@ -17,8 +17,8 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 
 use crate::backend::{Backend, Found, ItemData, Kind, Miss};
 use crate::error::Error;
-use crate::locked_result;
-use crate::paths::root;
+use crate::locked_result::{is_result, LockedResult};
+use crate::paths::{path, root};
 use crate::signals::{self, ItemEvent};
 use crate::state::{encode_typed, lock, log, open_secret, sender, Secret, SecretOut, State};
 
@@ -301,7 +301,7 @@ pub(crate) fn refresh_soon(st: &Arc<State>) {
 /// Take every store item object off the bus (the store is locked): no ItemDeleted, the items
 /// are not deleted; they come back at the same paths on unlock.
 async fn hide_items(st: &Arc<State>) {
-    locked_result::drop_resolved(st).await;
+    drop_resolved(st).await;
     let _registry = st.registry.lock().await;
     let names: Vec<String> = lock(st.served(Kind::Login)).drain().collect();
     if names.is_empty() {
@@ -345,10 +345,134 @@ pub async fn refresh_lock_state(st: &Arc<State>) {
         if let Err(e) = all_items(st, kind).await {
             log(format!("listing items after unlock: {e}"));
         }
-        locked_result::resolve_all(st).await;
+        resolve_all(st).await;
         // A policy's lock is over: its note goes.
         if let Ok(store) = st.login.store() {
             let _ = libkeyring::lock_note::clear(store.kernel_key());
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locked search results (locked_result.rs) once the store opens
+
+/// The store is open: the items matching the results `objects` (all of them, once each),
+/// each result made the newest of its matches (or taken off the bus).
+pub(crate) async fn resolve(st: &Arc<State>, objects: &[OwnedObjectPath]) -> Vec<OwnedObjectPath> {
+    let mut out: Vec<OwnedObjectPath> = Vec::new();
+    for p in objects.iter().filter(|p| is_result(p.as_str())) {
+        for m in resolve_one(st, p.as_str()).await {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+/// Resolve every pending result (the store was unlocked).
+pub(crate) async fn resolve_all(st: &Arc<State>) {
+    let pending: Vec<String> = lock(&st.results)
+        .iter()
+        .filter(|(_, r)| !r.resolved)
+        .map(|(p, _)| p.clone())
+        .collect();
+    for p in pending {
+        resolve_one(st, &p).await;
+    }
+}
+
+async fn resolve_one(st: &Arc<State>, p: &str) -> Vec<OwnedObjectPath> {
+    let Some(attributes) = lock(&st.results).get(p).map(|r| r.attributes.clone()) else {
+        return vec![];
+    };
+    let kind = Kind::Login;
+    let Ok(Found { matches, .. }) = st.backend(kind).search(&attributes) else {
+        return vec![];
+    };
+    serve(st, kind, &matches).await;
+    let newest = matches
+        .iter()
+        .filter_map(|id| Some((st.backend(kind).read(id).ok()?.modified, id)))
+        .max()
+        .map(|(_, id)| id.clone());
+    let newest_data = newest
+        .as_ref()
+        .and_then(|id| st.backend(kind).read(id).ok());
+    let server = st.conn().object_server();
+    let was_locked = match lock(&st.results).get_mut(p) {
+        Some(r) if !r.resolved => {
+            r.resolved = true;
+            true
+        }
+        Some(_) => false,
+        None => return vec![],
+    };
+    if was_locked {
+        let _ = server.remove::<LockedResult, _>(p).await;
+        if let (Some(id), Some(data)) = (&newest, &newest_data) {
+            let _ = server.at(p, Item::new(st.clone(), kind, id.clone())).await;
+            signals::item_became(st.conn(), p, data).await;
+        }
+        if let Some(r) = lock(&st.results).get_mut(p) {
+            r.target = newest;
+        }
+    }
+    // The result itself first (the newest match now: libsecret unlocks the objects it loaded
+    // and reads those the answer names), then every match at its own path.
+    let target = lock(&st.results).get(p).and_then(|r| r.target.clone());
+    target
+        .map(|_| path(p))
+        .into_iter()
+        .chain(matches.iter().map(|id| kind.item_path(id)))
+        .collect()
+}
+
+/// The item the result at `p` became (the store was opened since), if it is one.
+pub(crate) fn result_target(st: &State, p: &str) -> Option<String> {
+    lock(&st.results).get(p).and_then(|r| r.target.clone())
+}
+
+/// Take the results at `paths` off the bus (their client left, or they expired).
+pub(crate) async fn drop_results(st: &Arc<State>, paths: &[String]) {
+    let server = st.conn().object_server();
+    for p in paths {
+        let _ = server.remove::<LockedResult, _>(p.as_str()).await;
+        let _ = server.remove::<Item, _>(p.as_str()).await;
+    }
+}
+
+/// The store is locked again: the results that became items go (their items leave the bus
+/// as every item does).
+pub(crate) async fn drop_resolved(st: &Arc<State>) {
+    let resolved: Vec<String> = {
+        let mut results = lock(&st.results);
+        let resolved: Vec<String> = results
+            .iter()
+            .filter(|(_, r)| r.resolved)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in &resolved {
+            results.remove(p);
+        }
+        resolved
+    };
+    drop_results(st, &resolved).await;
+}
+
+/// Take the results older than the prompt timeout off the bus.
+pub(crate) async fn expire_results(st: &Arc<State>) {
+    let old: Vec<String> = {
+        let mut results = lock(&st.results);
+        let old: Vec<String> = results
+            .iter()
+            .filter(|(_, r)| r.created.elapsed() >= st.prompt_timeout)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in &old {
+            results.remove(p);
+        }
+        old
+    };
+    drop_results(st, &old).await;
 }

@@ -20,9 +20,10 @@
 //!   items), backend, state, paths
 //! - prompter      -> state, crypto (gcr's secret exchange)
 //! - logind        -> item (following the lock it made), state
-//! - locked_result -> item (the item it becomes), signals, backend, state, paths
+//! - locked_result -> state, paths (what it becomes once the store opens is item.rs's)
 //! - collection    -> item (it creates its items), backend, signals, labels, state, paths
-//! - item          -> backend, signals, state, paths
+//! - item          -> locked_result (the results it turns into items), backend, signals, state,
+//!   paths
 //! - session       -> state
 //! - state         -> store_backend, session_backend, backend, crypto, paths
 //! - signals       -> backend, paths

@@ -18,7 +18,7 @@ use zbus::zvariant::{OwnedObjectPath, Value};
 
 use crate::backend::{Backend, Kind};
 use crate::error::Error;
-use crate::item::{known_objects, refresh_lock_state};
+use crate::item::{known_objects, refresh_lock_state, resolve};
 use crate::locked_result;
 use crate::paths::path;
 use crate::prompter;
@@ -94,7 +94,7 @@ impl PromptObject {
             let result = if unlocked {
                 refresh_lock_state(&st).await;
                 let mut result = known_objects(&st, &objects);
-                for m in locked_result::resolve(&st, &objects).await {
+                for m in resolve(&st, &objects).await {
                     if !result.contains(&m) {
                         result.push(m);
                     }

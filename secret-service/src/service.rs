@@ -30,7 +30,8 @@ use crate::backend::{Backend, Kind, Miss};
 use crate::crypto::{self, SessionKey};
 use crate::error::Error;
 use crate::item::{answer, known_objects, refresh_lock_state, search, served_id};
-use crate::locked_result::{self, new_result, resolve};
+use crate::item::{resolve, result_target};
+use crate::locked_result::new_result;
 use crate::paths::{path, root};
 use crate::prompt::new_prompt;
 use crate::session::SessionObject;
@@ -217,7 +218,7 @@ impl Service {
         for p in items {
             // Unknown paths are skipped, as other providers do.
             let id = served_id(&self.st, Kind::Login, p.as_str())
-                .or_else(|| locked_result::target(&self.st, p.as_str()));
+                .or_else(|| result_target(&self.st, p.as_str()));
             let Some(id) = id else {
                 continue;
             };

@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,6 @@ use crate::backend::{Backend, Kind};
 use crate::crypto::SessionKey;
 use crate::error::Error;
 use crate::paths::{path, PROMPT_PREFIX, RESULT_PREFIX, SESSION_PREFIX};
-use crate::prompter::Cancel;
 use crate::session_backend::SessionBackend;
 use crate::store_backend::StoreBackend;
 
@@ -132,6 +131,48 @@ pub(crate) struct PromptInfo {
     /// Set when the prompt goes (completed, dismissed, its client gone, expired): its dialog, if
     /// one is open, closes.
     pub cancel: Arc<Cancel>,
+}
+
+/// Set when the prompt ends before its dialog does (dismissed, its client gone, expired): a
+/// waiting dialog gives up, a running dialog program is ended.
+#[derive(Debug, Default)]
+pub(crate) struct Cancel {
+    flag: AtomicBool,
+    child: Mutex<Option<u32>>,
+}
+
+impl Cancel {
+    pub(crate) fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Some(pid) = lock(&self.child).take() {
+            terminate(pid);
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// The dialog program now running (not yet waited for: its pid cannot be reused).
+    pub(crate) fn watch_child(&self, pid: u32) {
+        *lock(&self.child) = Some(pid);
+        if self.is_cancelled() {
+            self.cancel();
+        }
+    }
+
+    /// Before waiting for the program: its pid is no longer ours to signal after that.
+    pub(crate) fn unwatch_child(&self) {
+        lock(&self.child).take();
+    }
+}
+
+#[allow(unsafe_code)]
+fn terminate(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill takes two integers; `pid` is a child of ours not yet waited for.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
 }
 
 /// A search made while the store was locked (locked_result.rs).

@@ -20,8 +20,7 @@ mod caller;
 pub(crate) mod gcr;
 mod pinentry;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use libkeyring::recovery::RecoveryKey;
@@ -29,6 +28,7 @@ use libkeyring::{holders, KdfParams, Scope, UnlockOptions};
 use zeroize::Zeroizing;
 
 use crate::backend::Backend;
+pub(crate) use crate::state::Cancel;
 use crate::state::{lock, log, State};
 use caller::Caller;
 
@@ -86,48 +86,6 @@ impl Texts {
     /// The texts on one line, for an askpass program.
     fn prompt_line(&self) -> String {
         format!("{}. {} {}", self.message, self.description, self.prompt)
-    }
-}
-
-/// Set when the prompt ends before its dialog does (dismissed, its client gone, expired): a
-/// waiting dialog gives up, a running dialog program is ended.
-#[derive(Debug, Default)]
-pub(crate) struct Cancel {
-    flag: AtomicBool,
-    child: Mutex<Option<u32>>,
-}
-
-impl Cancel {
-    pub(crate) fn cancel(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        if let Some(pid) = lock(&self.child).take() {
-            terminate(pid);
-        }
-    }
-
-    pub(crate) fn is_cancelled(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-
-    /// The dialog program now running (not yet waited for: its pid cannot be reused).
-    fn watch_child(&self, pid: u32) {
-        *lock(&self.child) = Some(pid);
-        if self.is_cancelled() {
-            self.cancel();
-        }
-    }
-
-    /// Before waiting for the program: its pid is no longer ours to signal after that.
-    fn unwatch_child(&self) {
-        lock(&self.child).take();
-    }
-}
-
-#[allow(unsafe_code)]
-fn terminate(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: kill takes two integers; `pid` is a child of ours not yet waited for.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
     }
 }
 
