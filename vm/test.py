@@ -484,7 +484,8 @@ def report(r, log_dir, times):
     lines = ["| scenario | check | result | |", "|---|---|---|---|"]
     for scenario, what, shown, ok in r.rows:
         mark = "info" if ok is None else "ok" if ok else "FAIL"
-        lines.append(f"| {scenario} | {what} | {shown.replace('|', '/')} | {mark} |")
+        cell = shown.replace('|', '/').replace('\n', ' ⏎ ')
+        lines.append(f"| {scenario} | {what} | {cell} | {mark} |")
     lines.append("")
     lines += [f"- {k}: {v}" for k, v in times.items()]
     text = "\n".join(lines) + "\n"
