@@ -8,6 +8,22 @@ pub mod fs;
 pub mod keyctl;
 pub mod process;
 
+/// `secs` since the epoch as a UTC calendar time: [year, month, day, hour, minute, second]
+/// (Howard Hinnant's civil_from_days).
+pub fn utc(secs: i64) -> [i64; 6] {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    [year, month, day, rem / 3600, rem % 3600 / 60, rem % 60]
+}
+
 /// The session id (setsid) of the calling process.
 pub fn sid() -> i32 {
     // SAFETY: getsid(0) has no preconditions; it returns the caller's session id.
