@@ -8,7 +8,8 @@
 //! - contains a `:`, and is split at the **last** one: service `a:b`, username `c` for
 //!   `a:b:c` (services are often URLs with ports or schemes; usernames rarely hold a colon);
 //! - has a non-empty service (an empty username is allowed);
-//! - does not start with `keyringrs:` (our own keys), `_` or `.` (kernel and system keys such as
+//! - does not start with `keyringrs:` or `keyringrs-` (our own keys: the store's key, the
+//!   holders keyring, a lock policy's note), `_` or `.` (kernel and system keys such as
 //!   `_ses`, `_uid.N`, `.fscrypt`), nor `fscrypt:`, `ecryptfs:` or `invocation_id:`;
 //! - has no control characters.
 //!
@@ -28,6 +29,7 @@ pub const BACKEND_KEYRING: &str = "python-keyring-keyutils";
 /// Description prefixes that are never python-keyring-keyutils secrets.
 pub const FOREIGN_PREFIXES: &[&str] = &[
     "keyringrs:",
+    "keyringrs-",
     "_",
     ".",
     "fscrypt:",
@@ -170,6 +172,8 @@ mod tests {
             ":u",
             "nocolon",
             "keyringrs:0123",
+            "keyringrs-locked:0123",
+            "keyringrs-holders:0123",
             "_ses:x",
             ".fscrypt:x",
             "a\n:b",
