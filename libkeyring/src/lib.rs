@@ -23,6 +23,7 @@ pub mod format;
 pub mod kernel;
 pub mod lock_policy;
 pub mod mapping;
+pub mod portal;
 pub mod recovery;
 pub mod repair;
 pub mod store;
