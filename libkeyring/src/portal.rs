@@ -86,11 +86,24 @@ pub fn find(store: &Store, app_id: &str) -> Result<Option<Found>> {
     ))
 }
 
-/// `app_id`'s secret, minted and stored if the store has none; and whether it was minted now.
-/// The caller serializes calls (two racing first requests would mint two).
-pub fn secret(store: &Store, app_id: &str) -> Result<(Zeroizing<Vec<u8>>, bool)> {
-    if let Some((_, e)) = find(store, app_id)? {
-        return Ok((e.secret, false));
+/// What [`secret`] gives: the app's secret and the entry keeping it.
+pub struct AppSecret {
+    pub secret: Zeroizing<Vec<u8>>,
+    /// The entry's name (64 hex digits).
+    pub entry: String,
+    /// Made by this call.
+    pub minted: bool,
+}
+
+/// `app_id`'s secret, minted and stored if the store has none. The caller serializes calls
+/// (two racing first requests would mint two).
+pub fn secret(store: &Store, app_id: &str) -> Result<AppSecret> {
+    if let Some((entry, e)) = find(store, app_id)? {
+        return Ok(AppSecret {
+            secret: e.secret,
+            entry,
+            minted: false,
+        });
     }
     let mut fresh = Zeroizing::new(vec![0u8; SECRET_LEN]);
     getrandom::fill(&mut fresh[..]).map_err(|e| Error::Io {
@@ -107,7 +120,21 @@ pub fn secret(store: &Store, app_id: &str) -> Result<(Zeroizing<Vec<u8>>, bool)>
         Some(&attrs),
         Some(CONTENT_TYPE),
     )?;
-    Ok((fresh, true))
+    Ok(AppSecret {
+        secret: fresh,
+        entry: store.entry_name(&id.service, &id.username)?,
+        minted: true,
+    })
+}
+
+impl std::fmt::Debug for AppSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSecret")
+            .field("secret", &format_args!("<{} bytes>", self.secret.len()))
+            .field("entry", &self.entry)
+            .field("minted", &self.minted)
+            .finish()
+    }
 }
 
 #[cfg(test)]

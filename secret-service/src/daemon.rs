@@ -15,6 +15,7 @@ use crate::item::{all_items, refresh_lock_state};
 use crate::item::{drop_results, expire_results};
 use crate::logind;
 use crate::paths::{BUS_NAME, SERVICE_PATH};
+use crate::portal::{Portal, PORTAL_PATH};
 use crate::prompt::{expire_prompts, PromptObject};
 use crate::service::Service;
 use crate::session::SessionObject;
@@ -102,7 +103,7 @@ pub async fn run(store_path: PathBuf) -> Result<(), String> {
                     b = b.serve_at(at, Collection::new(st.clone(), kind))?;
                 }
             }
-            // The portal (org.freedesktop.impl.portal.Secret, portal.rs) will be served here.
+            b = b.serve_at(PORTAL_PATH, Portal::new(st.clone()))?;
             Ok(b)
         })
         .map_err(|e| format!("cannot connect to the session bus: {e}"))?

@@ -3,7 +3,8 @@
 //! are unlocked by login and locked by logout. See docs/SECRET-SERVICE.md.
 //!
 //! One file per D-Bus object: service.rs, collection.rs (both collections), item.rs (both
-//! collections' items, and the registry of item objects), session.rs, prompt.rs. The
+//! collections' items, and the registry of item objects), session.rs, prompt.rs, portal.rs
+//! (org.freedesktop.impl.portal.Secret, the Secret portal's backend, and its requests). The
 //! collections differ only in their backend (backend.rs): the store (store_backend.rs) or kernel
 //! keys (session_backend.rs over kernel_items.rs). What the objects share is in state.rs; their
 //! names on the bus in paths.rs; signals sent on their behalf in signals.rs; collection labels
@@ -13,7 +14,9 @@
 //!
 //! Dependencies point one way, objects -> backend/state -> libkeyring; an object imports
 //! another only to create it. The `use crate::...` graph (each also uses error):
-//! - daemon        -> service, collection, prompt, session, item, backend, state, paths
+//! - daemon        -> service, collection, portal, prompt, session, item, backend, state, paths
+//! - portal        -> prompter (unlocking for the app), item (serving a minted secret),
+//!   signals, backend, state
 //! - service       -> prompt, session (it creates them), item (SearchItems and Unlock serve
 //!   items), backend, state, paths, crypto
 //! - prompt        -> prompter (its dialog), item (completing an unlock serves the store's
@@ -44,6 +47,7 @@ pub mod locked_result;
 pub mod logind;
 pub mod mapping;
 pub mod paths;
+pub mod portal;
 pub mod prompt;
 pub mod prompter;
 pub mod service;

@@ -52,6 +52,8 @@ pub(crate) struct Caller {
     /// Its terminal, if one of its standard streams is one.
     pub tty: Option<PathBuf>,
     pub login: Option<Login>,
+    /// The sandboxed app it asks for (the Secret portal's app id; the caller is the portal).
+    pub app: Option<String>,
 }
 
 impl Caller {
@@ -88,6 +90,7 @@ pub(crate) async fn of(conn: &Connection, sender: &str) -> Caller {
         env,
         tty,
         login,
+        app: None,
     }
 }
 

@@ -64,9 +64,10 @@ pub(crate) struct Texts {
 
 impl Texts {
     fn for_caller(caller: &Caller, window: &str, timeout: Duration) -> Texts {
-        let who = match (caller.name.as_str(), caller.pid) {
-            ("", Some(pid)) => format!("A program (pid {pid})"),
-            (name, Some(pid)) => format!("{name} (pid {pid})"),
+        let who = match (&caller.app, caller.name.as_str(), caller.pid) {
+            (Some(app), _, _) => format!("The sandboxed app {app} (through the Secret portal)"),
+            (None, "", Some(pid)) => format!("A program (pid {pid})"),
+            (None, name, Some(pid)) => format!("{name} (pid {pid})"),
             _ => "A program".into(),
         };
         Texts {
@@ -93,7 +94,10 @@ impl Texts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Unlocked,
+    /// Cancelled in the dialog, given up after wrong answers, or ended from outside.
     Dismissed,
+    /// No dialog could be shown (each reason logged).
+    NoDialog,
 }
 
 /// Where a dialog can go for this caller, best first.
@@ -172,7 +176,24 @@ pub(crate) async fn unlock(
     window: &str,
     cancel: Arc<Cancel>,
 ) -> Outcome {
+    let caller = caller::of(st.conn(), owner).await;
+    ask(st, caller, window, cancel).await
+}
+
+/// [`unlock`] for a sandboxed app asking through the Secret portal (portal.rs): the bus client
+/// `owner` is xdg-desktop-portal, the dialog names the app.
+pub(crate) async fn unlock_for_app(
+    st: Arc<State>,
+    owner: &str,
+    app_id: &str,
+    cancel: Arc<Cancel>,
+) -> Outcome {
     let mut caller = caller::of(st.conn(), owner).await;
+    caller.app = Some(app_id.to_owned());
+    ask(st, caller, "", cancel).await
+}
+
+async fn ask(st: Arc<State>, mut caller: Caller, window: &str, cancel: Arc<Cancel>) -> Outcome {
     let texts = Texts::for_caller(&caller, window, st.prompt_timeout);
     let gcr = caller.on_display() && gcr::Gcr::available(st.conn()).await;
     let rt = tokio::runtime::Handle::current();
@@ -181,7 +202,7 @@ pub(crate) async fn unlock(
         run(&st, &caller, &plan, &texts, &rt, &cancel)
     })
     .await
-    .unwrap_or(Outcome::Dismissed)
+    .unwrap_or(Outcome::NoDialog)
 }
 
 fn open(
@@ -250,7 +271,7 @@ fn run(
             tried.join("; ")
         }
     ));
-    Outcome::Dismissed
+    Outcome::NoDialog
 }
 
 fn converse(st: &State, caller: &Caller, mut dialog: Box<dyn Dialog>, cancel: &Cancel) -> Outcome {
