@@ -12,6 +12,8 @@ BINDIR     = $(DESTDIR)$(PREFIX)/bin
 MULTIARCH ?= $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 PAMDIR    ?= /lib/$(MULTIARCH)/security
 PAMCONFIGS = /usr/share/pam-configs
+# xdg-desktop-portal reads backends from its own datadir only, whatever PREFIX is.
+PORTALDIR  = /usr/share/xdg-desktop-portal/portals
 LIBDIR     = $(PREFIX)/lib
 INCLUDEDIR = $(PREFIX)/include
 VERSION    = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -43,6 +45,12 @@ TEST_PACKAGES  += $(SSHD_TEST_PACKAGES)
 PROMPT_TEST_PACKAGES = xvfb xauth xdotool x11-apps netpbm gcr pinentry-gtk2 pinentry-gnome3 \
                        pinentry-tty pinentry-curses tmux gir1.2-secret-1 python3-gi
 TEST_PACKAGES  += $(PROMPT_TEST_PACKAGES)
+# The Secret portal's tests (secret-service/tests/portal): the real xdg-desktop-portal frontend,
+# a Flatpak-style sandbox (bubblewrap, and xdg-dbus-proxy as flatpak runs it) for Debian's
+# libsecret inside it.
+PORTAL_TEST_PACKAGES = xdg-desktop-portal bubblewrap xdg-dbus-proxy libsecret-tools gir1.2-secret-1 \
+                       python3-gi
+TEST_PACKAGES  += $(PORTAL_TEST_PACKAGES)
 # tests/network_home.rs mounts one store twice with sshfs (FUSE) through that sshd: a network home.
 TEST_PACKAGES  += sshfs
 # `make dry-run-test` watches `make -n` with strace: a dry run must start nothing.
@@ -70,7 +78,7 @@ define pkgconfig
 endef
 
 .PHONY: all build deps test-deps install test dry-run-test stress vm-deps vm-check vm-test lint unit-tests format-check bench-deps bench bench-quick \
-        secret-service-tests prompt-tests python-tests py-package capi-header capi-header-check c-example
+        secret-service-tests prompt-tests portal-tests python-tests py-package capi-header capi-header-check c-example
 
 all: build
 
@@ -112,6 +120,8 @@ install: deps build
 	  | install -D -m 0644 /dev/stdin $(DESTDIR)$(PREFIX)/share/dbus-1/services/org.freedesktop.secrets.service
 	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' etc/systemd/user/keyringrs-secret-service.service \
 	  | install -D -m 0644 /dev/stdin $(DESTDIR)$(PREFIX)/lib/systemd/user/keyringrs-secret-service.service
+	install -D -m 0644 etc/xdg-desktop-portal/portals/keyringrs.portal $(DESTDIR)$(PORTALDIR)/keyringrs.portal
+	install -D -m 0644 etc/xdg-desktop-portal/portals.conf $(DESTDIR)$(PREFIX)/share/doc/keyringrs/portals.conf
 	$(MAKE) --no-print-directory install-extras
 	@echo "PAM module installed; enable it with: sudo pam-auth-update --enable keyringrs (docs/PAM.md)"
 
@@ -176,6 +186,13 @@ prompt-tests: test-deps $(SS_VENV)/bin/pytest
 	KEYRINGRS_TARGET=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug KEYRINGRS_DESKTOP_OUT=$(TARGET)/desktop \
 	  keyctl session - \
 	  $(SS_VENV)/bin/pytest -v -p no:cacheprovider secret-service/tests/desktop
+
+# The Secret portal: xdg-desktop-portal with our backend (and with gnome-keyring's, then the
+# switch), called by libsecret in a Flatpak-style sandbox (docs/TESTING.md).
+portal-tests: test-deps $(SS_VENV)/bin/pytest
+	$(CARGO) build --locked -p keyringrs-cli -p keyringrs-secret-service
+	KEYRINGRS_TARGET=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/debug keyctl session - \
+	  $(SS_VENV)/bin/pytest -v -s -p no:cacheprovider secret-service/tests/portal
 
 # The upstream Secret Service test suites, unmodified, from their sdists (cached in $(UPSTREAM)):
 # SecretStorage's tests/ and python-keyring's tests/backends/test_SecretService.py, against
@@ -295,4 +312,4 @@ dry-run-test: test-deps
 	packaging/tests/dry-run-test.sh $(CURDIR) test install uninstall deb stress
 
 test: test-deps dry-run-test upstream-secret-service-tests lint capi-header-check c-example unit-tests python-tests format-check bench-quick secret-service-tests \
-      prompt-tests package-tests vm-test
+      prompt-tests portal-tests package-tests vm-test

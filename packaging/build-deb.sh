@@ -59,6 +59,9 @@ chmod 0644 "$lib/pkgconfig/keyringrs.pc"
 
 # PAM profile, D-Bus activation and the systemd user unit (programs in /usr/bin).
 install -D -m 0644 "$src/etc/pam-configs/keyringrs" "$root/usr/share/pam-configs/keyringrs"
+install -D -m 0644 "$src/etc/xdg-desktop-portal/portals/keyringrs.portal" \
+    "$root/usr/share/xdg-desktop-portal/portals/keyringrs.portal"
+install -D -m 0644 "$src/etc/xdg-desktop-portal/portals.conf" "$doc/examples/portals.conf"
 mkdir -p "$root/usr/share/dbus-1/services" "$root/usr/lib/systemd/user"
 sed 's|/usr/local/bin/|/usr/bin/|' "$src/etc/dbus-1/services/org.freedesktop.secrets.service" \
     > "$root/usr/share/dbus-1/services/org.freedesktop.secrets.service"

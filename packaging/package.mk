@@ -83,7 +83,14 @@ uninstall:
 	if [ -z "$(DESTDIR)" ]; then ldconfig; fi
 	/usr/bin/python3 packaging/uninstall-python.py "$(DESTDIR)" "$(PREFIX)"
 	rm -f $(DESTDIR)$(PREFIX)/share/dbus-1/services/org.freedesktop.secrets.service \
-	      $(DESTDIR)$(PREFIX)/lib/systemd/user/keyringrs-secret-service.service
+	      $(DESTDIR)$(PREFIX)/lib/systemd/user/keyringrs-secret-service.service \
+	      $(DESTDIR)$(PREFIX)/share/doc/keyringrs/portals.conf
+	-rmdir $(DESTDIR)$(PREFIX)/share/doc/keyringrs 2>/dev/null
+	@if [ -z "$(DESTDIR)" ] && dpkg-query -S $(PORTALDIR)/keyringrs.portal >/dev/null 2>&1; then \
+	  echo "uninstall: $(PORTALDIR)/keyringrs.portal belongs to the keyringrs package: left to apt remove keyringrs"; \
+	else \
+	  echo "rm -f $(DESTDIR)$(PORTALDIR)/keyringrs.portal"; rm -f $(DESTDIR)$(PORTALDIR)/keyringrs.portal; \
+	fi
 	rm -f $(DESTDIR)$(MANDIR)/man1/keyringrs.1 $(DESTDIR)$(MANDIR)/man1/keyringrs-*.1 \
 	      $(DESTDIR)$(MANDIR)/man8/pam_keyringrs.8
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/keyringrs $(DESTDIR)$(ZSHCOMPDIR)/_keyringrs \

@@ -163,6 +163,8 @@ for f in /usr/bin/keyringrs /usr/bin/keyringrs-secret-service "$module" "$profil
          /usr/lib/$multiarch/pkgconfig/keyringrs.pc /usr/include/keyringrs.h \
          /usr/share/dbus-1/services/org.freedesktop.secrets.service \
          /usr/lib/systemd/user/keyringrs-secret-service.service \
+         /usr/share/xdg-desktop-portal/portals/keyringrs.portal \
+         /usr/share/doc/keyringrs/examples/portals.conf \
          /usr/lib/python3/dist-packages/keyringrs/__init__.py \
          /usr/share/man/man1/keyringrs.1.gz /usr/share/man/man1/keyringrs-secret-service.1.gz \
          /usr/share/man/man8/pam_keyringrs.8.gz \
@@ -175,6 +177,8 @@ grep -q '^Exec=/usr/bin/keyringrs-secret-service$' /usr/share/dbus-1/services/or
     || fail "the D-Bus activation file does not start /usr/bin/keyringrs-secret-service"
 grep -q '^ExecStart=/usr/bin/keyringrs-secret-service$' /usr/lib/systemd/user/keyringrs-secret-service.service \
     || fail "the systemd user unit does not start /usr/bin/keyringrs-secret-service"
+grep -qx 'DBusName=org.freedesktop.secrets' /usr/share/xdg-desktop-portal/portals/keyringrs.portal \
+    || fail "keyringrs.portal does not name org.freedesktop.secrets"
 /usr/bin/keyringrs --version
 /usr/bin/python3 -c 'import keyringrs; print("python3: keyringrs from", keyringrs.__file__)'
 # The keyring backend needs python3-keyring (Recommends), which dpkg -i does not install.
