@@ -19,7 +19,7 @@ LAYERS = [
     {"kernel"},
     {"mapping"},
     {"store"},
-    {"check", "repair", "credential_store"},
+    {"check", "repair", "credential_store", "portal"},
 ]
 
 

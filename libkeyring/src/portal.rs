@@ -160,9 +160,18 @@ mod tests {
     #[test]
     fn the_same_item_is_chosen_whatever_the_order() {
         let oo7 = ("b".to_string(), entry(&[(APP_ID, "a")], 10));
-        let old = ("c".to_string(), entry(&[(APP_ID, "a"), ("xdg:schema", SCHEMA)], 20));
-        let new = ("a".to_string(), entry(&[(APP_ID, "a"), ("xdg:schema", SCHEMA)], 30));
-        let twin = ("0".to_string(), entry(&[(APP_ID, "a"), ("xdg:schema", SCHEMA)], 20));
+        let old = (
+            "c".to_string(),
+            entry(&[(APP_ID, "a"), ("xdg:schema", SCHEMA)], 20),
+        );
+        let new = (
+            "a".to_string(),
+            entry(&[(APP_ID, "a"), ("xdg:schema", SCHEMA)], 30),
+        );
+        let twin = (
+            "0".to_string(),
+            entry(&[(APP_ID, "a"), ("xdg:schema", SCHEMA)], 20),
+        );
         let all = vec![oo7.clone(), old.clone(), new.clone(), twin.clone()];
         let mut rev = all.clone();
         rev.reverse();

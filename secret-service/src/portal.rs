@@ -119,7 +119,13 @@ impl Portal {
 
 /// The whole request: the app id checked, the store unlocked (through the prompt), the secret
 /// found or minted, written to `fd`.
-async fn retrieve(st: &Arc<State>, owner: &str, app_id: &str, fd: OwnedFd, cancel: &Arc<Cancel>) -> u32 {
+async fn retrieve(
+    st: &Arc<State>,
+    owner: &str,
+    app_id: &str,
+    fd: OwnedFd,
+    cancel: &Arc<Cancel>,
+) -> u32 {
     let app = format!("{app_id:?}");
     if let Err(e) = libkeyring::portal::check_app_id(app_id) {
         log(format!("portal: refused a request for {app}: {e}"));
