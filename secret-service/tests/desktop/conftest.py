@@ -14,10 +14,14 @@ import pathlib
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from waiting import wait_for  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 TARGET = pathlib.Path(os.environ.get("KEYRINGRS_TARGET", ROOT / "target" / "debug"))
@@ -30,16 +34,6 @@ PASSWORD = "Corr3ct-H0rse-pw"
 SECRET = "the-secret-value-1"
 TITLE = "Unlock your secrets"
 
-
-def wait_for(what, predicate, timeout=20.0, step=0.1):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(step)
 
 
 @pytest.fixture(scope="session")

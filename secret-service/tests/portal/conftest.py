@@ -22,10 +22,13 @@ import pathlib
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
-import time
 
 import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from waiting import wait_for  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 TARGET = pathlib.Path(os.environ.get("KEYRINGRS_TARGET", ROOT / "target" / "debug"))
@@ -38,16 +41,6 @@ GNOME_PORTAL_FILE = pathlib.Path("/usr/share/xdg-desktop-portal/portals/gnome-ke
 PASSWORD = "Corr3ct-H0rse-pw"
 GNOME_PASSWORD = "gnome-login-pw"
 
-
-def wait_for(what, predicate, timeout=30.0, step=0.1):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(step)
 
 
 class Desktop:
@@ -107,7 +100,8 @@ class Desktop:
             p.stdin.close()
         self.procs[name] = p
         self.logs[name] = log
-        wait_for(f"{name} to be ready ({log})", lambda: ready(log.read_text(errors="replace")))
+        wait_for(f"{name} to be ready ({log})", lambda: ready(log.read_text(errors="replace")),
+                 timeout=30)
         return p
 
     def stop(self, name):
