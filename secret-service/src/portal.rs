@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use zbus::interface;
 use zbus::message::Header;
@@ -35,6 +36,14 @@ pub const PORTAL_PATH: &str = "/org/freedesktop/portal/desktop";
 
 /// The interface version xdg-desktop-portal 1.16 and libsecret 0.20 expect.
 const VERSION: u32 = 1;
+
+/// The earliest a request is answered after it came in. libsecret before 0.21.4 (Debian 12 has
+/// 0.20.5; libsecret issue 58) subscribes to the request's `Response` signal only once the
+/// portal's reply to `RetrieveSecret` has reached its main loop, so a backend that answers at
+/// once makes the frontend send `Response` before the app listens, and the app waits for ever
+/// (measured: 3 of 15 runs of the portal tests, each ~40 requests, hung). Waiting this long
+/// costs an app one pause at startup (libsecret asks once per process).
+pub const ANSWER_NOT_BEFORE: Duration = Duration::from_millis(250);
 
 /// `response` values of the portal API.
 const OK: u32 = 0;
@@ -91,6 +100,7 @@ impl Portal {
                 return (FAILED, HashMap::new());
             }
         };
+        let came = Instant::now();
         let fd: OwnedFd = fd.into();
         let cancel = Arc::new(Cancel::default());
         let server = self.st.conn().object_server();
@@ -105,6 +115,7 @@ impl Portal {
             .await
             .unwrap_or(false);
         let response = retrieve(&self.st, &owner, &app_id, fd, &cancel).await;
+        tokio::time::sleep_until((came + ANSWER_NOT_BEFORE).into()).await;
         if exported {
             let _ = server.remove::<Request, _>(handle.as_str()).await;
         }

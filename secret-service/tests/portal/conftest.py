@@ -79,6 +79,7 @@ class Desktop:
         self.base["DBUS_SESSION_BUS_ADDRESS"] = self.address
         self.procs = {}
         self.logs = {}
+        self.hangs = 0
 
     # --- the host side -------------------------------------------------------------------
 
@@ -174,8 +175,21 @@ class Desktop:
                 "--ro-bind", str(info), "/.flatpak-info",
                 "--unshare-pid", "--unshare-ipc", "--die-with-parent"]
 
-    def app(self, app_id, argv, input=None, timeout=60):
-        """`argv` in app_id's sandbox; the CompletedProcess."""
+    def app(self, app_id, argv, input=None, timeout=60, attempts=1):
+        """`argv` in app_id's sandbox; the CompletedProcess. With attempts > 1, a run that hangs
+        for `timeout` s is counted in self.hangs and tried again: only for gnome-keyring's
+        backend, which answers at once and so meets libsecret 0.20.5's race (libsecret issue
+        58: the app subscribes to the portal's Response only after the reply; keyringrs's
+        backend waits 250 ms for it, portal.rs)."""
+        for attempt in range(attempts):
+            try:
+                return self._app(app_id, argv, input, timeout)
+            except subprocess.TimeoutExpired:
+                if attempt + 1 == attempts:
+                    raise
+                self.hangs += 1
+
+    def _app(self, app_id, argv, input, timeout):
         d = self.app_dir(app_id)
         for sub in ("data", "config", "cache"):
             (d / sub).mkdir(parents=True, exist_ok=True)
@@ -210,13 +224,13 @@ class Desktop:
             proxy.terminate()
             proxy.wait()
 
-    def store_secret(self, app_id, secret, *attrs):
+    def store_secret(self, app_id, secret, *attrs, **how):
         r = self.app(app_id, ["secret-tool", "store", "--label", f"{app_id} secret", *attrs],
-                     input=secret)
+                     input=secret, **how)
         assert r.returncode == 0, (r.returncode, r.stderr.decode(errors="replace"))
 
-    def lookup(self, app_id, *attrs):
-        return self.app(app_id, ["secret-tool", "lookup", *attrs])
+    def lookup(self, app_id, *attrs, **how):
+        return self.app(app_id, ["secret-tool", "lookup", *attrs], **how)
 
     def close(self):
         for name in list(self.procs):
