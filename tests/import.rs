@@ -62,6 +62,10 @@ fn binary_login_keyring_from_gnome_keyring_imports_exactly_once() {
     let f = file.to_str().unwrap();
     let store = open_store(&dir);
     let pw = format!("{GK_PASSWORD}\n");
+    let parsed =
+        keyringrs_import::gnome::parse(&file, &bytes, Some(GK_PASSWORD.as_bytes())).unwrap();
+    // Times written at the import would differ from the items' own.
+    wait_past(latest_time(&parsed));
 
     // A wrong password: exit 5, nothing imported.
     let o = keyringrs(
@@ -106,6 +110,7 @@ fn binary_login_keyring_from_gnome_keyring_imports_exactly_once() {
         "4 new, 0 already there, 0 conflicting",
     );
     check_entries(&store);
+    check_times(&store, &parsed);
 
     // Again: nothing added.
     import(
@@ -183,6 +188,8 @@ fn textual_keyring_after_a_blank_password_imports_asking_nothing() {
     );
     let before = sha(&file);
     let store = open_store(&dir);
+    let parsed = keyringrs_import::gnome::parse(&file, &text, None).unwrap();
+    wait_past(latest_time(&parsed));
     // No password is read: stdin is empty and not a tty.
     let f = file.to_str().unwrap();
     import(
@@ -192,6 +199,7 @@ fn textual_keyring_after_a_blank_password_imports_asking_nothing() {
         "4 new, 0 already there, 0 conflicting",
     );
     check_entries(&store);
+    check_times(&store, &parsed);
     import(
         &dir,
         &["import", "gnome-keyring", f],

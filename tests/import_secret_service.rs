@@ -187,6 +187,15 @@ fn secret_service_import_from_gnome_keyring_then_our_daemon_serves_the_same_secr
     assert!(out.contains("gnome-keyring-daemon"), "{out}");
     assert!(store.entries().unwrap().is_empty());
 
+    // The items' Created/Modified as gnome-keyring keeps them (its login keyring file, written
+    // at each store); times written at the import would differ from them.
+    let keyring = keyringrs_import::gnome::parse(
+        &file,
+        &std::fs::read(&file).unwrap(),
+        Some(GK_PASSWORD.as_bytes()),
+    )
+    .unwrap();
+    wait_past(latest_time(&keyring));
     let o = import(&dir.store(), &bus, &[]);
     assert_exit(&o, 0);
     assert!(
@@ -195,6 +204,7 @@ fn secret_service_import_from_gnome_keyring_then_our_daemon_serves_the_same_secr
         stdout(&o)
     );
     check_entries(&store, &expected);
+    check_times(&store, &keyring);
 
     // Again: nothing added; by collection name (path element, label, alias) the same.
     for args in [

@@ -114,9 +114,10 @@ pub enum Command {
     ///
     /// The source is never changed; importing it again adds nothing (an item equal in label,
     /// attributes and secret to an entry is skipped); an item whose place is taken by other
-    /// content is kept as a separate entry, never overwriting; all or nothing per run. Reports
-    /// `N new, M already there, K conflicting`. Exits 5 for a wrong keyring password, 7 for a
-    /// damaged source.
+    /// content is kept as a separate entry, never overwriting; all or nothing per run; items
+    /// keep their creation and modification times where the source has them. Reports
+    /// `N new, M already there, K conflicting`. Exits 5 for a wrong keyring password (or
+    /// portal secret), 7 for a damaged source.
     Import {
         #[command(subcommand)]
         source: ImportSource,
@@ -203,6 +204,26 @@ pub enum ImportSource {
         /// The keyring file [default: ~/.local/share/keyrings/login.keyring]
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
+        /// Read the keyring password as one line from stdin
+        #[arg(long)]
+        password_stdin: bool,
+        /// List what would be imported (labels and attribute names, never secrets); write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// A libsecret (or oo7) file keyring, as Flatpak apps keep theirs: with --app-id, opened
+    /// with that app's Secret portal secret from this store; else asks the file's password
+    #[command(name = "libsecret-file")]
+    LibsecretFile {
+        /// The keyring file [default: with --app-id, ~/.var/app/ID/data/keyrings/default.keyring;
+        /// else $XDG_DATA_HOME/keyrings/default.keyring or ~/.local/share/keyrings/default.keyring]
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The Flatpak app whose keyring it is: its password is the app's Secret portal secret,
+        /// kept in this store (imported with gnome-keyring's login keyring, or minted by
+        /// keyringrs-secret-service); nothing is asked
+        #[arg(long, value_name = "ID", conflicts_with = "password_stdin")]
+        app_id: Option<String>,
         /// Read the keyring password as one line from stdin
         #[arg(long)]
         password_stdin: bool,

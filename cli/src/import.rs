@@ -1,5 +1,5 @@
-//! `keyringrs import gnome-keyring|secret-service|keyutils` (the Secret Service reader is
-//! import_secret_service.rs).
+//! `keyringrs import gnome-keyring|libsecret-file|secret-service|keyutils` (the Secret Service
+//! reader is import_secret_service.rs).
 
 use std::io::Write;
 use std::path::Path;
@@ -52,6 +52,16 @@ pub fn import(path: &Path, source: ImportSource) -> Outcome {
             };
             let items: Vec<import::Item> = keyring.items.into_iter().map(Into::into).collect();
             (file.display().to_string(), items, dry_run, None)
+        }
+        ImportSource::LibsecretFile {
+            file,
+            app_id,
+            password_stdin,
+            dry_run,
+        } => {
+            let (what, items) =
+                read_libsecret_file(&store, file, app_id.as_deref(), password_stdin)?;
+            (what, items, dry_run, None)
         }
         ImportSource::SecretService {
             collection,
@@ -118,4 +128,66 @@ pub fn import(path: &Path, source: ImportSource) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// A libsecret/oo7 file keyring's items (docs/IMPORT.md "libsecret file keyrings"): the file
+/// is parsed and checked before any password is asked (a damaged file is exit 7 at once); the
+/// password is the app's Secret portal secret from `store` with `app_id`, else asked.
+fn read_libsecret_file(
+    store: &Store,
+    file: Option<std::path::PathBuf>,
+    app_id: Option<&str>,
+    password_stdin: bool,
+) -> Result<(String, Vec<keyringrs_import::Item>), Failure> {
+    use keyringrs_import::libsecret;
+    let file = match file {
+        Some(f) => f,
+        None => libsecret::default_path(app_id)?,
+    };
+    let bytes = libsecret::read_file(&file)?;
+    let locked = libsecret::parse_locked(&file, &bytes)?;
+    if locked.is_empty() {
+        warn(&format!(
+            "the libsecret keyring {} holds no items: nothing to import (and no way to check its password)",
+            file.display()
+        ));
+        return Ok((file.display().to_string(), Vec::new()));
+    }
+    let (password, whose) = match app_id {
+        Some(id) => match libkeyring::portal::find(store, id)? {
+            Some((_, entry)) => (entry.secret, format!("the Secret portal secret of {id}")),
+            None => {
+                return Err(fail(format!(
+                    "the Secret portal secret of the app {id} is not in the store (import gnome-keyring's login keyring first with `keyringrs import gnome-keyring`, or the app never used the portal); nothing imported from {}",
+                    file.display()
+                )))
+            }
+        },
+        None if password_stdin => (read_stdin_lines(1)?.remove(0), "the password".to_string()),
+        None => (
+            prompt(&format!(
+                "Password of the libsecret keyring {}: ",
+                file.display()
+            ))?,
+            "the password".to_string(),
+        ),
+    };
+    let key = locked.derive_key(&password);
+    drop(password);
+    let keyring = match locked.unlock(&key) {
+        Err(Error::WrongPassword) => {
+            return Err(Failure(
+                libkeyring::ErrorKind::WrongPassword.exit_code(),
+                format!(
+                    "{whose} does not open the libsecret keyring {} (wrong password or key, or every item in it is damaged); nothing imported",
+                    file.display()
+                ),
+            ))
+        }
+        r => r?,
+    };
+    Ok((
+        file.display().to_string(),
+        keyring.items.into_iter().map(Into::into).collect(),
+    ))
 }

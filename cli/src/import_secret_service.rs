@@ -1,7 +1,7 @@
 //! `keyringrs import secret-service` (docs/IMPORT.md): read every item of the provider that owns
 //! `org.freedesktop.secrets` on the session bus (gnome-keyring, KWallet's bridge, KeePassXC,
 //! oo7...), through a `plain` session, unlocking locked collections through the provider's own
-//! prompt. Only reading calls are made on the provider (properties, `GetSecrets`; `Unlock` and
+//! prompt; each item's label, attributes, `Created`/`Modified` times and secret. Only reading calls are made on the provider (properties, `GetSecrets`; `Unlock` and
 //! its prompt change nothing stored); never `Delete`, `SetSecret` or `CreateItem`. Refuses when
 //! the provider is keyringrs-secret-service itself.
 
@@ -273,7 +273,19 @@ pub fn read(collection: Option<&str>) -> Result<(String, Vec<Item>), Failure> {
         if p.get_property::<bool>("Locked").unwrap_or(false) {
             locked.push(path.clone());
         }
-        meta.push((label, attributes.into_iter().collect::<BTreeMap<_, _>>()));
+        // Unix seconds; a provider without them (or with an absurd value) leaves the store to
+        // stamp the import's time.
+        let time = |name: &str| {
+            p.get_property::<u64>(name)
+                .ok()
+                .and_then(|t| i64::try_from(t).ok())
+        };
+        let times = (time("Created"), time("Modified"));
+        meta.push((
+            label,
+            attributes.into_iter().collect::<BTreeMap<_, _>>(),
+            times,
+        ));
     }
     unlock(&conn, &owner, &service, locked, "nothing imported")?;
 
@@ -294,7 +306,7 @@ pub fn read(collection: Option<&str>) -> Result<(String, Vec<Item>), Failure> {
     }
     let mut secrets = secrets?;
     let mut items = Vec::with_capacity(paths.len());
-    for (path, (label, attributes)) in paths.iter().zip(meta) {
+    for (path, (label, attributes, (created, modified))) in paths.iter().zip(meta) {
         // The content type (4th field) is read but not kept: a store entry has no place for it.
         let Some((_, _, value, _content_type)) = secrets.remove(path) else {
             return Err(fail(format!(
@@ -305,6 +317,8 @@ pub fn read(collection: Option<&str>) -> Result<(String, Vec<Item>), Failure> {
             label,
             attributes,
             secret: Zeroizing::new(value),
+            created,
+            modified,
         });
     }
     for (_, (_, _, mut v, _)) in secrets.drain() {

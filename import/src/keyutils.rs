@@ -86,6 +86,9 @@ impl Found {
             label: format!("{}@{}", self.username, self.service),
             attributes,
             secret: self.secret.clone(),
+            // Kernel keys have no creation time we could trust as the secret's.
+            created: None,
+            modified: None,
         }
     }
 }

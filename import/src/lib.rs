@@ -1,8 +1,10 @@
 //! Importing secrets from other stores (docs/IMPORT.md): readers of the sources
-//! ([`gnome`]: gnome-keyring's keyring files; [`keyutils`]: python-keyring-keyutils' plaintext
+//! ([`gnome`]: gnome-keyring's keyring files; [`libsecret`]: libsecret's and oo7's file
+//! keyrings, as Flatpak apps keep them; [`keyutils`]: python-keyring-keyutils' plaintext
 //! kernel keys), and the common rules of every import:
 //!
-//! - items become entries by [`libkeyring::mapping`] (attributes stored whole, label kept);
+//! - items become entries by [`libkeyring::mapping`] (attributes stored whole, label kept,
+//!   creation and modification times carried over where the source has them);
 //! - an item whose label, attributes and secret all equal an existing entry's is skipped
 //!   ("already there"), so importing the same source again adds nothing;
 //! - an item that cannot take its place without overwriting (its service/username entry exists
@@ -13,6 +15,7 @@
 
 pub mod gnome;
 pub mod keyutils;
+pub mod libsecret;
 mod md5;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -31,6 +34,11 @@ pub struct Item {
     pub label: String,
     pub attributes: BTreeMap<String, String>,
     pub secret: Zeroizing<Vec<u8>>,
+    /// Creation time in the source (Unix seconds), if it has one; None (or a time that is not
+    /// sane, see [`Store::set_imported`]) becomes the time of the import.
+    pub created: Option<i64>,
+    /// Modification time in the source (Unix seconds), likewise.
+    pub modified: Option<i64>,
 }
 
 impl std::fmt::Debug for Item {
@@ -39,6 +47,8 @@ impl std::fmt::Debug for Item {
             .field("label", &self.label)
             .field("attributes", &self.attributes)
             .field("secret", &format_args!("<{} bytes>", self.secret.len()))
+            .field("created", &self.created)
+            .field("modified", &self.modified)
             .finish()
     }
 }
@@ -49,6 +59,8 @@ impl From<gnome::Item> for Item {
             label: it.label,
             attributes: it.attributes,
             secret: it.secret,
+            created: Some(it.created),
+            modified: Some(it.modified),
         }
     }
 }
@@ -164,9 +176,10 @@ pub fn plan_for(store: &Store, items: &[Item]) -> Result<Plan> {
     plan(&store.entries()?, items)
 }
 
-/// Carry out a plan: write every new and conflicting entry. All or nothing: on a failure, the
-/// entries this call wrote are deleted again and the first error is returned. An entry that
-/// appeared meanwhile where the plan wanted a new one is never overwritten (the run fails).
+/// Carry out a plan: write every new and conflicting entry, with the item's times
+/// ([`Store::set_imported`]). All or nothing: on a failure, the entries this call wrote are
+/// deleted again and the first error is returned. An entry that appeared meanwhile where the
+/// plan wanted a new one is never overwritten (the run fails).
 pub fn apply(store: &Store, items: &[Item], plan: &Plan) -> Result<()> {
     if plan.actions.len() != items.len() {
         return Err(Error::InvalidInput("plan does not match the items".into()));
@@ -175,24 +188,26 @@ pub fn apply(store: &Store, items: &[Item], plan: &Plan) -> Result<()> {
     let mut result = Ok(());
     for (it, action) in items.iter().zip(&plan.actions) {
         let Some(id) = action.writes() else { continue };
-        let r = match store.entry(&id.service, &id.username) {
-            Ok(_) => Err(Error::InvalidInput(format!(
-                "an entry for service {:?} and username {:?} appeared during the import",
-                id.service, id.username
-            ))),
-            Err(Error::NoEntry { .. }) => store.set_entry(
-                &id.service,
-                &id.username,
-                &it.secret,
-                Some(&it.label),
-                Some(&it.attributes),
-            ),
-            Err(e) => Err(e),
+        let data = EntryData {
+            service: id.service.clone(),
+            username: id.username.clone(),
+            label: it.label.clone(),
+            content_type: String::new(),
+            attributes: it.attributes.clone(),
+            // 0 is never sane: set_imported puts the time of the write in its place.
+            created: it.created.unwrap_or(0),
+            modified: it.modified.unwrap_or(0),
+            secret: it.secret.clone(),
         };
-        match r {
+        match store.set_imported(&data) {
             Ok(()) => written.push(id),
             Err(e) => {
-                result = Err(e);
+                result = Err(match e {
+                    Error::InvalidInput(why) => {
+                        Error::InvalidInput(format!("during the import: {why}"))
+                    }
+                    e => e,
+                });
                 break;
             }
         }
@@ -226,6 +241,8 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             secret: Zeroizing::new(secret.to_vec()),
+            created: None,
+            modified: None,
         }
     }
 

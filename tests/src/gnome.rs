@@ -180,3 +180,35 @@ pub fn check_imported(
         b"alice's token"
     );
 }
+
+/// Every entry of `store` labelled like an item of `keyring` has that item's creation and
+/// modification time (what the import carries over); `keyring` is the file as
+/// keyringrs_import::gnome reads it.
+pub fn check_times(store: &libkeyring::Store, keyring: &keyringrs_import::gnome::Keyring) {
+    let entries = store.entries().unwrap();
+    assert!(!keyring.items.is_empty());
+    for it in &keyring.items {
+        assert!(it.created > 1_600_000_000, "{it:?}");
+        let mut found = 0;
+        for e in entries.iter().filter(|e| e.label == it.label) {
+            assert_eq!(
+                (e.created, e.modified),
+                (it.created, it.modified),
+                "{}: times",
+                it.label
+            );
+            found += 1;
+        }
+        assert!(found > 0, "no entry labelled {:?}", it.label);
+    }
+}
+
+/// The latest creation or modification time of the keyring's items.
+pub fn latest_time(keyring: &keyringrs_import::gnome::Keyring) -> i64 {
+    keyring
+        .items
+        .iter()
+        .map(|i| i.created.max(i.modified))
+        .max()
+        .unwrap_or(0)
+}

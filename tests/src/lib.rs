@@ -389,3 +389,18 @@ pub fn key_usage(uid: u32) -> (u64, u64) {
     }
     (0, 0)
 }
+
+/// Sleep until the clock's Unix second is past `t` (a source item's time): a store time set at
+/// the write instead of carried over then differs from it.
+pub fn wait_past(t: i64) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs() as i64;
+        if now > t {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -157,6 +157,12 @@ fn binary(bytes: &[u8], password: &[u8]) -> std::result::Result<Keyring, BinErr>
         return Err(Why::from("no GnomeKeyring magic").into());
     }
     let v = r.bytes(4, "version")?;
+    if v[0..2] == [1, 0] {
+        return Err(Why::from(
+            "version 1.0 is a libsecret (or oo7) file keyring: use `keyringrs import libsecret-file`",
+        )
+        .into());
+    }
     if v[0..2] != [0, 0] {
         return Err(format!("unknown version {}", u16::from_be_bytes([v[0], v[1]])).into());
     }

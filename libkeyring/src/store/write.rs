@@ -147,32 +147,81 @@ impl Store {
             attributes.unwrap_or(&empty),
             secret,
         )?;
+        self.put(service, username, |old, t| {
+            Ok(EntryData {
+                service: service.into(),
+                username: username.into(),
+                label: label
+                    .map(str::to_string)
+                    .or_else(|| old.map(|o| o.label.clone()))
+                    .unwrap_or_else(|| format!("{username}@{service}")),
+                content_type: content_type
+                    .map(str::to_string)
+                    .or_else(|| old.map(|o| o.content_type.clone()))
+                    .unwrap_or_default(),
+                attributes: attributes
+                    .cloned()
+                    .or_else(|| old.map(|o| o.attributes.clone()))
+                    .unwrap_or_default(),
+                created: old.map_or(t, |o| o.created),
+                modified: t,
+                secret: Zeroizing::new(secret.to_vec()),
+            })
+        })
+    }
+
+    /// Write `data` as a new entry, times included (what an import carries over from its
+    /// source, docs/IMPORT.md): never over an existing entry of the same (service, username)
+    /// (`InvalidInput`, checked under the writer lock, so a concurrent writer's entry is never
+    /// replaced). A time that is not sane (not after 1970-01-01T00:00:00, or more than a day
+    /// ahead of this clock) is replaced by the time of the write.
+    pub fn set_imported(&self, data: &EntryData) -> Result<()> {
+        format::check_limits_typed(
+            &data.service,
+            &data.username,
+            &data.label,
+            &data.content_type,
+            &data.attributes,
+            &data.secret,
+        )?;
+        self.put(&data.service, &data.username, |old, t| {
+            if old.is_some() {
+                return Err(Error::InvalidInput(format!(
+                    "an entry for service {:?} and username {:?} exists already; not overwritten",
+                    data.service, data.username
+                )));
+            }
+            let sane = |v: i64| {
+                if v > 0 && v <= t.saturating_add(86_400) {
+                    v
+                } else {
+                    t
+                }
+            };
+            let mut new = data.clone();
+            new.created = sane(data.created);
+            new.modified = sane(data.modified);
+            Ok(new)
+        })
+    }
+
+    /// The write of [`Store::set_item`] and [`Store::set_imported`] (limits already checked):
+    /// under the writer lock, `build` makes the entry from the existing one (without its
+    /// secret; None: there is none) and the time now; then index, seal, and journal (or file).
+    fn put(
+        &self,
+        service: &str,
+        username: &str,
+        build: impl FnOnce(Option<&EntryData>, i64) -> Result<EntryData>,
+    ) -> Result<()> {
         let _guard = fs::flock_exclusive(&self.dir, self.wait).map_err(|e| busy(&self.path, e))?;
         let master = self.writer_master()?;
         self.migrate_locked(&master)?;
         let [name_key, seal] = self.entry_keys(&master);
         let id = format::entry_id(&name_key, service, username);
         let old = self.with_entry(&master, &seal, &id, |p| p.to_data(false))?;
-        let t = now();
-        let data = EntryData {
-            service: service.into(),
-            username: username.into(),
-            label: label
-                .map(str::to_string)
-                .or_else(|| old.as_ref().map(|o| o.label.clone()))
-                .unwrap_or_else(|| format!("{username}@{service}")),
-            content_type: content_type
-                .map(str::to_string)
-                .or_else(|| old.as_ref().map(|o| o.content_type.clone()))
-                .unwrap_or_default(),
-            attributes: attributes
-                .cloned()
-                .or_else(|| old.as_ref().map(|o| o.attributes.clone()))
-                .unwrap_or_default(),
-            created: old.as_ref().map_or(t, |o| o.created),
-            modified: t,
-            secret: Zeroizing::new(secret.to_vec()),
-        };
+        let data = build(old.as_ref(), now())?;
+        debug_assert!(data.service == service && data.username == username);
         let old_attrs = old.as_ref().map(crate::mapping::item_attributes);
         self.index_item(
             &master,
