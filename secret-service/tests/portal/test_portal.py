@@ -66,7 +66,12 @@ def test_a_sandboxed_app_keeps_and_reads_its_secrets_through_the_portal(desktop)
     assert f"attributes: {{'app_id': '{APP}', 'xdg:schema': 'org.freedesktop.portal.Secret'}}" in search, search
     assert d.host_secret_tool("lookup", "account", "alice").stdout == b""
     assert "portal: made the secret of the app" in d.log("keyringrs")
-    print(f"\nfile {f}: {len(raw)} bytes, no plaintext; store item: {search.strip()}")
+    # The app's own file keyring opens with the secret the portal gave it (keyringrs import
+    # libsecret-file --app-id reads it with the store's item).
+    imp = d.cli("import", "libsecret-file", "--app-id", APP, "--dry-run")
+    assert b"dry run, nothing written: 1 new, 0 already there, 0 conflicting" in imp.stdout, imp
+    print(f"\nfile {f}: {len(raw)} bytes, no plaintext; store item: {search.strip()}; "
+          f"import --dry-run: {imp.stdout.decode().strip()!r}")
 
 
 def test_two_apps_get_different_secrets_and_cannot_open_each_others_files(desktop):
