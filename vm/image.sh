@@ -18,6 +18,9 @@ PACKAGES="$PACKAGES,libsecret-tools,python3-keyring,python3,libpam-runtime"
 # The unlock prompt of a login without a password (scenario 7): pinentry's GTK dialog on the X
 # display, typed into with xdotool as a person would.
 PACKAGES="$PACKAGES,pinentry-gtk2,xdotool"
+# The Secret portal (scenario 2): xdg-desktop-portal, started by the user's bus, and a
+# Flatpak-style sandbox for libsecret (bubblewrap, xdg-dbus-proxy).
+PACKAGES="$PACKAGES,xdg-desktop-portal,bubblewrap,xdg-dbus-proxy"
 cache=${1:-/var/cache/keyringrs-vm}
 here=$(cd "$(dirname "$0")" && pwd)
 key=$(cat "$0" "$here/keyringrs-vm-control.service" | sha256sum | cut -c1-16)

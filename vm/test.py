@@ -254,6 +254,8 @@ def desktop(r, dm, session_type="wayland"):
     r.check(f"{dm}: the Secret Service daemon was activated under user@UID.service",
             p.get("daemon", ""), lambda d: "/user@" in d and "keyringrs-secret-service" in d)
     r.note(f"{dm}: python backend", p.get("python_backend", "?"))
+    if dm == "lightdm":
+        flatpak(r, dm)
     r.check(f"{dm}: a new process of the user reads it (@u)", r.fresh_probe(), READS)
     r.end_agent(dm, env)
     p = r.fresh_probe()
@@ -263,6 +265,29 @@ def desktop(r, dm, session_type="wayland"):
             f"unit={p.get('unit')} tool={p.get('tool')}",
             lambda got: "unit=0" not in got and "tool=ok" not in got)
     return env
+
+
+def flatpak(r, tag):
+    """A Flatpak-style sandboxed app of the login (vm/guest/flatpak-app.sh) through the real
+    chain: the user's bus starts xdg-desktop-portal (its systemd user unit), which finds
+    keyringrs.portal as the .deb installed it and calls org.freedesktop.secrets."""
+    r.root(f"rm -f {DIR}/{tag}.flatpak.out")
+    _, since = r.root("date +%s")
+    r.request(f"{tag}.flatpak")
+    r.wait(f"[ -e {DIR}/{tag}.flatpak.out ]", 300, f"the {tag} login's sandboxed app")
+    _, out = r.root(f"cat {DIR}/{tag}.flatpak.out")
+    r.check(f"{tag}: a sandboxed app stores and reads its secret through the Secret portal, "
+            "its file keyring without plaintext, one portal item in the store", parse(out),
+            {"store": "0", "lookup": "ok", "file": "yes", "plaintext": "no", "portal_items": "1"})
+    _, how = r.root(f"journalctl --since=@{since.strip()} --no-pager -o cat "
+                    "-g 'portal: |Using keyringrs.portal|Falling back to keyringrs.portal' "
+                    "| tail -n 3", ok=False)
+    r.check(f"{tag}: keyringrs-secret-service made and gave the app's secret", how,
+            lambda t: "portal: made the secret of the app \"org.keyringrs.VmApp\"" in t
+            and "portal: gave the app" in t)
+    _, unit = r.root(f"runuser -u {USER} -- env XDG_RUNTIME_DIR=/run/user/$(id -u {USER}) "
+                     "systemctl --user is-active xdg-desktop-portal.service", ok=False)
+    r.note(f"{tag}: xdg-desktop-portal.service (user)", unit.strip())
 
 
 def s2_lightdm(r):

@@ -8,6 +8,9 @@
 #   $DIR/TAG.app            an app of the login needs its secret: secret-tool lookup runs in the
 #                           background (it may wait for the unlock prompt); its output and exit
 #                           status go to $DIR/TAG.app.out
+#   $DIR/TAG.flatpak        a Flatpak-style sandboxed app of the login stores and reads a secret
+#                           through the Secret portal (flatpak-app.sh); its lines go to
+#                           $DIR/TAG.flatpak.out
 #   $DIR/TAG.end            the login ends (its program exits, the login closes)
 # Bounded: an agent never asked to end exits after 30 minutes.
 #     agent.sh TAG
@@ -32,6 +35,11 @@ while [ "$(date +%s)" -lt "$end" ]; do
         ( timeout 300 secret-tool lookup service vm-test username "$(id -un)" > "$DIR/$tag.app.tmp" 2>&1
           echo "rc=$?" >> "$DIR/$tag.app.tmp"
           mv "$DIR/$tag.app.tmp" "$DIR/$tag.app.out" ) &
+    fi
+    if [ -e "$DIR/$tag.flatpak" ]; then
+        rm "$DIR/$tag.flatpak" || exit 1
+        "$here/flatpak-app.sh" "$secret-flatpak" > "$DIR/$tag.flatpak.tmp" 2>&1
+        mv "$DIR/$tag.flatpak.tmp" "$DIR/$tag.flatpak.out"
     fi
     if [ -e "$DIR/$tag.end" ]; then
         rm "$DIR/$tag.end" || exit 1

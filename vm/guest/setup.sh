@@ -15,7 +15,7 @@ pam-auth-update --enable keyringrs
 grep -l pam_keyringrs /etc/pam.d/common-auth /etc/pam.d/common-session /etc/pam.d/common-password
 
 install -d "$lib"
-install -m 0755 "$data"/guest/agent.sh "$data"/guest/probe.sh "$data"/guest/xvfb \
+install -m 0755 "$data"/guest/agent.sh "$data"/guest/probe.sh "$data"/guest/flatpak-app.sh "$data"/guest/xvfb \
     "$data"/guest/lightdm-greeter.py "$data"/guest/greetd-greeter.py "$lib"/
 install -d /etc/keyringrs-vm
 printf '%s' "$secret" > /etc/keyringrs-vm/secret
