@@ -37,13 +37,29 @@ pub const PORTAL_PATH: &str = "/org/freedesktop/portal/desktop";
 /// The interface version xdg-desktop-portal 1.16 and libsecret 0.20 expect.
 const VERSION: u32 = 1;
 
-/// The earliest a request is answered after it came in. libsecret before 0.21.4 (Debian 12 has
-/// 0.20.5; libsecret issue 58) subscribes to the request's `Response` signal only once the
-/// portal's reply to `RetrieveSecret` has reached its main loop, so a backend that answers at
-/// once makes the frontend send `Response` before the app listens, and the app waits for ever
-/// (measured: 3 of 15 runs of the portal tests, each ~40 requests, hung). Waiting this long
-/// costs an app one pause at startup (libsecret asks once per process).
+/// The earliest a request of a client that did not choose its request's handle is answered
+/// after it came in. libsecret before 0.21.4 (Debian 12 has 0.20.5; libsecret issue 58) passes
+/// no `handle_token` and subscribes to the request's `Response` signal only once the portal's
+/// reply to `RetrieveSecret` has reached its main loop, so a backend that answers at once makes
+/// the frontend send `Response` before the app listens, and the app waits for ever (measured: 3
+/// of 15 runs of the portal tests, each ~40 requests, hung). Waiting this long costs such an app
+/// one pause at startup (libsecret asks once per process). A client that passes a
+/// `handle_token` (libsecret 0.21.4 and later, libportal) subscribes before it calls: it is
+/// answered at once.
 pub const ANSWER_NOT_BEFORE: Duration = Duration::from_millis(250);
+
+/// Did the client choose its request's handle (`handle_token`)? xdg-desktop-portal names a
+/// request `/org/freedesktop/portal/desktop/request/SENDER/TOKEN[/N]`, TOKEN `t` when the
+/// client gave none. Anything else is taken as not chosen (the safe side: a pause).
+fn handle_was_chosen(handle: &str) -> bool {
+    let Some(rest) = handle.strip_prefix("/org/freedesktop/portal/desktop/request/") else {
+        return false;
+    };
+    match rest.split('/').nth(1) {
+        Some(token) => !token.is_empty() && token != "t",
+        None => false,
+    }
+}
 
 /// `response` values of the portal API.
 const OK: u32 = 0;
@@ -115,7 +131,9 @@ impl Portal {
             .await
             .unwrap_or(false);
         let response = retrieve(&self.st, &owner, &app_id, fd, &cancel).await;
-        tokio::time::sleep_until((came + ANSWER_NOT_BEFORE).into()).await;
+        if !handle_was_chosen(handle.as_str()) {
+            tokio::time::sleep_until((came + ANSWER_NOT_BEFORE).into()).await;
+        }
         if exported {
             let _ = server.remove::<Request, _>(handle.as_str()).await;
         }
@@ -240,4 +258,21 @@ fn write_secret(fd: OwnedFd, secret: &[u8]) -> std::io::Result<()> {
     let mut file = std::fs::File::from(fd);
     file.write_all(secret)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::handle_was_chosen;
+
+    #[test]
+    fn a_handle_the_client_chose_is_told_from_the_portals_default() {
+        let base = "/org/freedesktop/portal/desktop/request/1_42";
+        assert!(handle_was_chosen(&format!("{base}/libsecret12345")));
+        assert!(handle_was_chosen(&format!("{base}/libsecret12345/2")));
+        assert!(!handle_was_chosen(&format!("{base}/t")));
+        assert!(!handle_was_chosen(&format!("{base}/t/3")));
+        assert!(!handle_was_chosen(base));
+        assert!(!handle_was_chosen("/org/example/request/1_42/tok"));
+        assert!(!handle_was_chosen("/"));
+    }
 }
