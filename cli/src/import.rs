@@ -186,8 +186,5 @@ fn read_libsecret_file(
         }
         r => r?,
     };
-    Ok((
-        file.display().to_string(),
-        keyring.items.into_iter().map(Into::into).collect(),
-    ))
+    Ok((file.display().to_string(), keyring.items))
 }
