@@ -27,6 +27,8 @@ SYSTEM_PACKAGES += libpam0g-dev
 # The Python package is installed for Debian's python3 with its pip (PEP 668: into /usr/local,
 # which is Debian's own default for a root pip, so no --prefix for PREFIX=/usr/local).
 SYSTEM_PACKAGES += python3 python3-pip python3-venv
+# The TPM2 keyslot (tpm2/): tss-esapi links Debian's tpm2-tss (libtss2-esys, -tctildr, -mu).
+SYSTEM_PACKAGES += libtss2-dev
 # Needed only by the tests.
 TEST_PACKAGES   = keyutils python3-nacl
 # The Secret Service tests: a private bus, libsecret's secret-tool, a venv for secretstorage/keyring.
@@ -53,6 +55,9 @@ PORTAL_TEST_PACKAGES = xdg-desktop-portal bubblewrap xdg-dbus-proxy libsecret-to
 TEST_PACKAGES  += $(PORTAL_TEST_PACKAGES)
 # tests/network_home.rs mounts one store twice with sshfs (FUSE) through that sshd: a network home.
 TEST_PACKAGES  += sshfs
+# The TPM2 keyslot's tests (tpm2/tests, tests/tpm2.rs): swtpm as the TPM over its TCP TCTI, and
+# tpm2-tools to change its PCRs from outside.
+TEST_PACKAGES  += swtpm swtpm-tools tpm2-tools
 # `make dry-run-test` watches `make -n` with strace: a dry run must start nothing.
 TEST_PACKAGES  += strace
 # Needed only by `make bench` (and its quick mode in `make test`): the peers it measures
@@ -291,11 +296,12 @@ stress: test-deps
 VM_CACHE ?= /var/cache/keyringrs-vm
 VM_ONLY  ?=
 VM_KEEP  ?=
-VM_PACKAGES = qemu-system-x86 qemu-utils/bookworm mmdebstrap e2fsprogs sshpass openssh-client socat
+VM_PACKAGES = qemu-system-x86 qemu-utils/bookworm mmdebstrap e2fsprogs sshpass openssh-client socat \
+              swtpm swtpm-tools
 vm-deps:
 	@command -v qemu-system-x86_64 >/dev/null && command -v qemu-img >/dev/null && \
 	  command -v mmdebstrap >/dev/null && command -v sshpass >/dev/null && command -v ssh >/dev/null && \
-	  command -v socat >/dev/null || { \
+	  command -v socat >/dev/null && command -v swtpm >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	  --no-install-recommends --allow-downgrades $(VM_PACKAGES); }
 
