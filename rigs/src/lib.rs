@@ -5,6 +5,7 @@
 
 pub mod bus;
 pub mod gnome;
+pub mod swtpm;
 
 /// Why `what` could not be started: "not installed" when the program is not there.
 pub fn spawn_err(what: &str, e: std::io::Error) -> String {
