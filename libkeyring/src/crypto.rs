@@ -116,6 +116,11 @@ impl std::fmt::Debug for SubKey {
 }
 
 impl SubKey {
+    /// A key of these bytes (a TPM2 slot's, which the TPM unsealed).
+    pub(crate) fn from_bytes(bytes: &[u8; KEY_LEN]) -> SubKey {
+        SubKey(*bytes)
+    }
+
     /// HMAC-SHA256 of the concatenation of `parts`.
     pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)

@@ -40,4 +40,4 @@ pub use store::{
     default_path, key_description, KeyRef, Opened, Scope, Status, Store, UnlockOptions,
     UnlockReport,
 };
-pub use store::{Credential, SlotInfo, SlotKind};
+pub use store::{Credential, SlotInfo, SlotKind, Tpm2Slot};

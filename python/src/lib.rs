@@ -269,7 +269,8 @@ impl Store {
     }
 
     /// The keyslots: a list of `SlotRow`s (index, name, kind, kdf_memory_kib, kdf_time); kind is
-    /// "login-password", "password" or "recovery-key". Never a secret.
+    /// "login-password", "password", "recovery-key" or "tpm2" (whose kdf_memory_kib and kdf_time
+    /// are 0: the TPM, not Argon2id, guards its key). Never a secret.
     fn slots(&self, py: Python<'_>) -> PyResult<Vec<SlotRow>> {
         py.allow_threads(|| self.inner.slots())
             .map(|v| {
@@ -279,8 +280,8 @@ impl Store {
                             s.index,
                             s.name,
                             s.kind.name(),
-                            s.kdf.memory_kib(),
-                            s.kdf.time(),
+                            s.kdf.map_or(0, |k| k.memory_kib()),
+                            s.kdf.map_or(0, |k| k.time()),
                         )
                     })
                     .collect()

@@ -1,9 +1,9 @@
 //! docs/FORMAT.md "header": the store header file (magic, version, flags, store id, keyslots,
 //! MAC, checksum). Parsing is bounded and total: any input gives a value or a reason.
 
-use super::slots::{Keyslot, KDF_ARGON2ID, SLOT_EMPTY, SLOT_PASSWORD};
+use super::slots::{Keyslot, SlotKey, SLOT_PASSWORD, SLOT_TPM2};
 use super::{Malformed, Reader, StoreId, STORE_ID_LEN, VERSION, VERSION_1};
-use crate::crypto::{self, KdfParams, MasterKey, Purpose};
+use crate::crypto::{self, MasterKey, Purpose};
 
 /// First 16 bytes of a header file.
 pub const HEADER_MAGIC: &[u8; 16] = b"keyringrs-store\n";
@@ -104,19 +104,12 @@ impl Header {
             for i in 0..n {
                 let what = format!("keyslot {i}");
                 let kind = r.u8(&what)?;
-                if !(SLOT_PASSWORD..=SLOT_EMPTY).contains(&kind) {
+                if !(SLOT_PASSWORD..=SLOT_TPM2).contains(&kind) {
                     return Err(format!("{what}: unknown kind {kind}"));
                 }
-                let kdf_id = r.u8(&what)?;
-                if kdf_id != KDF_ARGON2ID {
-                    return Err(format!("{what}: unknown KDF {kdf_id}"));
-                }
-                let (m, t, p) = (r.u32(&what)?, r.u32(&what)?, r.u32(&what)?);
-                let kdf = KdfParams::new(m, t, p).map_err(|e| format!("{what}: {e}"))?;
                 slots.push(Keyslot {
                     kind,
-                    kdf,
-                    salt: r.array(&what)?,
+                    key: SlotKey::decode(kind, r, &what)?,
                     nonce: r.array(&what)?,
                     wrapped: r.array(&what)?,
                 });
@@ -152,6 +145,7 @@ pub enum HeaderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::KdfParams;
     use crate::format::slots::SLOT_LEN;
 
     fn small() -> KdfParams {

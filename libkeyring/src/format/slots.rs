@@ -1,6 +1,8 @@
 //! docs/FORMAT.md "keyslot": one wrap of the master key under a key derived from a password or
-//! a recovery key, bound to its header and its index; and the slot names file `slots`.
+//! a recovery key, or unsealed by a TPM2, bound to its header and its index; and the slot names
+//! file `slots`.
 
+use super::{Malformed, Reader};
 use crate::crypto::{self, KdfParams, MasterKey, SubKey, KEY_LEN, NONCE_LEN, SALT_LEN, TAG_LEN};
 use crate::error::Result;
 
@@ -16,34 +18,159 @@ pub const SLOT_RECOVERY: u8 = 2;
 pub const SLOT_EXTRA: u8 = 3;
 /// The place of a removed keyslot (slots are bound to their index): never opens.
 pub const SLOT_EMPTY: u8 = 4;
-/// KDF ids.
+/// A key sealed to this machine's TPM2 (`keyringrs slot add --tpm2`): the sealed object lives in
+/// `<store>/tpm2/<hex of its digest>`, the slot holds the digest and the policy.
+pub const SLOT_TPM2: u8 = 5;
+/// Key sources (the byte after the kind): Argon2id v1.3 of a password or recovery key.
 pub const KDF_ARGON2ID: u8 = 1;
+/// The key is unsealed by the TPM2 named in the slot's policy (kind 5 only).
+pub const KEY_TPM2: u8 = 2;
+/// TPM2 slot flags: the sealed object also needs a PIN (its authValue).
+pub const TPM2_PIN: u32 = 1;
+/// TPM2 slot flags: the PAM module tries the slot at a login without a password.
+pub const TPM2_LOGIN: u32 = 2;
+/// Length of the sealed object's digest kept in a TPM2 slot (a SHA-256 prefix).
+pub const SEALED_DIGEST_LEN: usize = 16;
 
-/// One keyslot: the master key wrapped under a key derived from a password.
+/// How a TPM2 keyslot's key is sealed: the PCRs of the SHA-256 bank its policy binds (bit i =
+/// PCR i, i < 24), whether it needs a PIN, whether the PAM module tries it, and which sealed
+/// object file it is (the first 16 bytes of that file's SHA-256).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tpm2Binding {
+    pub pcrs: u32,
+    pub pin: bool,
+    pub login: bool,
+    pub sealed: [u8; SEALED_DIGEST_LEN],
+}
+
+impl Tpm2Binding {
+    /// All 24 PCRs of a PC client TPM.
+    pub const PCR_MASK: u32 = (1 << 24) - 1;
+
+    /// The digest a sealed object file of these bytes has in its slot.
+    pub fn digest(sealed: &[u8]) -> [u8; SEALED_DIGEST_LEN] {
+        let full = crypto::sha256(&[b"keyringrs-tpm2-sealed\n", sealed]);
+        let mut d = [0u8; SEALED_DIGEST_LEN];
+        d.copy_from_slice(&full[..SEALED_DIGEST_LEN]);
+        d
+    }
+
+    /// The sealed object's file name under `<store>/tpm2/`.
+    pub fn file_name(&self) -> String {
+        super::hex(&self.sealed)
+    }
+
+    fn flags(&self) -> u32 {
+        (if self.pin { TPM2_PIN } else { 0 }) | (if self.login { TPM2_LOGIN } else { 0 })
+    }
+
+    /// The PCR numbers, ascending.
+    pub fn pcr_list(&self) -> Vec<u8> {
+        (0..24).filter(|i| self.pcrs & (1 << i) != 0).collect()
+    }
+}
+
+/// What a keyslot's wrapping key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKey {
+    /// Argon2id of a password or a recovery key, with the slot's own salt.
+    Argon2id { kdf: KdfParams, salt: [u8; SALT_LEN] },
+    /// 32 bytes a TPM2 unseals.
+    Tpm2(Tpm2Binding),
+}
+
+impl SlotKey {
+    /// The Argon2id parameters, for a slot opened by a password or recovery key.
+    pub fn kdf(&self) -> Option<KdfParams> {
+        match self {
+            SlotKey::Argon2id { kdf, .. } => Some(*kdf),
+            SlotKey::Tpm2(_) => None,
+        }
+    }
+
+    /// The TPM2 binding, for a TPM2 slot.
+    pub fn tpm2(&self) -> Option<&Tpm2Binding> {
+        match self {
+            SlotKey::Tpm2(b) => Some(b),
+            SlotKey::Argon2id { .. } => None,
+        }
+    }
+
+    /// Bytes 1..30 of the slot.
+    fn encode(&self, v: &mut Vec<u8>) {
+        match self {
+            SlotKey::Argon2id { kdf, salt } => {
+                v.push(KDF_ARGON2ID);
+                v.extend_from_slice(&kdf.memory_kib().to_le_bytes());
+                v.extend_from_slice(&kdf.time().to_le_bytes());
+                v.extend_from_slice(&kdf.lanes().to_le_bytes());
+                v.extend_from_slice(salt);
+            }
+            SlotKey::Tpm2(b) => {
+                v.push(KEY_TPM2);
+                v.extend_from_slice(&b.pcrs.to_le_bytes());
+                v.extend_from_slice(&b.flags().to_le_bytes());
+                v.extend_from_slice(&0u32.to_le_bytes());
+                v.extend_from_slice(&b.sealed);
+            }
+        }
+    }
+
+    /// Parse bytes 1..30 of a slot of `kind` (checked already to be a known kind).
+    pub(crate) fn decode(kind: u8, r: &mut Reader, what: &str) -> Result<SlotKey, Malformed> {
+        let source = r.u8(what)?;
+        let (a, b, c) = (r.u32(what)?, r.u32(what)?, r.u32(what)?);
+        let tail: [u8; SALT_LEN] = r.array(what)?;
+        match (kind, source) {
+            (SLOT_TPM2, KEY_TPM2) => {
+                if a & !Tpm2Binding::PCR_MASK != 0 {
+                    return Err(format!("{what}: PCR selection {a:#x} beyond PCR 23"));
+                }
+                if b & !(TPM2_PIN | TPM2_LOGIN) != 0 || c != 0 {
+                    return Err(format!("{what}: unknown TPM2 flags {b:#x}/{c:#x}"));
+                }
+                Ok(SlotKey::Tpm2(Tpm2Binding {
+                    pcrs: a,
+                    pin: b & TPM2_PIN != 0,
+                    login: b & TPM2_LOGIN != 0,
+                    sealed: tail,
+                }))
+            }
+            (SLOT_TPM2, _) => Err(format!("{what}: TPM2 slot with key source {source}")),
+            (_, KDF_ARGON2ID) => {
+                let kdf = KdfParams::new(a, b, c).map_err(|e| format!("{what}: {e}"))?;
+                Ok(SlotKey::Argon2id { kdf, salt: tail })
+            }
+            _ => Err(format!("{what}: unknown KDF {source}")),
+        }
+    }
+}
+
+/// One keyslot: the master key wrapped under a key derived from a password or unsealed by a TPM2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keyslot {
     pub kind: u8,
-    pub kdf: KdfParams,
-    pub salt: [u8; SALT_LEN],
+    pub key: SlotKey,
     pub nonce: [u8; NONCE_LEN],
     pub wrapped: [u8; KEY_LEN + TAG_LEN],
 }
 
 impl Keyslot {
-    /// The slot's bytes before the nonce: kind, kdf id, params, salt (bound into its AAD).
+    /// The slot's bytes before the nonce: kind, key source, its parameters (bound into its AAD).
     pub(crate) fn params_bytes(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(30);
         v.push(self.kind);
-        v.push(KDF_ARGON2ID);
-        v.extend_from_slice(&self.kdf.memory_kib().to_le_bytes());
-        v.extend_from_slice(&self.kdf.time().to_le_bytes());
-        v.extend_from_slice(&self.kdf.lanes().to_le_bytes());
-        v.extend_from_slice(&self.salt);
+        self.key.encode(&mut v);
         v
     }
 
     pub(crate) fn aad(prefix: &[u8], index: usize, params: &[u8]) -> Vec<u8> {
         [prefix, &[index as u8], params].concat()
+    }
+
+    /// The Argon2id parameters of a password or recovery-key slot (a TPM2 slot costs none).
+    pub fn kdf(&self) -> Option<KdfParams> {
+        self.key.kdf()
     }
 
     /// Wrap `master` for `password` as slot number `index` of a header whose fixed prefix
@@ -68,14 +195,36 @@ impl Keyslot {
         kdf: KdfParams,
     ) -> Result<Keyslot> {
         let salt: [u8; SALT_LEN] = crypto::random()?;
+        let key = SlotKey::Argon2id { kdf, salt };
+        Self::seal(kind, key, kdf.derive(password, &salt)?, prefix, index, master)
+    }
+
+    /// Wrap `master` in a TPM2 slot under `kek`, the 32 bytes sealed to the TPM.
+    pub fn wrap_tpm2(
+        binding: Tpm2Binding,
+        kek: &[u8; KEY_LEN],
+        prefix: &[u8],
+        index: usize,
+        master: &MasterKey,
+    ) -> Result<Keyslot> {
+        let kek = SubKey::from_bytes(kek);
+        Self::seal(SLOT_TPM2, SlotKey::Tpm2(binding), kek, prefix, index, master)
+    }
+
+    fn seal(
+        kind: u8,
+        key: SlotKey,
+        kek: SubKey,
+        prefix: &[u8],
+        index: usize,
+        master: &MasterKey,
+    ) -> Result<Keyslot> {
         let mut slot = Keyslot {
             kind,
-            kdf,
-            salt,
+            key,
             nonce: [0; NONCE_LEN],
             wrapped: [0; KEY_LEN + TAG_LEN],
         };
-        let kek = kdf.derive(password, &salt)?;
         let (nonce, ct) = kek.seal(
             &Self::aad(prefix, index, &slot.params_bytes()),
             master.as_bytes(),
@@ -85,14 +234,34 @@ impl Keyslot {
         Ok(slot)
     }
 
-    /// Try to unwrap with `password`; `None` if it does not open this slot.
+    /// Try to unwrap with `password`; `None` if it does not open this slot (a TPM2 slot never
+    /// opens with a password).
     pub fn unwrap(
         &self,
         prefix: &[u8],
         index: usize,
         password: &[u8],
     ) -> Result<Option<MasterKey>> {
-        let kek: SubKey = self.kdf.derive(password, &self.salt)?;
+        let SlotKey::Argon2id { kdf, salt } = &self.key else {
+            return Ok(None);
+        };
+        self.open(kdf.derive(password, salt)?, prefix, index)
+    }
+
+    /// Try to unwrap a TPM2 slot with the key the TPM unsealed; `None` if it does not open.
+    pub fn unwrap_tpm2(
+        &self,
+        prefix: &[u8],
+        index: usize,
+        kek: &[u8; KEY_LEN],
+    ) -> Result<Option<MasterKey>> {
+        if self.key.tpm2().is_none() {
+            return Ok(None);
+        }
+        self.open(SubKey::from_bytes(kek), prefix, index)
+    }
+
+    fn open(&self, kek: SubKey, prefix: &[u8], index: usize) -> Result<Option<MasterKey>> {
         let aad = Self::aad(prefix, index, &self.params_bytes());
         Ok(kek
             .open(&self.nonce, &aad, &self.wrapped)

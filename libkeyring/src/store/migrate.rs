@@ -66,7 +66,9 @@ impl Store {
             let id = format::entry_id(&new_name, &e.service, &e.username);
             self.write_entry(&new_seal, &id, e)?;
         }
-        let kdf = opened.header.slots[opened.index].kdf.max_with(&opts.kdf);
+        let kdf = opened.header.slots[opened.index]
+            .kdf()
+            .map_or(opts.kdf, |k| k.max_with(&opts.kdf));
         let mut next = Header {
             version: format::VERSION,
             id: self.id,
@@ -78,8 +80,10 @@ impl Store {
         self.write_header(&next, &master)?;
         self.bump_generation()?;
         self.key_cache.forget();
-        // Only the password's slot is left: names of the others are gone with them.
+        // Only the password's slot is left: names of the others are gone with them, and so
+        // are the TPM2 slots' sealed objects.
         let _ = fs::unlink(&self.dir, Path::new("slots"));
+        self.remove_unused_sealed(&next);
         self.recover_rotation_locked(&master)?;
         // The new header is version 2; the index is rebuilt under the new keys (until then,
         // readers find the old one does not authenticate and rebuild it themselves).

@@ -16,6 +16,7 @@ mod open;
 mod read;
 pub(crate) mod search;
 mod slots;
+mod tpm2;
 mod unlock;
 mod write;
 
@@ -32,6 +33,7 @@ use crate::sys::fs;
 pub use cache::HeaderAndMac;
 pub(crate) use cache::{EntryCache, KeyCache};
 pub use slots::{Credential, SlotInfo, SlotKind};
+pub use tpm2::{Tpm2Slot, MAX_SEALED_LEN};
 
 /// How to unlock (and, for `init`/`passwd`, how to wrap).
 #[derive(Debug, Clone, Copy, Default)]

@@ -16,7 +16,10 @@ use crate::error::{Error, Result};
 use crate::format::slots::{
     encode_names, parse_names, valid_name, Names, MAX_NAMES_LEN, MAX_NAME_LEN, NAMES,
 };
-use crate::format::{self, Header, Keyslot, SLOT_EMPTY, SLOT_EXTRA, SLOT_PASSWORD, SLOT_RECOVERY};
+use crate::format::{
+    self, Header, Keyslot, SlotKey, Tpm2Binding, SLOT_EMPTY, SLOT_EXTRA, SLOT_PASSWORD,
+    SLOT_RECOVERY, SLOT_TPM2,
+};
 use crate::recovery::RecoveryKey;
 use crate::sys::fs;
 
@@ -29,6 +32,8 @@ pub enum SlotKind {
     Password,
     /// The recovery key.
     RecoveryKey,
+    /// A key sealed to this machine's TPM2 (`slot add --tpm2`).
+    Tpm2,
 }
 
 impl SlotKind {
@@ -37,6 +42,7 @@ impl SlotKind {
             SlotKind::Login => "login-password",
             SlotKind::Password => "password",
             SlotKind::RecoveryKey => "recovery-key",
+            SlotKind::Tpm2 => "tpm2",
         }
     }
 }
@@ -47,7 +53,10 @@ pub struct SlotInfo {
     pub index: usize,
     pub name: String,
     pub kind: SlotKind,
-    pub kdf: KdfParams,
+    /// Argon2id's parameters (password and recovery-key slots).
+    pub kdf: Option<KdfParams>,
+    /// The PCRs, PIN and login flags (TPM2 slots).
+    pub tpm2: Option<Tpm2Binding>,
     /// When it was added (seconds since the epoch), if recorded.
     pub created: Option<i64>,
 }
@@ -82,6 +91,7 @@ fn kind_of(raw: u8) -> Option<SlotKind> {
         SLOT_PASSWORD => Some(SlotKind::Login),
         SLOT_EXTRA => Some(SlotKind::Password),
         SLOT_RECOVERY => Some(SlotKind::RecoveryKey),
+        SLOT_TPM2 => Some(SlotKind::Tpm2),
         _ => None,
     }
 }
@@ -95,7 +105,7 @@ fn default_name(index: usize, kind: SlotKind) -> String {
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
+pub(super) fn check_name(name: &str) -> Result<()> {
     if !valid_name(name) {
         return Err(Error::InvalidInput(format!(
             "slot name {name:?}: 1 to {MAX_NAME_LEN} letters, digits, '-', '_', '.', '@'"
@@ -114,15 +124,17 @@ fn now() -> i64 {
 fn empty_slot() -> Result<Keyslot> {
     Ok(Keyslot {
         kind: SLOT_EMPTY,
-        kdf: KdfParams::new(KdfParams::MIN_MEMORY_KIB, 1, 1)?,
-        salt: crypto::random()?,
+        key: SlotKey::Argon2id {
+            kdf: KdfParams::new(KdfParams::MIN_MEMORY_KIB, 1, 1)?,
+            salt: crypto::random()?,
+        },
         nonce: crypto::random()?,
         wrapped: crypto::random()?,
     })
 }
 
 impl Store {
-    fn open_by<'a>(&self, credential: impl Into<Credential<'a>>) -> Result<Opened> {
+    pub(super) fn open_by<'a>(&self, credential: impl Into<Credential<'a>>) -> Result<Opened> {
         match credential.into() {
             Credential::Password(p) => self.open_with_password(p),
             Credential::RecoveryKey(k) => self.open_with_recovery_key(k),
@@ -168,7 +180,8 @@ impl Store {
                     index,
                     name: named.map_or_else(|| default_name(index, kind), |(_, n, _)| n.clone()),
                     kind,
-                    kdf: s.kdf,
+                    kdf: s.kdf(),
+                    tpm2: s.key.tpm2().copied(),
                     created: named.map(|(_, _, c)| *c).filter(|c| *c > 0),
                 })
             })
@@ -178,7 +191,7 @@ impl Store {
     /// Change the keyslots under the writer lock, if the header on disk is still the one
     /// `opened` read; `edit` gets the header and the names. The header is written first (the
     /// commit), the names after (cosmetic).
-    fn edit_slots<T>(
+    pub(super) fn edit_slots<T>(
         &self,
         opened: &Opened,
         edit: impl FnOnce(&mut Header, &mut Names) -> Result<T>,
@@ -198,12 +211,13 @@ impl Store {
         }
         names.retain(|(i, _, _)| *i < header.slots.len());
         self.write_header(&header, &opened.master)?;
+        self.remove_unused_sealed(&header);
         self.write_names(&names)?;
         Ok(out)
     }
 
     /// Put `slot` (built for the index given) into the first empty place, or at the end.
-    fn place_slot(
+    pub(super) fn place_slot(
         header: &mut Header,
         names: &mut Names,
         name: String,
@@ -344,7 +358,9 @@ impl Store {
             .iter()
             .position(|s| s.kind == SLOT_PASSWORD)
             .ok_or_else(|| Error::InvalidInput("the store has no login keyslot".into()))?;
-        let target = opened.header.slots[login].kdf.max_with(&kdf);
+        let target = opened.header.slots[login]
+            .kdf()
+            .map_or(kdf, |k| k.max_with(&kdf));
         self.rewrap(
             &opened.master,
             &opened.header,

@@ -23,10 +23,23 @@ impl Store {
                 ))
             }
         }
-        self.recover_rotation(&opened.master);
-        report.migrated = self.migrate_after_unlock(&opened);
-        self.remove_stale_temp_files();
+        self.after_unlock(&opened, &mut report);
         Ok(report)
+    }
+
+    /// Unlock with a master key a keyslot gave (a recovery key's, a TPM2 slot's): install it,
+    /// then what every unlock does after.
+    pub fn unlock_opened(&self, opened: &Opened, opts: &UnlockOptions) -> Result<UnlockReport> {
+        let mut report = self.install_opened(opened, opts)?;
+        self.after_unlock(opened, &mut report);
+        Ok(report)
+    }
+
+    /// Finish a rotation a crash left, migrate a version 1 store, remove stale temp files.
+    fn after_unlock(&self, opened: &Opened, report: &mut UnlockReport) {
+        self.recover_rotation(&opened.master);
+        report.migrated = self.migrate_after_unlock(opened);
+        self.remove_stale_temp_files();
     }
 
     /// Unwrap the master key with `password` (the Argon2id work); the kernel is not touched.
@@ -97,7 +110,9 @@ impl Store {
     /// dimension, to the larger of each parameter (never lower a cost). Never waits for the
     /// writer lock: busy → `Ok(false)`, next time.
     pub fn upgrade_kdf(&self, opened: &Opened, password: &[u8], kdf: KdfParams) -> Result<bool> {
-        let current = opened.header.slots[opened.index].kdf;
+        let Some(current) = opened.header.slots[opened.index].kdf() else {
+            return Ok(false);
+        };
         if !current.weaker_than(&kdf) {
             return Ok(false);
         }
@@ -133,7 +148,7 @@ impl Store {
             .slots
             .iter()
             .filter(|s| kinds.contains(&s.kind))
-            .map(|s| s.kdf.cost())
+            .filter_map(|s| s.kdf().map(|k| k.cost()))
             .sum();
         if total > UNLOCK_KDF_BUDGET {
             return Err(Error::corrupt(
@@ -190,7 +205,9 @@ impl Store {
     /// the store is locked or not. The slot keeps the stronger of its and `kdf`'s parameters.
     pub fn passwd(&self, old: &[u8], new: &[u8], kdf: KdfParams) -> Result<()> {
         let opened = self.open_with_password(old)?;
-        let target = opened.header.slots[opened.index].kdf.max_with(&kdf);
+        let target = opened.header.slots[opened.index]
+            .kdf()
+            .map_or(kdf, |k| k.max_with(&kdf));
         self.rewrap(
             &opened.master,
             &opened.header,
