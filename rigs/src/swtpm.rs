@@ -51,7 +51,7 @@ impl Swtpm {
     /// Start a TPM whose state lives in `dir` (created; a new directory is a new TPM, the same
     /// directory again the same TPM), up once it answers on its control port.
     pub fn start(dir: &Path) -> Result<Swtpm, String> {
-        if dir.to_str().is_none_or(|d| d.contains(',')) {
+        if !dir.to_str().is_some_and(|d| !d.contains(',')) {
             return Err(format!(
                 "{}: swtpm needs a UTF-8 path without commas",
                 dir.display()
@@ -86,6 +86,9 @@ impl Swtpm {
             let server = format!("type=tcp,port={p},bindaddr=127.0.0.1");
             let ctrl = format!("type=tcp,port={},bindaddr=127.0.0.1", p + 1);
             let state = format!("dir={}", self.dir.display());
+            // Its stderr to a file beside its state (a pipe nobody reads could fill up).
+            let log =
+                std::fs::File::create(self.log_file()).map_err(|e| format!("swtpm log: {e}"))?;
             let child = Command::new(SWTPM)
                 .args(["socket", "--tpm2", "--server", &server, "--ctrl", &ctrl])
                 .args([
@@ -96,7 +99,7 @@ impl Swtpm {
                 ])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::piped())
+                .stderr(log)
                 .spawn()
                 .map_err(|e| spawn_err(SWTPM, e))?;
             self.child = Some(child);
@@ -120,10 +123,7 @@ impl Swtpm {
         loop {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    let mut err = String::new();
-                    if let Some(mut e) = c.stderr.take() {
-                        let _ = e.read_to_string(&mut err);
-                    }
+                    let err = std::fs::read_to_string(self.log_file()).unwrap_or_default();
                     return Err(format!("swtpm exited ({status}): {}", err.trim()));
                 }
             }
@@ -143,6 +143,11 @@ impl Swtpm {
     /// Its TPM command port P (the control port is P+1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where its stderr goes (in its state directory, rewritten on each start).
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("swtpm.log")
     }
 
     /// Its state directory.

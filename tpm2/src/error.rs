@@ -131,24 +131,62 @@ fn raw_rc(rc: Tss2ResponseCode) -> u32 {
     }
 }
 
-/// The name of a TSS2 layer (bits 16..24 of a TSS2_RC; 0 is the TPM itself).
+/// The name of a TSS2 layer (bits 16..24 of a TSS2_RC; 0 is the TPM itself), as in
+/// tss2_common.h.
 fn layer_name(layer: u32) -> &'static str {
     match layer {
-        5 => "feature API",
-        6 => "enhanced system API",
+        6 => "FAPI",
         7 => "ESAPI",
-        8 => "system API",
+        8 => "SAPI",
         9 => "marshalling",
         10 => "TCTI",
         11 => "resource manager",
-        12 => "resource manager (driver)",
+        12 => "resource manager TPM",
         _ => "TSS",
     }
 }
 
-/// Base codes of the TSS layers (TSS2_BASE_RC_*) that mean the TPM cannot be reached.
+/// The TSS2_BASE_RC_* codes of tss2_common.h (the low 16 bits of a TSS layer's code).
+fn base_name(base: u32) -> Option<&'static str> {
+    const NAMES: [&str; 28] = [
+        "general failure",
+        "not implemented",
+        "bad context",
+        "ABI mismatch",
+        "bad reference",
+        "insufficient buffer",
+        "bad sequence",
+        "no connection",
+        "try again",
+        "I/O error",
+        "bad value",
+        "not permitted",
+        "invalid sessions",
+        "no decrypt parameter",
+        "no encrypt parameter",
+        "bad size",
+        "malformed response",
+        "insufficient context",
+        "insufficient response",
+        "incompatible TCTI",
+        "not supported",
+        "bad TCTI structure",
+        "out of memory",
+        "bad ESYS_TR handle",
+        "multiple decrypt sessions",
+        "multiple encrypt sessions",
+        "response HMAC did not verify",
+        "no configuration",
+    ];
+    (base as usize)
+        .checked_sub(1)
+        .and_then(|i| NAMES.get(i))
+        .copied()
+}
+
+/// TSS2_BASE_RC_NO_CONNECTION and TSS2_BASE_RC_IO_ERROR: the TPM cannot be reached.
+const BASE_RC_NO_CONNECTION: u32 = 8;
 const BASE_RC_IO_ERROR: u32 = 10;
-const BASE_RC_NO_CONNECTION: u32 = 15;
 
 /// A tss-esapi error of step `stage`, against the TPM at `tcti`, as one of ours.
 pub(crate) fn classify(e: tss_esapi::Error, stage: Stage, tcti: &str) -> Error {
@@ -166,7 +204,10 @@ pub(crate) fn classify(e: tss_esapi::Error, stage: Stage, tcti: &str) -> Error {
     let layer = (raw >> 16) & 0xff;
     if layer != 0 {
         let base = raw & 0xffff;
-        let what = format!("{} error {raw:#x}", layer_name(layer));
+        let what = match base_name(base) {
+            Some(n) => format!("{} {n}, {raw:#x}", layer_name(layer)),
+            None => format!("{} error {raw:#x}", layer_name(layer)),
+        };
         return if stage == Stage::Connect
             || (layer == 10 && (base == BASE_RC_IO_ERROR || base == BASE_RC_NO_CONNECTION))
         {
@@ -203,5 +244,62 @@ pub(crate) fn classify(e: tss_esapi::Error, stage: Stage, tcti: &str) -> Error {
         ) => Error::Tpm(text()),
         (_, Stage::Load) => Error::Damaged(text()),
         _ => Error::Tpm(text()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tss(raw: u32) -> tss_esapi::Error {
+        tss_esapi::Error::Tss2Error(Tss2ResponseCode::from(raw))
+    }
+
+    #[test]
+    fn classify_by_code_and_stage() {
+        let c = |raw, stage| classify(tss(raw), stage, "swtpm:port=1");
+        // TPM_RC_AUTH_FAIL and TPM_RC_BAD_AUTH on session 1.
+        assert!(matches!(c(0x98e, Stage::Unseal), Error::WrongPin));
+        assert!(matches!(c(0x9a2, Stage::Unseal), Error::WrongPin));
+        assert!(matches!(c(0x98e, Stage::Primary), Error::Tpm(_)));
+        // TPM_RC_POLICY_FAIL, TPM_RC_PCR_CHANGED, TPM_RC_LOCKOUT.
+        assert!(matches!(c(0x99d, Stage::Unseal), Error::PolicyMismatch));
+        assert!(matches!(c(0x128, Stage::Unseal), Error::PolicyMismatch));
+        assert!(matches!(c(0x921, Stage::Unseal), Error::Lockout));
+        // TPM_RC_INTEGRITY on parameter 1 while loading; TPM_RC_OBJECT_MEMORY is not damage.
+        assert!(matches!(c(0x1df, Stage::Load), Error::Damaged(_)));
+        assert!(matches!(c(0x902, Stage::Load), Error::Tpm(_)));
+        // TSS2_TCTI_RC_IO_ERROR, TSS2_TCTI_RC_NO_CONNECTION; an ESAPI code is not the TPM's.
+        let e = c(0xa000a, Stage::Connect);
+        assert_eq!(
+            e.to_string(),
+            "no TPM2 at swtpm:port=1 (connect: TCTI I/O error, 0xa000a)"
+        );
+        assert!(matches!(c(0xa0008, Stage::Unseal), Error::NoTpm(_)));
+        assert!(matches!(c(0x7001b, Stage::Unseal), Error::Tpm(m) if m.contains("ESAPI")));
+        let w = tss_esapi::Error::WrapperError(tss_esapi::WrapperErrorKind::InvalidParam);
+        assert!(matches!(classify(w, Stage::Connect, "x"), Error::NoTpm(_)));
+    }
+
+    #[test]
+    fn encode_decode() {
+        for e in [
+            Error::NoTpm("a".into()),
+            Error::Permission("b".into()),
+            Error::InvalidTcti("c".into()),
+            Error::InvalidInput("d".into()),
+            Error::Malformed("e".into()),
+            Error::PolicyMismatch,
+            Error::PinRequired,
+            Error::WrongPin,
+            Error::Lockout,
+            Error::Damaged("f".into()),
+            Error::Timeout(Duration::from_millis(1500)),
+            Error::Tpm("g".into()),
+        ] {
+            let (tag, msg) = e.encode();
+            let back = Error::decode(tag, msg);
+            assert_eq!(format!("{back:?}"), format!("{e:?}"));
+        }
     }
 }

@@ -12,6 +12,7 @@ mod error;
 mod esys;
 mod policy;
 mod sealed;
+mod slot;
 mod tcti;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use zeroize::Zeroizing;
 pub use error::Error;
 pub use policy::Policy;
 pub use sealed::Sealed;
+pub use slot::{SlotError, Unsealer};
 pub use tcti::{Tcti, DEFAULT_TCTI};
 
 /// Length of the sealed key.

@@ -148,6 +148,30 @@ mod tests {
     }
 
     #[test]
+    fn from_env_order() {
+        // The only test of this binary that touches the environment.
+        std::env::remove_var("TPM2TOOLS_TCTI");
+        std::env::remove_var("TCTI");
+        assert_eq!(Tcti::from_env().unwrap().as_str(), DEFAULT_TCTI);
+        std::env::set_var("TCTI", "swtpm:host=127.0.0.1,port=2321");
+        assert_eq!(
+            Tcti::from_env().unwrap().as_str(),
+            "swtpm:host=127.0.0.1,port=2321"
+        );
+        std::env::set_var("TPM2TOOLS_TCTI", "mssim:port=2321");
+        assert_eq!(Tcti::from_env().unwrap().as_str(), "mssim:port=2321");
+        std::env::set_var("TPM2TOOLS_TCTI", "");
+        assert_eq!(
+            Tcti::from_env().unwrap().as_str(),
+            "swtpm:host=127.0.0.1,port=2321"
+        );
+        std::env::set_var("TPM2TOOLS_TCTI", "bogus");
+        assert!(matches!(Tcti::from_env(), Err(Error::InvalidTcti(_))));
+        std::env::remove_var("TPM2TOOLS_TCTI");
+        std::env::remove_var("TCTI");
+    }
+
+    #[test]
     fn device_path() {
         assert_eq!(
             Tcti::parse("device:/dev/tpmrm0").unwrap().device(),
