@@ -19,8 +19,15 @@ fn fake_seal(
 }
 
 fn add(s: &Store, name: &str, key: [u8; 32], login: bool) {
-    s.add_tpm2_slot(b"pw", name, 1 << 7, false, login, fake_seal(b"sealed object", key))
-        .unwrap();
+    s.add_tpm2_slot(
+        b"pw",
+        name,
+        1 << 7,
+        false,
+        login,
+        fake_seal(b"sealed object", key),
+    )
+    .unwrap();
 }
 
 /// The header file with byte `i` flipped and its (unkeyed) checksum recomputed, as an attacker
@@ -59,7 +66,9 @@ fn a_tpm2_slot_opens_with_its_key_and_the_password_still_does() {
     // Another key does not open it; a password never opens a TPM2 slot; the password still
     // opens the store.
     assert_eq!(
-        s.open_with_tpm2(found[0].index, &[8; 32]).unwrap_err().kind(),
+        s.open_with_tpm2(found[0].index, &[8; 32])
+            .unwrap_err()
+            .kind(),
         ErrorKind::WrongPassword
     );
     assert_eq!(
@@ -106,7 +115,11 @@ fn every_flipped_byte_of_a_tpm2_slot_is_refused() {
     let path = dir.store().join("header");
     let orig = std::fs::read(&path).unwrap();
     let (header, _) = Header::decode(&orig).unwrap();
-    let index = header.slots.iter().position(|k| k.kind == SLOT_TPM2).unwrap();
+    let index = header
+        .slots
+        .iter()
+        .position(|k| k.kind == SLOT_TPM2)
+        .unwrap();
     let start = 37 + 102 * index;
     for i in start..start + 102 {
         std::fs::write(&path, flipped_header(&orig, i)).unwrap();
@@ -161,8 +174,15 @@ fn a_changed_missing_or_planted_sealed_object_is_corrupt_naming_it() {
 fn removing_the_slot_or_rotating_removes_its_sealed_object() {
     let (dir, s) = temp_store("tpm2-remove");
     add(&s, "one", [1; 32], true);
-    s.add_tpm2_slot(b"pw", "two", 0, true, false, fake_seal(b"other object", [2; 32]))
-        .unwrap();
+    s.add_tpm2_slot(
+        b"pw",
+        "two",
+        0,
+        true,
+        false,
+        fake_seal(b"other object", [2; 32]),
+    )
+    .unwrap();
     let tpm2 = dir.store().join("tpm2");
     assert_eq!(std::fs::read_dir(&tpm2).unwrap().count(), 2);
     s.remove_slot(b"pw", "one").unwrap();

@@ -65,6 +65,11 @@ pub enum Command {
         /// stdin with --password-stdin)
         #[arg(long)]
         recovery_key: bool,
+        /// Unlock with a TPM2 keyslot of this machine (`slot add --tpm2`): nothing is asked,
+        /// unless the slot has a PIN. The TPM is /dev/tpmrm0 unless TPM2TOOLS_TCTI or TCTI
+        /// names another (e.g. swtpm:host=127.0.0.1,port=2321)
+        #[arg(long, conflicts_with = "recovery_key")]
+        tpm2: bool,
     },
     /// Lock the store (the key is invalidated; locking a locked store succeeds)
     Lock,
@@ -165,12 +170,27 @@ pub enum SlotCommand {
     /// List the keyslots: index, name, kind, key-derivation cost, when added (never a secret)
     List,
     /// Add another password as keyslot NAME: the store password, then the new one (twice on a
-    /// tty; with --password-stdin: two lines)
+    /// tty; with --password-stdin: two lines). With --tpm2: a key sealed to this machine's TPM2
+    /// instead of a password (the store password, then the PIN with --pin)
     Add {
         name: String,
-        /// Also try it at login (e.g. the disk passphrase an autologin hands to PAM)
+        /// Also try it at login: a password the login hands to PAM (e.g. an autologin's disk
+        /// passphrase); with --tpm2, a login that gives no password (autologin, fingerprint,
+        /// smartcard) opens the store with the TPM
         #[arg(long)]
         pam: bool,
+        /// Seal the slot's key to this machine's TPM2 (/dev/tpmrm0, or TPM2TOOLS_TCTI / TCTI)
+        #[arg(long)]
+        tpm2: bool,
+        /// With --tpm2: bind the key to these PCRs of the SHA-256 bank (e.g. "7" or "0,7"): a
+        /// change of their values (another OS booted, Secure Boot changed) keeps the slot shut.
+        /// Default: none (bound to the TPM only)
+        #[arg(long, value_name = "LIST", requires = "tpm2")]
+        pcrs: Option<String>,
+        /// With --tpm2: the TPM also asks a PIN (typed at unlock; a login without a password
+        /// cannot give one, so --pin and --pam do not go together)
+        #[arg(long, requires = "tpm2", conflicts_with = "pam")]
+        pin: bool,
         #[arg(long)]
         password_stdin: bool,
         /// Open the store with the recovery key instead of a password

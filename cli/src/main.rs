@@ -15,6 +15,7 @@ mod session;
 mod slots;
 mod status;
 mod store;
+mod tpm2;
 use args::*;
 
 /// A failure with its exit code, printed as one `keyringrs: ` line.
@@ -98,7 +99,15 @@ fn run(cli: Cli) -> Outcome {
             timeout,
             scope,
             recovery_key,
+            tpm2: false,
         } => store::unlock(&path, kdf, password_stdin, timeout, scope, recovery_key),
+        Command::Unlock {
+            password_stdin,
+            timeout,
+            scope,
+            tpm2: true,
+            ..
+        } => tpm2::unlock(&path, password_stdin, timeout, scope),
         Command::Lock => store::lock(&path),
         Command::Status => status::status(&path),
         Command::Set {

@@ -6,7 +6,7 @@ use std::path::Path;
 use libkeyring::{KdfParams, Scope, Store, UnlockOptions};
 
 use crate::args::{RecoveryKeyCommand, SlotCommand};
-use crate::input::{old_and_new, one_secret, prompt, prompt_new, Password};
+use crate::input::{old_and_new, one_secret, prompt, prompt_new, read_stdin_lines, Password};
 use crate::session::require_own_session;
 use crate::{warn, Failure, Outcome};
 
@@ -106,8 +106,47 @@ pub fn slot(path: &Path, kdf: KdfParams, command: SlotCommand) -> Outcome {
         SlotCommand::Add {
             name,
             pam,
+            tpm2: true,
+            pcrs,
+            pin,
             password_stdin,
             recovery_key,
+        } => {
+            let store = Store::open(path)?;
+            let first = if recovery_key {
+                "Recovery key: "
+            } else {
+                "Store password: "
+            };
+            // With --password-stdin: the store password, then the PIN (one line each).
+            let (old, pin) = if password_stdin {
+                let mut lines = read_stdin_lines(1 + usize::from(pin))?;
+                let typed = pin.then(|| lines.remove(1));
+                (lines.remove(0), typed)
+            } else {
+                let old = prompt(first)?;
+                let typed = match pin {
+                    true => Some(prompt_new(&format!("TPM2 PIN of keyslot {name}: "))?),
+                    false => None,
+                };
+                (old, typed)
+            };
+            let opener = Opener::from_text(old, recovery_key)?;
+            crate::tpm2::add(
+                &store,
+                opener.credential(),
+                &name,
+                pcrs.as_deref(),
+                pin.as_deref().map(|p| &p[..]),
+                pam,
+            )
+        }
+        SlotCommand::Add {
+            name,
+            pam,
+            password_stdin,
+            recovery_key,
+            ..
         } => {
             let store = Store::open(path)?;
             let first = if recovery_key {
@@ -136,14 +175,21 @@ pub fn slot(path: &Path, kdf: KdfParams, command: SlotCommand) -> Outcome {
         }
         SlotCommand::List => {
             for slot in Store::open(path)?.slots()? {
+                let key = match (slot.kdf, slot.tpm2) {
+                    (Some(k), _) => format!(
+                        "Argon2id {} KiB, t={}, p={}",
+                        k.memory_kib(),
+                        k.time(),
+                        k.lanes()
+                    ),
+                    (None, Some(b)) => crate::tpm2::describe(&b),
+                    (None, None) => "-".into(),
+                };
                 println!(
-                    "{}\t{}\t{}\tArgon2id {} KiB, t={}, p={}\t{}",
+                    "{}\t{}\t{}\t{key}\t{}",
                     slot.index,
                     slot.name,
                     slot.kind.name(),
-                    slot.kdf.memory_kib(),
-                    slot.kdf.time(),
-                    slot.kdf.lanes(),
                     slot.created.map_or("-".into(), |c| c.to_string())
                 );
             }

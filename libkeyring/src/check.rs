@@ -208,6 +208,39 @@ pub(crate) fn survey(store: &Store, master: Option<&MasterKey>) -> Result<Survey
     Ok(s)
 }
 
+/// `tpm2/`, the TPM2 keyslots' sealed objects: each must read back as its slot names it (a
+/// changed one is not repaired: the slot is removed and added again); files no slot names are
+/// left by an interrupted `slot add` and harmless.
+fn survey_tpm2(store: &Store, m: &fs::Stat, s: &mut Survey) -> Result<()> {
+    if !m.is_dir() {
+        s.found(Place::Root, "tpm2", "is not a directory", Fix::SetAside);
+        return Ok(());
+    }
+    if let Some(why) = odd_mode(m, 0o700) {
+        s.notes
+            .push(format!("{}: {why}", store.path.join("tpm2").display()));
+    }
+    let (wrong, unnamed) = store.survey_tpm2()?;
+    for (file, why) in wrong {
+        s.found(
+            Place::Root,
+            format!("tpm2/{file}"),
+            format!(
+                "{why}; its TPM2 keyslot does not open (the passwords still do): remove the \
+                 slot with `keyringrs slot remove NAME` and add it again"
+            ),
+            Fix::Refuse,
+        );
+    }
+    for file in unnamed {
+        s.notes.push(format!(
+            "{}: no keyslot names it (left by an interrupted `slot add`; harmless)",
+            store.path.join("tpm2").join(file).display()
+        ));
+    }
+    Ok(())
+}
+
 /// The store directory: which files there are and what each is.
 fn survey_root(store: &Store, master: Option<&MasterKey>, s: &mut Survey) -> Result<()> {
     let names = fs::list(&store.dir).map_err(|e| Error::from_io("list", &store.path, e))?;
@@ -230,6 +263,10 @@ fn survey_root(store: &Store, master: Option<&MasterKey>, s: &mut Survey) -> Res
         let Some(m) = s.stat(&store.dir, Place::Root, n) else {
             continue;
         };
+        if name == "tpm2" {
+            survey_tpm2(store, &m, s)?;
+            continue;
+        }
         if name == DAMAGED {
             if m.is_dir() {
                 s.notes.push(format!(

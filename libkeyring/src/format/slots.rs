@@ -74,7 +74,10 @@ impl Tpm2Binding {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotKey {
     /// Argon2id of a password or a recovery key, with the slot's own salt.
-    Argon2id { kdf: KdfParams, salt: [u8; SALT_LEN] },
+    Argon2id {
+        kdf: KdfParams,
+        salt: [u8; SALT_LEN],
+    },
     /// 32 bytes a TPM2 unseals.
     Tpm2(Tpm2Binding),
 }
@@ -196,7 +199,14 @@ impl Keyslot {
     ) -> Result<Keyslot> {
         let salt: [u8; SALT_LEN] = crypto::random()?;
         let key = SlotKey::Argon2id { kdf, salt };
-        Self::seal(kind, key, kdf.derive(password, &salt)?, prefix, index, master)
+        Self::seal(
+            kind,
+            key,
+            kdf.derive(password, &salt)?,
+            prefix,
+            index,
+            master,
+        )
     }
 
     /// Wrap `master` in a TPM2 slot under `kek`, the 32 bytes sealed to the TPM.
@@ -208,7 +218,14 @@ impl Keyslot {
         master: &MasterKey,
     ) -> Result<Keyslot> {
         let kek = SubKey::from_bytes(kek);
-        Self::seal(SLOT_TPM2, SlotKey::Tpm2(binding), kek, prefix, index, master)
+        Self::seal(
+            SLOT_TPM2,
+            SlotKey::Tpm2(binding),
+            kek,
+            prefix,
+            index,
+            master,
+        )
     }
 
     fn seal(

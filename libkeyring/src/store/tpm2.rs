@@ -231,4 +231,32 @@ impl Store {
             }
         }
     }
+
+    /// For `keyringrs check`: each TPM2 keyslot's sealed object that does not read back as its
+    /// slot names it (file name under `tpm2/`, why), and the files there that no slot names.
+    pub(crate) fn survey_tpm2(&self) -> Result<(Vec<(String, String)>, Vec<String>)> {
+        let (header, _) = Store::read_header(&self.dir, &self.path, self.owner)?;
+        let mut wrong = vec![];
+        let mut named = vec![];
+        for binding in header.slots.iter().filter_map(|s| s.key.tpm2()) {
+            named.push(binding.file_name());
+            if let Err(e) = self.read_sealed(binding) {
+                let why = match e {
+                    Error::Corrupt { reason, .. } => reason,
+                    e => e.to_string(),
+                };
+                wrong.push((binding.file_name(), why));
+            }
+        }
+        let unnamed = match fs::open_dir(Some(&self.dir), Path::new(TPM2_DIR)) {
+            Ok(dir) => fs::list(&dir)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|n| !named.contains(n))
+                .collect(),
+            Err(_) => vec![],
+        };
+        Ok((wrong, unnamed))
+    }
 }
