@@ -194,11 +194,11 @@ fn weaker_kdf_parameters_are_upgraded_on_unlock() {
     o.kdf = libkeyring::KdfParams::new(512, 2, 1).unwrap();
     let r = s.unlock(b"pw", &o).unwrap();
     assert!(r.kdf_upgraded);
-    assert_eq!(header_of(&dir).slots[0].kdf, o.kdf);
+    assert_eq!(header_of(&dir).slots[0].kdf().unwrap(), o.kdf);
     // Stronger than configured: left alone.
     s.lock().unwrap();
     assert!(!s.unlock(b"pw", &test_opts()).unwrap().kdf_upgraded);
-    assert_eq!(header_of(&dir).slots[0].kdf, o.kdf);
+    assert_eq!(header_of(&dir).slots[0].kdf().unwrap(), o.kdf);
 }
 
 #[test]
@@ -296,7 +296,10 @@ fn default_kdf_parameters_are_used_and_open() {
     let dir = TempDir::new("defaults");
     fresh_session();
     let s = Store::init(dir.store(), b"pw", &libkeyring::UnlockOptions::default()).unwrap();
-    assert_eq!(header_of(&dir).slots[0].kdf, libkeyring::KdfParams::DEFAULT);
+    assert_eq!(
+        header_of(&dir).slots[0].kdf().unwrap(),
+        libkeyring::KdfParams::DEFAULT
+    );
     assert_eq!(libkeyring::KdfParams::DEFAULT.memory_kib(), 65536);
     s.lock().unwrap();
     let t = std::time::Instant::now();
@@ -320,7 +323,7 @@ fn a_kdf_upgrade_never_lowers_a_parameter() {
     let mut more_passes = test_opts();
     more_passes.kdf = libkeyring::KdfParams::new(256, 3, 1).unwrap();
     assert!(s.unlock(b"pw", &more_passes).unwrap().kdf_upgraded);
-    let kdf = header_of(&dir).slots[0].kdf;
+    let kdf = header_of(&dir).slots[0].kdf().unwrap();
     assert_eq!((kdf.memory_kib(), kdf.time()), (512, 3));
     // A password change keeps the stronger parameters too.
     s.passwd(
@@ -329,7 +332,7 @@ fn a_kdf_upgrade_never_lowers_a_parameter() {
         libkeyring::KdfParams::new(256, 1, 1).unwrap(),
     )
     .unwrap();
-    let kdf = header_of(&dir).slots[0].kdf;
+    let kdf = header_of(&dir).slots[0].kdf().unwrap();
     assert_eq!((kdf.memory_kib(), kdf.time()), (512, 3));
 }
 

@@ -245,7 +245,9 @@ fn a_header_whose_kdf_costs_exceed_the_budget_is_refused_before_deriving() {
     s.lock().unwrap();
     let mut h = header_of(&dir);
     let mut costly = h.slots[0].clone();
-    costly.kdf = KdfParams::new(KdfParams::MAX_MEMORY_KIB, 4, 1).unwrap();
+    if let libkeyring::format::SlotKey::Argon2id { kdf, .. } = &mut costly.key {
+        *kdf = KdfParams::new(KdfParams::MAX_MEMORY_KIB, 4, 1).unwrap();
+    }
     h.slots = vec![costly; 8];
     let anyone = libkeyring::crypto::MasterKey::generate().unwrap();
     std::fs::write(dir.store().join("header"), h.encode(&anyone)).unwrap();
@@ -263,7 +265,9 @@ fn an_altered_keyslot_with_a_recomputed_checksum_reports_both_causes() {
     let (dir, s) = temp_store("slot-salt");
     s.lock().unwrap();
     let mut h = header_of(&dir);
-    h.slots[0].salt[0] ^= 1;
+    if let libkeyring::format::SlotKey::Argon2id { salt, .. } = &mut h.slots[0].key {
+        salt[0] ^= 1;
+    }
     let anyone = libkeyring::crypto::MasterKey::generate().unwrap();
     std::fs::write(dir.store().join("header"), h.encode(&anyone)).unwrap();
     let e = s.unlock(b"pw", &test_opts()).unwrap_err();

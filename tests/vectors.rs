@@ -43,9 +43,9 @@ fn committed_header_v1_fields_are_as_documented() {
     assert_eq!(h.slots.len(), 1);
     assert_eq!(
         (
-            h.slots[0].kdf.memory_kib(),
-            h.slots[0].kdf.time(),
-            h.slots[0].kdf.lanes()
+            h.slots[0].kdf().unwrap().memory_kib(),
+            h.slots[0].kdf().unwrap().time(),
+            h.slots[0].kdf().unwrap().lanes()
         ),
         (TEST_KDF_MEMORY, TEST_KDF_TIME, 1)
     );

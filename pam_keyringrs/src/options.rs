@@ -2,8 +2,15 @@
 //! reported and ignored, never fatal: the module must not break a login over a typo.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use keyringrs_tpm2::{Tcti, DEFAULT_TCTI};
 use libkeyring::{KdfParams, Scope};
+
+/// `tpm2_timeout=` when not given: a TPM2 that has not answered by then is not waited for.
+pub const DEFAULT_TPM2_TIMEOUT: Duration = Duration::from_secs(10);
+/// `tpm2_timeout=` at most: a login is never held up longer than this by a TPM.
+pub const MAX_TPM2_TIMEOUT: u64 = 60;
 
 /// `scope=`: where a login puts the key, and so who can read it and when it locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,6 +37,11 @@ pub struct Options {
     pub no_init: bool,
     /// `kdf_memory=KiB` and `kdf_time=N`: Argon2id for new or upgraded keyslots (lanes = 1).
     pub kdf: KdfParams,
+    /// `tpm2_tcti=TCTI`: the TPM2 a login without a password asks (the login's environment is
+    /// not consulted: in PAM it belongs to whoever started the login program).
+    pub tpm2_tcti: Tcti,
+    /// `tpm2_timeout=SECS`: the longest one TPM2 operation may hold up a login.
+    pub tpm2_timeout: Duration,
 }
 
 impl Default for Options {
@@ -41,6 +53,8 @@ impl Default for Options {
             timeout: None,
             no_init: false,
             kdf: KdfParams::DEFAULT,
+            tpm2_tcti: Tcti::parse(DEFAULT_TCTI).expect("the default TCTI parses"),
+            tpm2_timeout: DEFAULT_TPM2_TIMEOUT,
         }
     }
 }
@@ -84,6 +98,14 @@ impl Options {
                 ("kdf_time", Some(v)) => match v.parse() {
                     Ok(t) => time = t,
                     Err(_) => ignored.push(bad("expected an iteration count")),
+                },
+                ("tpm2_tcti", Some(v)) => match Tcti::parse(v) {
+                    Ok(t) => o.tpm2_tcti = t,
+                    Err(e) => ignored.push(bad(&e.to_string())),
+                },
+                ("tpm2_timeout", Some(v)) => match v.parse::<u64>() {
+                    Ok(t @ 1..=MAX_TPM2_TIMEOUT) => o.tpm2_timeout = Duration::from_secs(t),
+                    _ => ignored.push(bad(&format!("expected 1 to {MAX_TPM2_TIMEOUT} seconds"))),
                 },
                 _ => ignored.push(format!("unknown option {arg:?} ignored")),
             }
@@ -138,8 +160,12 @@ mod tests {
             "no_init",
             "kdf_memory=1024",
             "kdf_time=2",
+            "tpm2_tcti=swtpm:host=127.0.0.1,port=2321",
+            "tpm2_timeout=5",
         ]);
         assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(o.tpm2_tcti.as_str(), "swtpm:host=127.0.0.1,port=2321");
+        assert_eq!(o.tpm2_timeout, Duration::from_secs(5));
         assert!(o.debug && o.no_init);
         assert_eq!(o.scope, ScopeOption::Fixed(Scope::User));
         assert_eq!(o.timeout, Some(3600));
@@ -177,11 +203,16 @@ mod tests {
             "store=relative/path",
             "scope=global",
             "timeout=soon",
+            "tpm2_tcti=carrier-pigeon:",
+            "tpm2_timeout=0",
+            "tpm2_timeout=3600",
             "kdf_memory=8",
         ]);
-        assert_eq!(ignored.len(), 6, "{ignored:?}");
+        assert_eq!(ignored.len(), 9, "{ignored:?}");
         assert!(ignored[0].contains("unknown option \"frobnicate\""));
-        assert!(ignored[5].contains("using the defaults"));
+        assert!(ignored[5].contains("TCTI"), "{ignored:?}");
+        assert!(ignored[6].contains("1 to 60 seconds"), "{ignored:?}");
+        assert!(ignored[8].contains("using the defaults"));
         assert_eq!(o, Options::default());
     }
 }

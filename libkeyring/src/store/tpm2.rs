@@ -45,6 +45,9 @@ impl std::fmt::Debug for Tpm2Slot {
     }
 }
 
+/// A sealed object `check` found wrong: its file name under `tpm2/`, and why.
+pub(crate) type Unreadable = (String, String);
+
 impl Store {
     fn tpm2_path(&self, file: &str) -> PathBuf {
         self.path.join(TPM2_DIR).join(file)
@@ -234,7 +237,7 @@ impl Store {
 
     /// For `keyringrs check`: each TPM2 keyslot's sealed object that does not read back as its
     /// slot names it (file name under `tpm2/`, why), and the files there that no slot names.
-    pub(crate) fn survey_tpm2(&self) -> Result<(Vec<(String, String)>, Vec<String>)> {
+    pub(crate) fn survey_tpm2(&self) -> Result<(Vec<Unreadable>, Vec<String>)> {
         let (header, _) = Store::read_header(&self.dir, &self.path, self.owner)?;
         let mut wrong = vec![];
         let mut named = vec![];

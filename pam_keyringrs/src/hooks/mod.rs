@@ -26,6 +26,7 @@ pub mod first_login;
 pub mod password;
 pub mod session_close;
 pub mod session_open;
+mod tpm2;
 
 #[cfg(test)]
 mod fake;

@@ -9,7 +9,7 @@ use crate::handle::{Installed, Level, Pam};
 use crate::options::{Options, ScopeOption};
 
 use super::first_login::import_login_keyring;
-use super::{as_real_user, become_user, Log, Outcome, LOCK_WAIT};
+use super::{as_real_user, become_user, tpm2, Log, Outcome, LOCK_WAIT};
 
 /// Shown to the user when the login password no longer opens the store.
 pub const RESYNC_MESSAGE: &str = "Your keyringrs secrets stay locked: your login password does \
@@ -177,18 +177,30 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
         }
         s => s,
     };
-    // Text logins without a password have nothing to do; graphical ones may find the store
-    // unlocked by another graphical login and hold it too.
-    if stash.is_none() && scope == Scope::Session {
+    if stash.is_none() && libkeyring::sys::creds::account(&user).is_err() {
         log.debug(&format!(
-            "no password from auth for {user} (ssh key, autologin, su from root, or \
-             pam_keyringrs missing from the auth stack): store left locked"
+            "no password from auth for {user}, who is not in the passwd database: nothing to \
+             unlock"
         ));
         return Outcome::Skipped;
     }
     let Some((account, _as_user)) = become_user(&log, &user) else {
         return Outcome::Skipped;
     };
+    // Without a password only a TPM2 keyslot for logins can open the store; a graphical login
+    // may also find it unlocked by another graphical login and hold it too.
+    let tpm2_slots = match stash {
+        None => tpm2::login_slots(&log, opts, &account),
+        Some(_) => None,
+    };
+    if stash.is_none() && tpm2_slots.is_none() && scope == Scope::Session {
+        log.debug(&format!(
+            "no password from auth for {user} (ssh key, autologin, su from root, or \
+             pam_keyringrs missing from the auth stack) and no TPM2 keyslot for logins: store \
+             left locked"
+        ));
+        return Outcome::Skipped;
+    }
     let (session, own_keyring) = match (check_session_keyring(&account), scope) {
         (Ok(serial), _) => (serial, false),
         (Err(why), Scope::Session) => {
@@ -235,7 +247,7 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
         timeout: opts.timeout,
         lock_wait: Some(LOCK_WAIT),
     };
-    let Some(stash) = stash else {
+    if stash.is_none() && scope == Scope::User {
         // A graphical login without a password (autologin, fingerprint): it holds the store if
         // another login unlocked it in @u.
         let path = opts.store_path(&account.name, &account.home);
@@ -248,7 +260,7 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
                 holders::register(store.kernel_key(), session, kind.name())
             })
         });
-        return match found {
+        match found {
             Ok(()) => {
                 pam.log(
                     Level::Info,
@@ -265,25 +277,32 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
                         own_keyring,
                     },
                 );
-                Outcome::Done
+                return Outcome::Done;
             }
+            Err(_) if tpm2_slots.is_some() => {}
             Err(_) => {
                 if opts.debug {
                     pam.log(
                         Level::Debug,
                         &format!(
-                            "session open: no password from auth for {user} and the store is \
-                             not unlocked by another login: left locked"
+                            "session open: no password from auth for {user}, no TPM2 keyslot \
+                             for logins, and the store is not unlocked by another login: left \
+                             locked"
                         ),
                     );
                 }
                 own(pam);
-                Outcome::Skipped
+                return Outcome::Skipped;
             }
-        };
+        }
+    }
+    let found = match (&stash, tpm2_slots) {
+        (Some(stash), _) => open_store(&log, opts, &how, &account, &stash.password),
+        (None, Some((store, slots))) => tpm2::open(&log, opts, &account, store, &slots)
+            .map(|(store, opened)| (store, opened, false)),
+        (None, None) => None,
     };
-    let Some((store, opened, created)) = open_store(&log, opts, &how, &account, &stash.password)
-    else {
+    let Some((store, opened, created)) = found else {
         own(pam);
         return Outcome::Skipped;
     };
@@ -313,14 +332,16 @@ pub fn open_session(pam: &mut impl Pam, opts: &Options) -> Outcome {
             return Outcome::Skipped;
         }
     };
-    if created {
-        import_login_keyring(&log, &account, &store, &stash.password);
-    }
-    // After the keys are in: the upgrade (another Argon2id) and its write never wait.
-    match store.upgrade_kdf(&opened, &stash.password, opts.kdf) {
-        Ok(true) => log.debug("upgraded the key derivation parameters of the login keyslot"),
-        Ok(false) => {}
-        Err(e) => log.error("upgrading the key derivation parameters", &e),
+    if let Some(stash) = &stash {
+        if created {
+            import_login_keyring(&log, &account, &store, &stash.password);
+        }
+        // After the keys are in: the upgrade (another Argon2id) and its write never wait.
+        match store.upgrade_kdf(&opened, &stash.password, opts.kdf) {
+            Ok(true) => log.debug("upgraded the key derivation parameters of the login keyslot"),
+            Ok(false) => {}
+            Err(e) => log.error("upgrading the key derivation parameters", &e),
+        }
     }
     // A format version 1 store becomes version 2 once (its index is built: one pass over the
     // entries); a busy store is migrated by its next unlock, write or search instead.
