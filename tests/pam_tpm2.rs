@@ -129,7 +129,7 @@ fn when_the_tpm_slot_cannot_open_the_login_goes_on_and_the_store_stays_locked() 
         (
             "device",
             format!("device:{}", dev.display()),
-            "add the user to group tss",
+            "no access to the TPM2",
         ),
     ];
     tpm.extend_pcr(16, "changed").unwrap();
