@@ -37,13 +37,10 @@ fn unsealer() -> Result<Unsealer, Failure> {
 
 /// "TPM2, PCRs 0,7, PIN, at login" for `slot list`.
 pub fn describe(b: &Tpm2Binding) -> String {
-    let pcrs = b.pcr_list();
-    let mut s = if pcrs.is_empty() {
-        "TPM2, no PCRs".to_string()
-    } else {
-        let list: Vec<String> = pcrs.iter().map(u8::to_string).collect();
-        format!("TPM2, PCRs {} (sha256)", list.join(","))
-    };
+    let mut s = format!("TPM2, {}", b.pcr_text());
+    if b.pcrs != 0 {
+        s.push_str(" (sha256)");
+    }
     if b.pin {
         s.push_str(", PIN");
     }

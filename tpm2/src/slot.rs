@@ -122,12 +122,12 @@ impl Unsealer {
     /// for a slot that needs one (None: skip that slot). The first slot that opens wins; when
     /// none does, the error of the last one tried (a missing TPM is reported at once: the
     /// other slots would meet the same).
-    pub fn open(
+    pub fn open<'s>(
         &self,
         store: &Store,
-        slots: &[Tpm2Slot],
+        slots: &'s [Tpm2Slot],
         pin: &mut dyn FnMut(&Tpm2Slot) -> Option<Zeroizing<Vec<u8>>>,
-    ) -> Result<(Opened, usize), SlotError> {
+    ) -> Result<(Opened, &'s Tpm2Slot), SlotError> {
         let mut last = SlotError::NoSlot;
         for slot in slots {
             let policy = Policy {
@@ -157,7 +157,7 @@ impl Unsealer {
             });
             match result {
                 Ok(key) => match store.open_with_tpm2(slot.index, &key) {
-                    Ok(opened) => return Ok((opened, slot.index)),
+                    Ok(opened) => return Ok((opened, slot)),
                     Err(e) => last = e.into(),
                 },
                 Err(e @ (Error::NoTpm(_) | Error::Permission(_) | Error::InvalidTcti(_))) => {

@@ -68,6 +68,16 @@ impl Tpm2Binding {
     pub fn pcr_list(&self) -> Vec<u8> {
         (0..24).filter(|i| self.pcrs & (1 << i) != 0).collect()
     }
+
+    /// "no PCRs", or "PCRs 0,7" (of the SHA-256 bank), for messages and `slot list`.
+    pub fn pcr_text(&self) -> String {
+        let list: Vec<String> = self.pcr_list().iter().map(u8::to_string).collect();
+        if list.is_empty() {
+            "no PCRs".into()
+        } else {
+            format!("PCRs {}", list.join(","))
+        }
+    }
 }
 
 /// What a keyslot's wrapping key comes from.

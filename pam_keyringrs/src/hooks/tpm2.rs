@@ -72,17 +72,14 @@ pub(super) fn open<P: Pam>(
     let started = Instant::now();
     // A PIN cannot be asked at a login without a password: such slots are not tried.
     match tpm.open(&store, slots, &mut |_| None) {
-        Ok((opened, index)) => {
-            let name = slots
-                .iter()
-                .find(|s| s.index == index)
-                .map_or("?", |s| s.name.as_str());
+        Ok((opened, slot)) => {
             log.at(
                 Level::Info,
                 &format!(
                     "{user} logged in without a password: the store opened with its TPM2 \
-                     keyslot {name} ({} at {} in {} ms)",
-                    describe_pcrs(slots, index),
+                     keyslot {} ({} at {} in {} ms)",
+                    slot.name,
+                    slot.binding.pcr_text(),
                     tpm.tcti,
                     started.elapsed().as_millis()
                 ),
@@ -105,19 +102,5 @@ pub(super) fn open<P: Pam>(
             );
             None
         }
-    }
-}
-
-fn describe_pcrs(slots: &[Tpm2Slot], index: usize) -> String {
-    let pcrs = slots
-        .iter()
-        .find(|s| s.index == index)
-        .map(|s| s.binding.pcr_list())
-        .unwrap_or_default();
-    if pcrs.is_empty() {
-        "no PCRs".into()
-    } else {
-        let l: Vec<String> = pcrs.iter().map(u8::to_string).collect();
-        format!("PCRs {}", l.join(","))
     }
 }

@@ -8,8 +8,9 @@
 //! (`gcr`, `pinentry`, `askpass`, or `none`). With none available the prompt is dismissed at
 //! once and the log says why. One dialog shows at a time.
 //!
-//! An answer is checked against the store's password slots, and if it reads as a recovery key,
-//! against that. A wrong one is asked again with a warning, up to [`MAX_TRIES`]. It unlocks the
+//! A store with a TPM2 keyslot without a PIN (`slot add --tpm2`) opens with the TPM before
+//! any dialog shows (tpm2.rs). An answer is checked against the store's password slots, and if
+//! it reads as a recovery key, against that, else as the PIN of a TPM2 keyslot that has one. A wrong one is asked again with a warning, up to [`MAX_TRIES`]. It unlocks the
 //! store where the daemon can read it, the user keyring `@u`, held by the caller's login
 //! (libkeyring's holders): the store locks again when that login ends, as a graphical login's
 //! does (docs/PAM.md). `$KEYRINGRS_SCOPE=session` keeps the key in the daemon's own session
@@ -19,6 +20,7 @@ mod askpass;
 mod caller;
 pub(crate) mod gcr;
 mod pinentry;
+mod tpm2;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -254,6 +256,10 @@ fn run(
     if cancel.is_cancelled() {
         return Outcome::Dismissed;
     }
+    // A TPM2 keyslot without a PIN opens the store with no dialog at all.
+    if tpm2::without_dialog(st, caller) {
+        return Outcome::Unlocked;
+    }
     let mut tried = Vec::new();
     for &choice in plan {
         match open(choice, st, caller, texts, rt, cancel) {
@@ -277,7 +283,7 @@ fn run(
 fn converse(st: &State, caller: &Caller, mut dialog: Box<dyn Dialog>, cancel: &Cancel) -> Outcome {
     let name = dialog.name();
     let mut warning: Option<String> = None;
-    for _ in 0..MAX_TRIES {
+    for attempt in 0..MAX_TRIES {
         let answer = match dialog.ask(warning.as_deref()) {
             Ok(Reply::Secret(a)) => a,
             Ok(Reply::Cancelled) => {
@@ -294,7 +300,8 @@ fn converse(st: &State, caller: &Caller, mut dialog: Box<dyn Dialog>, cancel: &C
         if cancel.is_cancelled() {
             return Outcome::Dismissed;
         }
-        match unlock_with(st, caller, &answer) {
+        // The TPM counts wrong PINs towards its dictionary-attack lockout: one PIN try a prompt.
+        match unlock_with(st, caller, &answer, attempt == 0) {
             Ok(how) => {
                 log(format!("unlocked the store through {name}{how}"));
                 return Outcome::Unlocked;
@@ -333,32 +340,51 @@ impl From<libkeyring::Error> for Refused {
     }
 }
 
-/// Unlock with `answer` (a password, else a recovery key); where the key went, for the log.
-fn unlock_with(st: &State, caller: &Caller, answer: &[u8]) -> Result<String, Refused> {
-    let store = st
-        .login
-        .store()
-        .map_err(|e| Refused::Failed(e.to_string()))?;
+/// Where an unlock puts the key: `@u` unless `$KEYRINGRS_SCOPE=session`.
+fn unlock_options() -> UnlockOptions {
     let scope = match std::env::var("KEYRINGRS_SCOPE").as_deref() {
         Ok("session") => Scope::Session,
         _ => Scope::User,
     };
-    let opts = UnlockOptions {
+    UnlockOptions {
         kdf: env_kdf(),
         scope,
         ..UnlockOptions::default()
-    };
+    }
+}
+
+/// Unlock with `answer` (a password, else a recovery key, else, with `pin`, the PIN of a TPM2
+/// keyslot that has one); where the key went, for the log.
+fn unlock_with(st: &State, caller: &Caller, answer: &[u8], pin: bool) -> Result<String, Refused> {
+    let store = st
+        .login
+        .store()
+        .map_err(|e| Refused::Failed(e.to_string()))?;
+    let opts = unlock_options();
     match store.unlock(answer, &opts) {
         Err(libkeyring::Error::WrongPassword) => {
-            let key = RecoveryKey::parse(answer).map_err(|_| Refused::Wrong)?;
-            let opened = store.open_with_recovery_key(&key)?;
-            store.install_opened(&opened, &opts)?;
+            let opened = match RecoveryKey::parse(answer) {
+                Ok(key) => store.open_with_recovery_key(&key)?,
+                Err(_) if pin => tpm2::with_pin(&store, answer).ok_or(Refused::Wrong)?,
+                Err(_) => return Err(Refused::Wrong),
+            };
+            store.unlock_opened(&opened, &opts)?;
         }
         r => {
             r?;
         }
     }
-    if scope == Scope::Session {
+    Ok(hold(&store, caller, &opts)?)
+}
+
+/// After an unlock into `@u`: the caller's login holds the store (it locks when that login
+/// ends); where the key went, for the log.
+fn hold(
+    store: &libkeyring::Store,
+    caller: &Caller,
+    opts: &UnlockOptions,
+) -> libkeyring::Result<String> {
+    if opts.scope == Scope::Session {
         return Ok(" (in the daemon's session keyring)".into());
     }
     match &caller.login {
