@@ -10,7 +10,7 @@ import glob
 import re
 import sys
 
-REF = re.compile(r"\b((?:[a-z_-]+/)*[a-z_0-9]+\.rs)::([a-z_0-9]+(?:\{[a-z_0-9,]+\}[a-z_0-9]*)*)")
+REF = re.compile(r"\b((?:[a-z0-9_-]+/)*[a-z_0-9]+\.rs)::([a-z_0-9]+(?:\{[a-z_0-9,]+\}[a-z_0-9]*)*)")
 # How the docs say what a reference is: `tests/x.rs::name`.
 EXAMPLE = ("tests/x.rs", "name")
 
