@@ -423,13 +423,63 @@ def s5_passwords(r):
     r.serial_logout()
 
 
+def as_user(command):
+    """`command` as the user, from root's control shell: a clean environment, no login."""
+    return (f"runuser -u {USER} -- env -i HOME=/home/{USER} USER={USER} "
+            f"PATH=/usr/local/bin:/usr/bin:/bin {command}")
+
+
+def tpm2_autologin(r):
+    """lightdm autologin with a TPM2 keyslot added `--pam` (the guest's /dev/tpmrm0, backed by
+    swtpm on the host): the store opens at the login with no password typed and the session's
+    apps read with no prompt; when the autologin ends it locks; then the slot is removed."""
+    pw = shlex.quote(r.password)
+    st, out = r.root(f"printf '%s\\n' {pw} | " + as_user(
+        "keyringrs slot add machine --tpm2 --pcrs 7 --pam --password-stdin"), 120, ok=False)
+    r.check("keyringrs slot add machine --tpm2 --pcrs 7 --pam, as the user (group tss)",
+            (st, out.strip()[-300:]), lambda v: v[0] == 0)
+    _, slots = r.root(as_user("keyringrs slot list"), ok=False)
+    r.note("keyringrs slot list", " | ".join(slots.strip().splitlines()))
+    _, since = r.root("date +%s")
+    r.root("systemctl stop greetd.service; systemctl restart lightdm.service")
+    r.wait(f"[ -e {DIR}/lightdm.env ]", 240, "lightdm's autologin session (its agent)")
+    env = r.agent_env("lightdm")
+    r.check("TPM2 autologin: every client of the session reads, no password typed",
+            r.agent_probe("lightdm"), DESKTOP_READS)
+    _, how = r.root(f"journalctl --since=@{since.strip()} --no-pager -o cat "
+                    "-g 'logged in without a password' | tail -n 1", ok=False)
+    r.check("the module opened the store with the TPM2 keyslot at the autologin", how.strip(),
+            lambda t: "TPM2 keyslot machine (PCRs 7 at device:/dev/tpmrm0 in " in t)
+    r.request("lightdm.app")
+    r.wait(f"[ -e {DIR}/lightdm.app.out ]", 120, "the app's lookup")
+    _, app = r.root(f"cat {DIR}/lightdm.app.out")
+    r.check("an app of the autologin reads its secret", app.strip(),
+            lambda t: r.secret in t and t.endswith("rc=0"))
+    x = (f"runuser -u {USER} -- env DISPLAY={env.get('DISPLAY', ':0')} "
+         f"XAUTHORITY={env.get('XAUTHORITY', '')} xdotool")
+    st, _ = r.root(f"{x} search --onlyvisible --name 'Unlock your secrets'", 60, ok=False)
+    r.check("no unlock dialog was shown", st, 1)
+    _, log = r.root(f"journalctl --since=@{since.strip()} --no-pager -o short "
+                    "-g 'keyringrs' | tail -n 12", ok=False)
+    r.note("journal of the TPM2 autologin", " | ".join(log.strip().splitlines()))
+    r.root("systemctl stop lightdm.service")
+    r.session_gone(env["XDG_SESSION_ID"], "the TPM2 autologin")
+    r.check("after the autologin ended: locked", r.fresh_probe(), LOCKED)
+    st, _ = r.root(f"printf '%s\\n' {pw} | " + as_user(
+        "keyringrs slot remove machine --password-stdin"), 120, ok=False)
+    r.check("keyringrs slot remove machine", st, 0)
+    r.root(f"rm -f {DIR}/lightdm.env {DIR}/lightdm.app.out {DIR}/lightdm.probe.out")
+
+
 def s7_autologin(r):
-    """lightdm autologin (no password): locked; an app's unlock prompts (pinentry-gtk-2 on the
+    """lightdm autologin (no password): with a TPM2 keyslot `--pam` the store opens and apps
+    read with no prompt; without it, locked, and an app's unlock prompts (pinentry-gtk-2 on the
     session's display, typed into); then the lock policy at `loginctl lock-session`."""
     conf = "/etc/lightdm/lightdm.conf.d/60-keyringrs-vm-autologin.conf"
     r.root(f"printf '[Seat:*]\\nautologin-user={USER}\\nautologin-session=keyringrs-vm\\n' > {conf}")
     r.root(f"rm -f {DIR}/lightdm.env {DIR}/lightdm.app.out")
     try:
+        tpm2_autologin(r)
         r.root("systemctl stop greetd.service; systemctl restart lightdm.service")
         r.wait(f"[ -e {DIR}/lightdm.env ]", 240, "lightdm's autologin session (its agent)")
         env = r.agent_env("lightdm")
@@ -482,7 +532,8 @@ SCENARIOS = [("1", "text login (agetty + login)", s1_text_login),
              ("3", "greetd + JSON IPC greeter", s3_greetd),
              ("4", "overlap: graphical + ssh, killed session", s4_overlap),
              ("6", "keyringrs lock, loginctl terminate-user", s6_lock),
-             ("7", "lightdm autologin: the unlock prompt, the screen-lock policy", s7_autologin),
+             ("7", "lightdm autologin: a TPM2 keyslot, then the unlock prompt, the screen-lock policy",
+              s7_autologin),
              ("5", "passwd + reboot, chpasswd + resync", s5_passwords)]
 
 
