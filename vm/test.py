@@ -16,6 +16,7 @@ the guest's journal and auth log beside the serial log.
 the end and prints how to reach it (its control shell, ssh), until Ctrl-C.
 """
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -225,8 +226,36 @@ def parse(out):
 
 # --- the scenarios -----------------------------------------------------------------------------
 
+def random_hex(shown):
+    """tpm2_getrandom --hex 8's answer: exit 0 and 16 hex digits."""
+    return re.fullmatch(r"rc=0 [0-9a-f]{16}", shown)
+
+
+def tpm_checks(r):
+    """The VM's TPM2 (swtpm, vm/vm.py): the device as Debian's tpm-udev makes it, usable by
+    the test user (group tss, setup.sh) and by root."""
+    if not r.vm.tpm:
+        r.note("TPM", "none (KEYRINGRS_VM_TPM=0): no TPM checks")
+        return
+    _, dev = r.root("stat -c '%U:%G %a' /dev/tpmrm0", ok=False)
+    r.check("the guest has a TPM2: /dev/tpmrm0 is root:tss 0660", dev.strip(), "root:tss 660")
+    _, version = r.root("cat /sys/class/tpm/tpm0/tpm_version_major", ok=False)
+    st, out = r.root(f"runuser -u {USER} -- tpm2_getrandom --hex 8", ok=False)
+    r.check(f"tpm2_getrandom --hex 8 as {USER} (group tss)", f"rc={st} {out.strip()}",
+            random_hex)
+    st, out = r.root("tpm2_pcrread sha256:7", ok=False)
+    r.check("tpm2_pcrread sha256:7", f"rc={st} {' '.join(out.split())}",
+            lambda t: t.startswith("rc=0 ") and re.search(r"7 ?: ?0x[0-9A-F]{64}", t))
+    _, maker = r.root("tpm2_getcap properties-fixed 2>/dev/null | "
+                      "grep -A2 -E 'TPM2_PT_MANUFACTURER|TPM2_PT_FAMILY_INDICATOR' | "
+                      "grep value: | tr -s ' '", ok=False)
+    r.note("TPM", f"TPM {version.strip()}.0 (swtpm, tpm-tis), /dev/tpmrm0 {dev.strip()}; "
+           f"{' '.join(maker.split())}")
+
+
 def s1_text_login(r):
     """agetty + login on ttyS0: the first login creates the store; strict text scope."""
+    tpm_checks(r)
     r.serial_login()
     st, out = r.vm.serial.run("keyringrs status")
     r.check("first login created the store, unlocked in that login",
@@ -395,6 +424,10 @@ def s5_passwords(r):
     r.vm.wait_control()
     _, boot2 = r.root("cat /proc/sys/kernel/random/boot_id")
     r.check("the VM rebooted", boot1.strip() != boot2.strip(), True)
+    st, out = r.root("tpm2_getrandom --hex 8", ok=False)
+    if r.vm.tpm:
+        r.check("after the reboot: the TPM answers (tpm2_getrandom --hex 8 as root)",
+                f"rc={st} {out.strip()}", random_hex)
     r.serial_login()
     r.note("reboot to login", f"{time.time() - t:.0f} s")
     st, out = r.vm.serial.run(f"keyringrs get vm-test {USER}")
@@ -566,7 +599,8 @@ def main(argv):
                                 f"2 vCPUs, 2 GiB; chosen in {time.time() - t:.0f} s)")
         vm = VM(image, log_dir, data_dir=data, accel=accel, ssh_port=ssh_port)
         vm.wait_control()
-        times["boot to control shell"] = f"{vm.elapsed():.0f} s"
+        times["boot to control shell"] = (f"{vm.elapsed():.0f} s "
+                                          f"({'with' if vm.tpm else 'without'} a TPM)")
         r = Run(vm, log_dir, ssh_port)
         r.scenario = "setup"
         t = time.time()
@@ -617,8 +651,8 @@ def main(argv):
         times["total"] = f"{vm.elapsed():.0f} s"
         vm.close()
         r.scenario = "host"
-        r.check("qemu is gone, its overlay and disks removed",
-                (vm.proc.poll() is not None, os.path.exists(vm.tmp)), (True, False))
+        r.check("qemu and swtpm are gone, the overlay, disks and TPM state removed",
+                (vm.gone(), os.path.exists(vm.tmp)), (True, False))
         r.check("the host's PAM stacks, users, groups and units are as they were",
                 host_state(), before)
         report(r, log_dir, times)
