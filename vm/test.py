@@ -237,8 +237,10 @@ def tpm_checks(r):
     if not r.vm.tpm:
         r.note("TPM", "none (KEYRINGRS_VM_TPM=0): no TPM checks")
         return
+    # Debian's tpm-udev: /dev/tpmrm0 tss:tss 0660, for the members of the group tss.
     _, dev = r.root("stat -c '%U:%G %a' /dev/tpmrm0", ok=False)
-    r.check("the guest has a TPM2: /dev/tpmrm0 is root:tss 0660", dev.strip(), "root:tss 660")
+    r.check("the guest has a TPM2: /dev/tpmrm0 is tss:tss 0660 (tpm-udev)", dev.strip(),
+            "tss:tss 660")
     _, version = r.root("cat /sys/class/tpm/tpm0/tpm_version_major", ok=False)
     st, out = r.root(f"runuser -u {USER} -- tpm2_getrandom --hex 8", ok=False)
     r.check(f"tpm2_getrandom --hex 8 as {USER} (group tss)", f"rc={st} {out.strip()}",

@@ -146,10 +146,10 @@ class VM:
         os.mkdir(state, 0o700)
         sock = os.path.join(self.tmp, "swtpm.sock")
         log_path = os.path.join(log_dir, "vm-swtpm.log")
-        # Errors only (level 2): higher levels dump every command, and the guest's kernel
-        # reads the TPM's random generator all along.
+        # Errors only (level 1): from level 2 on, swtpm dumps every command and response in
+        # hex (the firmware's measurements, the kernel's reads of the TPM's random generator).
         command = ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
-                   "--ctrl", f"type=unixio,path={sock}", "--log", f"file={log_path},level=2"]
+                   "--ctrl", f"type=unixio,path={sock}", "--log", f"file={log_path},level=1"]
         with open(log_path, "w") as log:
             log.write(f"{time.strftime('%H:%M:%S')} {' '.join(command)}\n")
         # Its log and its stderr (what it says before its log is open) both appended there.
