@@ -231,6 +231,12 @@ def random_hex(shown):
     return re.fullmatch(r"rc=0 [0-9a-f]{16}", shown)
 
 
+# The name of the owner hierarchy's ECC primary key: made again from the TPM's storage seed, the
+# same only if the TPM's state is (/run: a tmpfs, root's).
+PRIMARY_NAME = ("tpm2_createprimary -Q -C o -G ecc -c /run/primary.ctx && "
+                "tpm2_readpublic -c /run/primary.ctx | sed -n 's/^name: //p'; rm -f /run/primary.ctx")
+
+
 def tpm_checks(r):
     """The VM's TPM2 (swtpm, vm/vm.py): the device as Debian's tpm-udev makes it, usable by
     the test user (group tss, setup.sh) and by root."""
@@ -418,6 +424,8 @@ def s5_passwords(r):
     r.check("passwd in a text login", "updated successfully" in out, True)
     r.serial_logout()
     _, boot1 = r.root("cat /proc/sys/kernel/random/boot_id")
+    if r.vm.tpm:
+        _, name1 = r.root(PRIMARY_NAME, ok=False)
     t = time.time()
     r.vm.serial.discard()
     r.vm.control.send("systemctl reboot\n")
@@ -430,6 +438,10 @@ def s5_passwords(r):
     if r.vm.tpm:
         r.check("after the reboot: the TPM answers (tpm2_getrandom --hex 8 as root)",
                 f"rc={st} {out.strip()}", random_hex)
+        _, name2 = r.root(PRIMARY_NAME, ok=False)
+        r.check("after the reboot: the same TPM state (the owner's ECC primary key's name)",
+                name2.strip(), lambda n: re.fullmatch(r"000b[0-9a-f]{64}", n)
+                and n == name1.strip())
     r.serial_login()
     r.note("reboot to login", f"{time.time() - t:.0f} s")
     st, out = r.vm.serial.run(f"keyringrs get vm-test {USER}")
