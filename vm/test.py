@@ -246,9 +246,10 @@ def tpm_checks(r):
     # What the TPM2 keyslot's .deb will depend on, in the image already (no network here).
     libs = ("libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-mu0 libtss2-rc0 libtss2-tcti-device0 "
             "tpm-udev")
-    _, out = r.root(f"dpkg-query -W -f '${{db:Status-Status}} ' {libs}", ok=False)
+    _, out = r.root(f"dpkg-query -W -f '${{Package}}=${{db:Status-Status}} ' {libs}", ok=False)
     r.check("the libtss2 libraries of the keyslot (ESAPI, TCTI loader and device TCTI, MU, RC) "
-            "and tpm-udev are installed", out.split(), ["installed"] * len(libs.split()))
+            "and tpm-udev are installed", " ".join(out.split()),
+            " ".join(f"{lib}=installed" for lib in libs.split()))
     # Debian's tpm-udev: /dev/tpmrm0 tss:tss 0660, for the members of the group tss.
     _, dev = r.root("stat -c '%U:%G %a' /dev/tpmrm0", ok=False)
     r.check("the guest has a TPM2: /dev/tpmrm0 is tss:tss 0660 (tpm-udev)", dev.strip(),
