@@ -249,7 +249,7 @@ def tpm_checks(r):
     _, out = r.root(f"dpkg-query -W -f '${{Package}}=${{db:Status-Status}} ' {libs}", ok=False)
     r.check("the libtss2 libraries of the keyslot (ESAPI, TCTI loader and device TCTI, MU, RC) "
             "and tpm-udev are installed", " ".join(out.split()),
-            " ".join(f"{lib}=installed" for lib in libs.split()))
+            " ".join(f"{lib}=installed" for lib in sorted(libs.split())))  # dpkg-query sorts
     # Debian's tpm-udev: /dev/tpmrm0 tss:tss 0660, for the members of the group tss.
     _, dev = r.root("stat -c '%U:%G %a' /dev/tpmrm0", ok=False)
     r.check("the guest has a TPM2: /dev/tpmrm0 is tss:tss 0660 (tpm-udev)", dev.strip(),
