@@ -21,6 +21,11 @@ PACKAGES="$PACKAGES,pinentry-gtk2,xdotool"
 # The Secret portal (scenario 2): xdg-desktop-portal, started by the user's bus, and a
 # Flatpak-style sandbox for libsecret (bubblewrap, xdg-dbus-proxy).
 PACKAGES="$PACKAGES,xdg-desktop-portal,bubblewrap,xdg-dbus-proxy"
+# The TPM2 keyslot: the libtss2 libraries the .deb links (ESAPI, the TCTI loader, marshalling,
+# response codes) and the device TCTI it loads for /dev/tpmrm0, tpm-udev for the tss group and
+# the udev rule that makes /dev/tpmrm0 tss:tss 0660; tpm2-tools for the test's checks (and
+# debugging) of the swtpm-backed TPM that vm/vm.py gives every VM.
+PACKAGES="$PACKAGES,tpm2-tools,libtss2-esys-3.0.2-0,libtss2-tctildr0,libtss2-mu0,libtss2-rc0,libtss2-tcti-device0,tpm-udev"
 cache=${1:-/var/cache/keyringrs-vm}
 here=$(cd "$(dirname "$0")" && pwd)
 key=$(cat "$0" "$here/keyringrs-vm-control.service" | sha256sum | cut -c1-16)

@@ -16,6 +16,7 @@ the guest's journal and auth log beside the serial log.
 the end and prints how to reach it (its control shell, ssh), until Ctrl-C.
 """
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -225,8 +226,51 @@ def parse(out):
 
 # --- the scenarios -----------------------------------------------------------------------------
 
+def random_hex(shown):
+    """tpm2_getrandom --hex 8's answer: exit 0 and 16 hex digits."""
+    return re.fullmatch(r"rc=0 [0-9a-f]{16}", shown)
+
+
+# The name of the owner hierarchy's ECC primary key: made again from the TPM's storage seed, the
+# same only if the TPM's state is (/run: a tmpfs, root's).
+PRIMARY_NAME = ("tpm2_createprimary -Q -C o -G ecc -c /run/primary.ctx && "
+                "tpm2_readpublic -c /run/primary.ctx | sed -n 's/^name: //p'; rm -f /run/primary.ctx")
+
+
+def tpm_checks(r):
+    """The VM's TPM2 (swtpm, vm/vm.py): the device as Debian's tpm-udev makes it, usable by
+    the test user (group tss, setup.sh) and by root."""
+    if not r.vm.tpm:
+        r.note("TPM", "none (KEYRINGRS_VM_TPM=0): no TPM checks")
+        return
+    # What the TPM2 keyslot's .deb will depend on, in the image already (no network here).
+    libs = ("libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-mu0 libtss2-rc0 libtss2-tcti-device0 "
+            "tpm-udev")
+    _, out = r.root(f"dpkg-query -W -f '${{Package}}=${{db:Status-Status}} ' {libs}", ok=False)
+    r.check("the libtss2 libraries of the keyslot (ESAPI, TCTI loader and device TCTI, MU, RC) "
+            "and tpm-udev are installed", " ".join(out.split()),
+            " ".join(f"{lib}=installed" for lib in sorted(libs.split())))  # dpkg-query sorts
+    # Debian's tpm-udev: /dev/tpmrm0 tss:tss 0660, for the members of the group tss.
+    _, dev = r.root("stat -c '%U:%G %a' /dev/tpmrm0", ok=False)
+    r.check("the guest has a TPM2: /dev/tpmrm0 is tss:tss 0660 (tpm-udev)", dev.strip(),
+            "tss:tss 660")
+    _, version = r.root("cat /sys/class/tpm/tpm0/tpm_version_major", ok=False)
+    st, out = r.root(f"runuser -u {USER} -- tpm2_getrandom --hex 8", ok=False)
+    r.check(f"tpm2_getrandom --hex 8 as {USER} (group tss)", f"rc={st} {out.strip()}",
+            random_hex)
+    st, out = r.root("tpm2_pcrread sha256:7", ok=False)
+    r.check("tpm2_pcrread sha256:7", f"rc={st} {' '.join(out.split())}",
+            lambda t: t.startswith("rc=0 ") and re.search(r"7 ?: ?0x[0-9A-F]{64}", t))
+    _, maker = r.root("tpm2_getcap properties-fixed 2>/dev/null | "
+                      "grep -A2 -E 'TPM2_PT_MANUFACTURER|TPM2_PT_FAMILY_INDICATOR' | "
+                      "grep value: | tr -s ' '", ok=False)
+    r.note("TPM", f"TPM {version.strip()}.0 (swtpm, tpm-tis), /dev/tpmrm0 {dev.strip()}; "
+           f"{' '.join(maker.split())}")
+
+
 def s1_text_login(r):
     """agetty + login on ttyS0: the first login creates the store; strict text scope."""
+    tpm_checks(r)
     r.serial_login()
     st, out = r.vm.serial.run("keyringrs status")
     r.check("first login created the store, unlocked in that login",
@@ -387,6 +431,8 @@ def s5_passwords(r):
     r.check("passwd in a text login", "updated successfully" in out, True)
     r.serial_logout()
     _, boot1 = r.root("cat /proc/sys/kernel/random/boot_id")
+    if r.vm.tpm:
+        _, name1 = r.root(PRIMARY_NAME, ok=False)
     t = time.time()
     r.vm.serial.discard()
     r.vm.control.send("systemctl reboot\n")
@@ -395,6 +441,14 @@ def s5_passwords(r):
     r.vm.wait_control()
     _, boot2 = r.root("cat /proc/sys/kernel/random/boot_id")
     r.check("the VM rebooted", boot1.strip() != boot2.strip(), True)
+    st, out = r.root("tpm2_getrandom --hex 8", ok=False)
+    if r.vm.tpm:
+        r.check("after the reboot: the TPM answers (tpm2_getrandom --hex 8 as root)",
+                f"rc={st} {out.strip()}", random_hex)
+        _, name2 = r.root(PRIMARY_NAME, ok=False)
+        r.check("after the reboot: the same TPM state (the owner's ECC primary key's name)",
+                name2.strip(), lambda n: re.fullmatch(r"000b[0-9a-f]{64}", n)
+                and n == name1.strip())
     r.serial_login()
     r.note("reboot to login", f"{time.time() - t:.0f} s")
     st, out = r.vm.serial.run(f"keyringrs get vm-test {USER}")
@@ -617,7 +671,8 @@ def main(argv):
                                 f"2 vCPUs, 2 GiB; chosen in {time.time() - t:.0f} s)")
         vm = VM(image, log_dir, data_dir=data, accel=accel, ssh_port=ssh_port)
         vm.wait_control()
-        times["boot to control shell"] = f"{vm.elapsed():.0f} s"
+        times["boot to control shell"] = (f"{vm.elapsed():.0f} s "
+                                          f"({'with' if vm.tpm else 'without'} a TPM)")
         r = Run(vm, log_dir, ssh_port)
         r.scenario = "setup"
         t = time.time()
@@ -668,8 +723,8 @@ def main(argv):
         times["total"] = f"{vm.elapsed():.0f} s"
         vm.close()
         r.scenario = "host"
-        r.check("qemu is gone, its overlay and disks removed",
-                (vm.proc.poll() is not None, os.path.exists(vm.tmp)), (True, False))
+        r.check("qemu and swtpm are gone, the overlay, disks and TPM state removed",
+                (vm.gone(), os.path.exists(vm.tmp)), (True, False))
         r.check("the host's PAM stacks, users, groups and units are as they were",
                 host_state(), before)
         report(r, log_dir, times)

@@ -9,11 +9,16 @@ from a host directory. Two consoles reach the guest:
 - `control`, a root shell on the virtio console hvc0 (a unix socket here), started by the
   image's keyringrs-vm-control.service without a login: the driver's own channel, which no
   PAM stack sees.
+A TPM2 too: every VM gets one of its own, a swtpm process (its state in the VM's temporary
+directory, so it lasts as long as the VM, across reboots in the guest) behind qemu's TPM
+emulator backend and a TIS device; the guest's kernel finds it in ACPI and makes /dev/tpm0 and
+/dev/tpmrm0. KEYRINGRS_VM_TPM=0 boots without it (to compare).
 KVM if a probe boot works there, else TCG. Every wait is bounded and names what did not appear;
-both consoles are logged beside the caller's output. qemu is killed on every path.
+both consoles and swtpm are logged beside the caller's output. qemu and swtpm are killed on
+every path.
 
-    vm/vm.py check IMAGE_DIR      boot, check the control shell, systemd and logind, log in on
-                                  ttyS0 as root, power off; prints the timings
+    vm/vm.py check IMAGE_DIR      boot, check the control shell, systemd and logind, the TPM,
+                                  log in on ttyS0 as root, power off; prints the timings
 """
 import os
 import shutil
@@ -115,18 +120,55 @@ class Console:
 
 class VM:
     def __init__(self, image, log_dir, data_dir=None, accel="tcg,thread=multi", memory=2048,
-                 ssh_port=None):
+                 ssh_port=None, tpm=None):
         self.t0 = time.time()
         self.tmp = tempfile.mkdtemp(prefix="keyringrs-vm-")
         self.proc = None
+        self.swtpm = None
         self.consoles = []
+        if tpm is None:
+            tpm = os.environ.get("KEYRINGRS_VM_TPM", "1") != "0"
+        self.tpm = tpm
         try:
             self._start(image, log_dir, data_dir, accel, memory, ssh_port)
         except BaseException:
             self.close()
             raise
 
+    def _start_swtpm(self, log_dir):
+        """swtpm, a TPM2 for qemu's emulator backend: qemu connects to its control socket and
+        hands it the data channel. No --flags startup-*: the firmware (SeaBIOS, which runs
+        before -kernel's kernel too) sends TPM2_Startup, at every boot of the guest; qemu sends
+        swtpm CMD_INIT at every reset of the machine (a reboot in the guest), so the one swtpm
+        serves every boot of the VM, its state (in self.tmp) kept. It ends by itself when
+        qemu's connection goes; close() makes sure."""
+        state = os.path.join(self.tmp, "tpm")
+        os.mkdir(state, 0o700)
+        sock = os.path.join(self.tmp, "swtpm.sock")
+        log_path = os.path.join(log_dir, "vm-swtpm.log")
+        # Errors only (level 1): from level 2 on, swtpm dumps every command and response in
+        # hex (the firmware's measurements, the kernel's reads of the TPM's random generator).
+        command = ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                   "--ctrl", f"type=unixio,path={sock}", "--log", f"file={log_path},level=1"]
+        with open(log_path, "w") as log:
+            log.write(f"{time.strftime('%H:%M:%S')} {' '.join(command)}\n")
+        # Its log and its stderr (what it says before its log is open) both appended there.
+        with open(log_path, "ab") as log:
+            self.swtpm = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=log)
+        end = time.time() + 30
+        while not os.path.exists(sock):
+            if self.swtpm.poll() is not None:
+                raise Timeout(f"swtpm exited {self.swtpm.returncode} before it made its socket "
+                              f"(log: {log_path})")
+            if time.time() > end:
+                raise Timeout(f"swtpm made no control socket within 30 s (log: {log_path})")
+            time.sleep(0.05)
+        return ["-chardev", f"socket,id=chrtpm,path={sock}",
+                "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"]
+
     def _start(self, image, log_dir, data_dir, accel, memory, ssh_port):
+        tpm = self._start_swtpm(log_dir) if self.tpm else []
         overlay = os.path.join(self.tmp, "overlay.qcow2")
         made = subprocess.run(
             ["qemu-img", "create", "-q", "-f", "qcow2", "-b", os.path.join(image, "disk.img"),
@@ -154,7 +196,7 @@ class VM:
             ["qemu-system-x86_64", "-accel", accel, "-smp", "2", "-m", str(memory),
              "-kernel", os.path.join(image, "vmlinuz"), "-initrd", os.path.join(image, "initrd.img"),
              "-append", "root=/dev/vda rw console=ttyS0 systemd.show_status=0",
-             *drives,
+             *drives, *tpm,
              "-netdev", net, "-device", "virtio-net-pci,netdev=n0",
              "-chardev", f"socket,id=control,path={control_sock},server=on,wait=off",
              "-device", "virtio-serial-pci", "-device", "virtconsole,chardev=control",
@@ -183,6 +225,11 @@ class VM:
         self.control = Console("hvc0", sock.fileno(), sock.sendall,
                                os.path.join(log_dir, "vm-control.log"))
         self.consoles.append(self.control)
+
+    def gone(self):
+        """qemu and swtpm both ended and reaped."""
+        return self.proc.poll() is not None and (self.swtpm is None
+                                                 or self.swtpm.poll() is not None)
 
     def elapsed(self):
         return time.time() - self.t0
@@ -229,6 +276,14 @@ class VM:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.swtpm is not None and self.swtpm.poll() is None:
+            # Gone with qemu's connection already, as a rule; else asked, then killed.
+            self.swtpm.terminate()
+            try:
+                self.swtpm.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.swtpm.kill()
+                self.swtpm.wait()
         for console in self.consoles:
             console.reader.join(timeout=5)
         if getattr(self, "sock", None):
@@ -261,7 +316,7 @@ def choose_accel(image, log_dir, cache_dir=None):
     probe_dir = tempfile.mkdtemp(prefix="keyringrs-vm-probe-", dir=log_dir)
     vm = None
     try:
-        vm = VM(image, probe_dir, accel=kvm)
+        vm = VM(image, probe_dir, accel=kvm, tpm=False)
         vm.serial.expect("Linux version", 30, "the kernel's banner under KVM")
         answer = "kvm"
     except Timeout:
@@ -288,11 +343,19 @@ def check(image, log_dir):
         t_login = vm.elapsed()
         _, sessions = vm.control.run("loginctl list-sessions --no-legend")
         _, kernel = vm.control.run("uname -r")
+        tpm_ok = True
+        if vm.tpm:
+            st, tpm = vm.control.run("cat /sys/class/tpm/tpm0/tpm_version_major && "
+                                     "stat -c '%U:%G %a' /dev/tpmrm0 && tpm2_getrandom --hex 8")
+            tpm = " ".join(tpm.split())
+            tpm_ok = st == 0
+        else:
+            tpm = "none (KEYRINGRS_VM_TPM=0)"
         vm.poweroff()
         print(f"vm check: control shell after {t_control:.1f} s, serial login after "
               f"{t_login:.1f} s, system {state.strip()!r}, sessions {sessions.strip()!r}, "
-              f"kernel {kernel.strip()}, powered off after {vm.elapsed():.1f} s")
-        return 0 if state.strip() == "running" and "root" in sessions else 1
+              f"kernel {kernel.strip()}, TPM {tpm!r}, powered off after {vm.elapsed():.1f} s")
+        return 0 if state.strip() == "running" and "root" in sessions and tpm_ok else 1
     finally:
         vm.close()
 

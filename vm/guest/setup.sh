@@ -30,6 +30,10 @@ systemd-tmpfiles --create /etc/tmpfiles.d/keyringrs-vm.conf
 
 useradd --create-home --shell /bin/bash "$user"
 echo "$user:$password" | chpasswd
+# The TPM (the VM's swtpm): Debian's tpm-udev makes /dev/tpmrm0 tss:tss 0660 (its udev rule:
+# "the tss group members can access tpmrm devices"), so membership of the group tss is the
+# documented requirement for a user to use the TPM (the TPM2 keyslot).
+usermod -a -G tss "$user"
 
 # lightdm: its own Debian PAM stack (no pam_keyinit), Xvfb as the X server, our greeter and session.
 install -d /etc/lightdm/lightdm.conf.d
