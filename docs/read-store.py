@@ -41,6 +41,10 @@ def main(store, password):
     for i in range(nslots):
         slot = header[37 + 102 * i : 37 + 102 * (i + 1)]
         kind, kdf, mem, time, lanes = struct.unpack_from("<BBIII", slot, 0)
+        if kind == 5:
+            # A TPM2 keyslot: its key is in the TPM, not derived from a password.
+            assert kdf == 2, "TPM2 keyslot with another key source"
+            continue
         assert kdf == 1 and kind in (1, 2, 3, 4)
         salt, nonce, wrapped = slot[14:30], slot[30:54], slot[54:102]
         kek = crypto_pwhash_alg(32, password, salt, time, mem * 1024, crypto_pwhash_ALG_ARGON2ID13)
