@@ -196,3 +196,28 @@ fn removing_the_slot_or_rotating_removes_its_sealed_object() {
     assert_eq!(std::fs::read_dir(&tpm2).unwrap().count(), 0);
     assert!(s.tpm2_slots(false).unwrap().is_empty());
 }
+
+/// docs/FORMAT.md is enough to read a store with a TPM2 keyslot: the independent reader
+/// (docs/read-store.py) skips the slot and opens the store with a password slot after it.
+#[test]
+fn the_format_document_reader_opens_a_store_with_a_tpm2_slot() {
+    let (dir, s) = temp_store("tpm2-reader");
+    s.set("svc", "u", b"read by the document").unwrap();
+    add(&s, "machine", [5; 32], false);
+    s.add_password(b"pw", "later", b"after-the-tpm2-slot", false, test_kdf())
+        .unwrap();
+    let reader = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/read-store.py");
+    let mut c = std::process::Command::new("/usr/bin/python3");
+    c.arg(reader).arg(dir.store());
+    let o = run(c, b"after-the-tpm2-slot\n");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("'svc' 'u'") && out.contains("read by the document"),
+        "{out}"
+    );
+}
