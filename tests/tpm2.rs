@@ -33,6 +33,15 @@ fn setup(tag: &str) -> (TempDir, Swtpm) {
     (dir, tpm)
 }
 
+/// [`setup`], a TPM2 keyslot `m` (no PCRs), and the store locked.
+fn locked_with_slot(tag: &str) -> (TempDir, Swtpm) {
+    let (dir, tpm) = setup(tag);
+    let add = ["slot", "add", "m", "--tpm2", "--password-stdin"];
+    assert_exit(&with_tpm(&dir.store(), &tpm.tcti(), &add, b"pw\n"), 0);
+    assert_exit(&keyringrs(&dir.store(), &["lock"], b""), 0);
+    (dir, tpm)
+}
+
 fn locked(store: &Path) -> bool {
     code(&keyringrs(store, &["get", "svc", "u"], b"")) == 3
 }
@@ -162,18 +171,8 @@ fn a_pin_slot_asks_its_pin() {
 
 #[test]
 fn no_tpm_is_a_named_error_and_another_tpm_does_not_open_the_slot() {
-    let (dir, tpm) = setup("tpm2-none");
+    let (dir, tpm) = locked_with_slot("tpm2-none");
     let store = dir.store();
-    assert_exit(
-        &with_tpm(
-            &store,
-            &tpm.tcti(),
-            &["slot", "add", "m", "--tpm2", "--password-stdin"],
-            b"pw\n",
-        ),
-        0,
-    );
-    assert_exit(&keyringrs(&store, &["lock"], b""), 0);
     // No device, nothing listening: exit 1, naming the TCTI.
     for tcti in [
         "device:/dev/keyringrs-no-such-tpm",
@@ -212,18 +211,8 @@ fn no_tpm_is_a_named_error_and_another_tpm_does_not_open_the_slot() {
 
 #[test]
 fn a_changed_sealed_object_is_damage_naming_its_file() {
-    let (dir, tpm) = setup("tpm2-damage");
+    let (dir, tpm) = locked_with_slot("tpm2-damage");
     let store = dir.store();
-    assert_exit(
-        &with_tpm(
-            &store,
-            &tpm.tcti(),
-            &["slot", "add", "m", "--tpm2", "--password-stdin"],
-            b"pw\n",
-        ),
-        0,
-    );
-    assert_exit(&keyringrs(&store, &["lock"], b""), 0);
     let file = std::fs::read_dir(store.join("tpm2"))
         .unwrap()
         .next()

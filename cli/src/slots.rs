@@ -113,11 +113,7 @@ pub fn slot(path: &Path, kdf: KdfParams, command: SlotCommand) -> Outcome {
             recovery_key,
         } => {
             let store = Store::open(path)?;
-            let first = if recovery_key {
-                "Recovery key: "
-            } else {
-                "Store password: "
-            };
+            let first = Opener::prompt_text(recovery_key);
             // With --password-stdin: the store password, then the PIN (one line each).
             let (old, pin) = if password_stdin {
                 let mut lines = read_stdin_lines(1 + usize::from(pin))?;
@@ -149,11 +145,7 @@ pub fn slot(path: &Path, kdf: KdfParams, command: SlotCommand) -> Outcome {
             ..
         } => {
             let store = Store::open(path)?;
-            let first = if recovery_key {
-                "Recovery key: "
-            } else {
-                "Store password: "
-            };
+            let first = Opener::prompt_text(recovery_key);
             let (old, new) = old_and_new(password_stdin, || {
                 Ok((
                     prompt(first)?,
@@ -207,12 +199,17 @@ enum Opener {
 impl Opener {
     /// One line of stdin, or asked on the tty.
     fn read(from_stdin: bool, recovery_key: bool) -> Result<Opener, Failure> {
-        let prompt_text = if recovery_key {
+        let text = Opener::prompt_text(recovery_key);
+        Opener::from_text(one_secret(from_stdin, text)?, recovery_key)
+    }
+
+    /// What the tty asks for first.
+    fn prompt_text(recovery_key: bool) -> &'static str {
+        if recovery_key {
             "Recovery key: "
         } else {
             "Store password: "
-        };
-        Opener::from_text(one_secret(from_stdin, prompt_text)?, recovery_key)
+        }
     }
 
     /// The store, and what opens it (read after the store is found).
