@@ -62,7 +62,8 @@ TEST_PACKAGES  += swtpm swtpm-tools tpm2-tools
 TEST_PACKAGES  += strace
 # Needed only by `make bench` (and its quick mode in `make test`): the peers it measures
 # (gnome-keyring over D-Bus, keyctl, secret-tool), libdbus for the in-process D-Bus client, GNU time.
-BENCH_PACKAGES  = keyutils gnome-keyring dbus-daemon dbus-x11 libsecret-tools libdbus-1-dev pkg-config time
+BENCH_PACKAGES  = keyutils gnome-keyring dbus-daemon dbus-x11 libsecret-tools libdbus-1-dev pkg-config time \
+                  swtpm swtpm-tools tpm2-tools
 # The in-process gnome-keyring client is built only where libdbus-1-dev is installed.
 BENCH_FEATURES  = $(shell pkg-config --exists dbus-1 2>/dev/null && echo --features keyringrs-bench/secret-service)
 

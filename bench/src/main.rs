@@ -168,6 +168,7 @@ fn run(cfg: &Config) -> Result<(), String> {
     log("unlock (default KDF)");
     let ustore = unlock::default_store(&work.join("store-default-kdf"))?;
     rows.extend(unlock::default_rows(cfg, &ustore));
+    rows.extend(unlock::tpm2_rows(cfg, &ustore, &work));
 
     // CLI per call, and process start-up for scale.
     log("CLI");

@@ -1,8 +1,12 @@
 //! The "unlock" group: Store::lock + Store::unlock beside Argon2id alone, with the store's
-//! minimal parameters at each size (what unlock costs beside the KDF), and with the defaults.
+//! minimal parameters at each size (what unlock costs beside the KDF), and with the defaults;
+//! and the unlock through a TPM2 keyslot (swtpm as the TPM: fork, primary key, policy session,
+//! unseal) beside them.
 
 use std::path::Path;
+use std::time::Duration;
 
+use keyringrs_tpm2::{Policy, Tcti, Unsealer};
 use libkeyring::{KdfParams, Store, UnlockOptions};
 
 use crate::fixture::Fixture;
@@ -71,6 +75,55 @@ pub fn default_rows(cfg: &Config, store: &Store) -> Vec<Row> {
         ),
     ];
     let res = compare(&mut ops, 1, cfg.unlock_samples, cfg.unlock_samples);
+    ops.iter()
+        .zip(res)
+        .map(|((name, _), r)| time_row("unlock", name, Some(1), r))
+        .collect()
+}
+
+/// The unlock of `store` (made by [`default_store`]) through a TPM2 keyslot, with swtpm on
+/// 127.0.0.1 as the TPM (under `dir`): what `unlock --tpm2`, a login without a password and the
+/// unlock prompt's TPM2 step cost. n/a without swtpm.
+pub fn tpm2_rows(cfg: &Config, store: &Store, dir: &Path) -> Vec<Row> {
+    let name = "Store unlock through a TPM2 keyslot (swtpm: fork, primary key, unseal)";
+    let tpm = match keyringrs_rigs::swtpm::Swtpm::start(&dir.join("swtpm")) {
+        Ok(t) => t,
+        Err(e) => return vec![crate::report::na("unlock", name, Some(1), e)],
+    };
+    let tpm2 = (|| -> Result<Unsealer, String> {
+        let unsealer = Unsealer {
+            tcti: Tcti::parse(&tpm.tcti()).map_err(e2s)?,
+            within: Duration::from_secs(30),
+            as_user: None,
+        };
+        unsealer
+            .add_slot(
+                store,
+                PASSWORD,
+                "bench-tpm2",
+                &Policy::default(),
+                None,
+                false,
+            )
+            .map_err(e2s)?;
+        Ok(unsealer)
+    })();
+    let unsealer = match tpm2 {
+        Ok(u) => u,
+        Err(e) => return vec![crate::report::na("unlock", name, Some(1), e)],
+    };
+    let opts = UnlockOptions::default();
+    let mut ops: Vec<(String, Op)> = vec![(
+        name.into(),
+        Box::new(move || {
+            store.lock().map_err(e2s)?;
+            let slots = store.tpm2_slots(false).map_err(e2s)?;
+            let (opened, _) = unsealer.open(store, &slots, &mut |_| None).map_err(e2s)?;
+            store.unlock_opened(&opened, &opts).map(drop).map_err(e2s)
+        }),
+    )];
+    let res = compare(&mut ops, 1, cfg.unlock_samples, cfg.unlock_samples);
+    drop(tpm);
     ops.iter()
         .zip(res)
         .map(|((name, _), r)| time_row("unlock", name, Some(1), r))
