@@ -483,7 +483,7 @@ def as_user(command):
             f"PATH=/usr/local/bin:/usr/bin:/bin {command}")
 
 
-def tpm2_autologin(r):
+def tpm2_autologin(r, conf):
     """lightdm autologin with a TPM2 keyslot added `--pam` (the guest's /dev/tpmrm0, backed by
     swtpm on the host): the store opens at the login with no password typed and the session's
     apps read with no prompt; when the autologin ends it locks; then the slot is removed."""
@@ -516,8 +516,12 @@ def tpm2_autologin(r):
     _, log = r.root(f"journalctl --since=@{since.strip()} --no-pager -o short "
                     "-g 'keyringrs' | tail -n 12", ok=False)
     r.note("journal of the TPM2 autologin", " | ".join(log.strip().splitlines()))
+    # The session ends as a person's does (its program exits, lightdm closes the PAM session);
+    # without the autologin line lightdm then shows its greeter instead of logging in again.
+    r.root(f"mv {conf} {conf}.off")
+    r.end_agent("lightdm", env)
     r.root("systemctl stop lightdm.service")
-    r.session_gone(env["XDG_SESSION_ID"], "the TPM2 autologin")
+    r.root(f"mv {conf}.off {conf}")
     r.check("after the autologin ended: locked", r.fresh_probe(), LOCKED)
     st, _ = r.root(f"printf '%s\\n' {pw} | " + as_user(
         "keyringrs slot remove machine --password-stdin"), 120, ok=False)
@@ -533,7 +537,7 @@ def s7_autologin(r):
     r.root(f"printf '[Seat:*]\\nautologin-user={USER}\\nautologin-session=keyringrs-vm\\n' > {conf}")
     r.root(f"rm -f {DIR}/lightdm.env {DIR}/lightdm.app.out")
     try:
-        tpm2_autologin(r)
+        tpm2_autologin(r, conf)
         r.root("systemctl stop greetd.service; systemctl restart lightdm.service")
         r.wait(f"[ -e {DIR}/lightdm.env ]", 240, "lightdm's autologin session (its agent)")
         env = r.agent_env("lightdm")
