@@ -166,6 +166,16 @@ fn a_changed_missing_or_planted_sealed_object_is_corrupt_naming_it() {
     // A symlink in its place is not followed.
     std::os::unix::fs::symlink(dir.store().join("header"), &file).unwrap();
     assert_eq!(s.tpm2_slots(true).unwrap_err().kind(), ErrorKind::Corrupt);
+    // Nor is a FIFO waited on (a login reads this file).
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let started = std::time::Instant::now();
+    assert_eq!(s.tpm2_slots(true).unwrap_err().kind(), ErrorKind::Corrupt);
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
     // The password opens the store whatever happened to the TPM2 slot's object.
     s.open_with_password(b"pw").unwrap();
 }
