@@ -1,6 +1,7 @@
 //! The unlock prompt and the store's TPM2 keyslots (`keyringrs slot add NAME --tpm2`): a slot
 //! without a PIN opens the store with the TPM before any dialog is shown, so an app's unlock
-//! in an autologin whose login did not open the store needs nothing typed; a slot with a PIN is
+//! in an autologin whose login did not open the store needs nothing typed — unless a lock
+//! policy locked it (screen lock, suspend), which only the user's answer undoes; a slot with a PIN is
 //! tried with the dialog's answer when no password slot takes it. The TPM is /dev/tpmrm0
 //! unless the daemon's TPM2TOOLS_TCTI or TCTI names another; each TPM operation ends within
 //! [`WITHIN`].
@@ -50,6 +51,15 @@ pub(super) fn without_dialog(st: &State, caller: &Caller) -> bool {
     };
     let slots = slots(&store, false);
     if slots.is_empty() {
+        return false;
+    }
+    // A store a lock policy locked (at screen lock, at suspend) stays locked until the user
+    // answers: an app's lookup must not undo the policy through the TPM.
+    if let Some((why, _)) = libkeyring::lock_note::get(store.kernel_key()) {
+        log(format!(
+            "the store was locked at {why}: its TPM2 keyslot does not reopen it unasked; asking \
+             for the password"
+        ));
         return false;
     }
     let Some(tpm) = unsealer() else {

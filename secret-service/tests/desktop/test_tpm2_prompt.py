@@ -121,3 +121,34 @@ def test_wrong_answers_cost_the_tpm_one_pin_try_per_prompt(desk, tpm):
     assert "dictionary-attack lockout" not in log, log
     d.cli("unlock", "--tpm2", "--password-stdin", input=b"2468\n")
     assert not d.locked()
+
+
+def test_a_store_a_lock_policy_locked_is_not_reopened_by_the_tpm(desk, tpm, tmp_path):
+    """After the daemon's lock at screen lock (logind's Lock, from the stand-in), an app's
+    lookup gets the dialog, not a silent TPM2 unlock that would undo the policy."""
+    from test_lock_policy import Logind
+    logind = Logind(tmp_path)
+    try:
+        d = tpm_desk(desk, tpm, [], answer=None)
+        config = d.tmp / "config"
+        (config / "keyringrs").mkdir(parents=True)
+        (config / "keyringrs" / "lock.conf").write_text("screen-lock = lock\n")
+        d.base["XDG_CONFIG_HOME"] = str(config)
+        d.restart_daemon(DBUS_SYSTEM_BUS_ADDRESS=logind.address, KEYRINGRS_PROMPTER="none")
+        d.cli("unlock", "--tpm2", "--scope", "user")
+        wait_for("the daemon to see it unlocked", lambda: "now unlocked" in d.daemon_log()
+                 or "(unlocked)" in d.daemon_log())
+        time.sleep(0.5)
+        logind.send("lock")
+        wait_for("the lock", d.locked, timeout=10)
+        assert b"locked:  at screen lock" in d.cli("status").stdout
+        rc, _, _ = lookup(d)
+        assert rc != 0
+        assert d.locked()
+        log = d.daemon_log()
+        assert "the store was locked at screen-lock: its TPM2 keyslot does not reopen it" in log
+        # The user's own `keyringrs unlock --tpm2` still opens it.
+        d.cli("unlock", "--tpm2", "--scope", "user")
+        assert not d.locked()
+    finally:
+        logind.close()
