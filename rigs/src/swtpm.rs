@@ -51,7 +51,7 @@ impl Swtpm {
     /// Start a TPM whose state lives in `dir` (created; a new directory is a new TPM, the same
     /// directory again the same TPM), up once it answers on its control port.
     pub fn start(dir: &Path) -> Result<Swtpm, String> {
-        if !dir.to_str().is_some_and(|d| !d.contains(',')) {
+        if dir.to_str().is_none_or(|d| d.contains(',')) {
             return Err(format!(
                 "{}: swtpm needs a UTF-8 path without commas",
                 dir.display()

@@ -247,7 +247,7 @@ impl Store {
     /// records later overwrite them in place).
     pub(crate) fn create_journal(dir: &std::fs::File, path: &Path) -> Result<()> {
         // Never the last free space: a nearly full disk writes entry files instead.
-        if fs::free_bytes(dir).map_or(true, |free| free < MIN_FREE_FOR_JOURNAL) {
+        if fs::free_bytes(dir).is_none_or(|free| free < MIN_FREE_FOR_JOURNAL) {
             return Err(Error::Quota(format!(
                 "{}: too little free space for a journal",
                 path.display()
