@@ -111,8 +111,8 @@ impl CredentialStoreApi for Store {
         Ok(found
             .into_iter()
             .filter(|(s, u)| {
-                spec.get("service").map_or(true, |v| v == s)
-                    && spec.get("user").map_or(true, |v| v == u)
+                spec.get("service").is_none_or(|v| v == s)
+                    && spec.get("user").is_none_or(|v| v == u)
             })
             .map(|(s, u)| self.entry(&s, &u))
             .collect())
