@@ -176,6 +176,10 @@ fn a_changed_missing_or_planted_sealed_object_is_corrupt_naming_it() {
     let started = std::time::Instant::now();
     assert_eq!(s.tpm2_slots(true).unwrap_err().kind(), ErrorKind::Corrupt);
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // The whole directory gone: the same.
+    std::fs::remove_dir_all(dir.store().join("tpm2")).unwrap();
+    let e = s.tpm2_slots(true).unwrap_err();
+    assert!(e.to_string().contains("missing"), "{e}");
     // The password opens the store whatever happened to the TPM2 slot's object.
     s.open_with_password(b"pw").unwrap();
 }

@@ -120,8 +120,8 @@ impl Unsealer {
 
     /// Open the store with one of `slots` (from [`Store::tpm2_slots`]), in order; `pin` is asked
     /// for a slot that needs one (None: skip that slot). The first slot that opens wins; when
-    /// none does, the error of the last one tried (a missing TPM is reported at once: the
-    /// other slots would meet the same).
+    /// none does, the error of the last one tried (a missing or hung TPM is reported at once:
+    /// the other slots would meet the same).
     pub fn open<'s>(
         &self,
         store: &Store,
@@ -160,9 +160,14 @@ impl Unsealer {
                     Ok(opened) => return Ok((opened, slot)),
                     Err(e) => last = e.into(),
                 },
-                Err(e @ (Error::NoTpm(_) | Error::Permission(_) | Error::InvalidTcti(_))) => {
-                    return Err(e.into())
-                }
+                // No TPM, or one that hangs: the other slots would meet the same (and a login
+                // would wait a timeout per slot).
+                Err(
+                    e @ (Error::NoTpm(_)
+                    | Error::Permission(_)
+                    | Error::InvalidTcti(_)
+                    | Error::Timeout(_)),
+                ) => return Err(e.into()),
                 Err(e) => last = e.into(),
             }
         }
