@@ -9,8 +9,10 @@
 //! once and the log says why. One dialog shows at a time.
 //!
 //! A store with a TPM2 keyslot without a PIN (`slot add --tpm2`) opens with the TPM before
-//! any dialog shows (tpm2.rs). An answer is checked against the store's password slots, and if
-//! it reads as a recovery key, against that, else as the PIN of a TPM2 keyslot that has one. A wrong one is asked again with a warning, up to [`MAX_TRIES`]. It unlocks the
+//! any dialog shows, unless a lock policy locked it (tpm2.rs). An answer is checked against the
+//! store's password slots, and if it reads as a recovery key, against that, else (once a
+//! prompt) as the PIN of a TPM2 keyslot that has one. A wrong one is asked again with a
+//! warning, up to [`MAX_TRIES`]. It unlocks the
 //! store where the daemon can read it, the user keyring `@u`, held by the caller's login
 //! (libkeyring's holders): the store locks again when that login ends, as a graphical login's
 //! does (docs/PAM.md). `$KEYRINGRS_SCOPE=session` keeps the key in the daemon's own session
