@@ -235,3 +235,19 @@ fn the_format_document_reader_opens_a_store_with_a_tpm2_slot() {
         "{out}"
     );
 }
+
+/// The last slot that opens without the TPM (a password, the recovery key) is never removed: a
+/// store only a TPM opens would be lost with that TPM.
+#[test]
+fn the_last_password_slot_is_kept_beside_a_tpm2_slot() {
+    let (_dir, s) = temp_store("tpm2-last");
+    add(&s, "machine", [4; 32], true);
+    let e = s.remove_slot(b"pw", "login").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("without the TPM"), "{e}");
+    // With a recovery key beside it, the password slot may go; the TPM2 slot may always go.
+    let key = s.add_recovery_key(b"pw").unwrap();
+    s.remove_slot(b"pw", "login").unwrap();
+    s.remove_slot(&key, "machine").unwrap();
+    s.open_with_recovery_key(&key).unwrap();
+}

@@ -197,7 +197,8 @@ pub enum SlotCommand {
         #[arg(long)]
         recovery_key: bool,
     },
-    /// Remove keyslot NAME (never the last one that opens the store)
+    /// Remove keyslot NAME (never the last one that opens the store, nor the last password or
+    /// recovery key beside a TPM2 slot)
     Remove {
         name: String,
         #[arg(long)]

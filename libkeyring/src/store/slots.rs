@@ -338,6 +338,15 @@ impl Store {
                 "{name:?} is the last keyslot that opens the store; add another first"
             )));
         }
+        // A store only a TPM opens is lost with that TPM (cleared, replaced, a firmware update
+        // that changes its PCRs): a password or the recovery key always stays.
+        let without_tpm = |s: &&SlotInfo| s.kind != SlotKind::Tpm2;
+        if target.kind != SlotKind::Tpm2 && slots.iter().filter(without_tpm).count() == 1 {
+            return Err(Error::InvalidInput(format!(
+                "{name:?} is the last keyslot that opens the store without the TPM (a password \
+                 or the recovery key); add another first"
+            )));
+        }
         let index = target.index;
         let opened = self.open_by(credential)?;
         self.edit_slots(&opened, |header, names| Self::empty(header, names, index))
